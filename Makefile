@@ -1,0 +1,64 @@
+# sandan developer entry points. Every target is idempotent and quick when already done.
+# The local stack (Kafka + Redis) is driven by scripts/stack.sh; see deploy/README.md.
+
+PY ?= python3
+VENV = .venv
+VENV_PY = $(VENV)/bin/python
+STAMP = $(VENV)/.stamp
+STACK = scripts/stack.sh
+PYTEST_ARGS ?= -q
+# `make down SERVICES=kafka` stops only Kafka; empty means both.
+SERVICES ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv setup up down status reset test demo clean
+
+help:
+	@echo "make venv     .venv with sandan installed editable (plus test tools)"
+	@echo "make setup    venv + Kafka jars + redis-server"
+	@echo "make up       start Kafka and Redis on 127.0.0.1 and wait until they answer"
+	@echo "make down     stop them (data is kept)"
+	@echo "make status   one line per service"
+	@echo "make reset    down, then delete the Kafka and Redis data"
+	@echo "make test     up, then pytest (PYTEST_ARGS='$(PYTEST_ARGS)')"
+	@echo "make demo     up, then sandan demo"
+	@echo "make clean    remove .venv and build output (keeps .local data, see reset, and the Kafka jars in .cache)"
+
+venv: $(STAMP)
+
+# Reinstall only when the dependency list changed; the editable install picks up code
+# changes by itself.
+$(STAMP): pyproject.toml
+	@test -x $(VENV_PY) || { echo "creating $(VENV) with $(PY)"; $(PY) -m venv $(VENV); }
+	@$(VENV_PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+		|| { echo "error: $(VENV) is not Python 3.11 (PY=$(PY)); run 'make clean' and retry with PY=python3.11" >&2; exit 1; }
+	@echo "installing sandan and test tools into $(VENV)"
+	@$(VENV_PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+setup: venv
+	@$(STACK) setup
+
+up: setup
+	@$(STACK) up
+
+down:
+	@$(STACK) down $(SERVICES)
+
+# status exits 3 when a service is stopped; that is an answer, not a make failure.
+status:
+	@$(STACK) status || true
+
+reset:
+	@$(STACK) reset
+
+test: up
+	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+demo: up
+	$(VENV)/bin/sandan demo
+
+# .cache is left alone: a running broker loads classes from those jars lazily.
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,396 @@
+#!/usr/bin/env bash
+# The real local stack: one KRaft Kafka broker (jars from Maven Central, no Docker) and one
+# Redis with an append-only file, both on 127.0.0.1, state under $SANDAN_LOCAL_DIR.
+#
+#   scripts/stack.sh setup    fetch the Kafka jars, apt-install redis-server if missing
+#   scripts/stack.sh up       start whatever is not running, then wait until both answer
+#   scripts/stack.sh down     stop both (SIGTERM, then SIGKILL after a timeout);
+#                             `down kafka` or `down redis` stops only that one
+#   scripts/stack.sh status   one line per service; exit 0 only when both are running
+#   scripts/stack.sh wait     only wait until both answer
+#   scripts/stack.sh reset    down, then delete the Kafka and Redis data
+#
+# Every command is idempotent. Settings are the SANDAN_* variables of
+# services/common/config.py; their defaults are read from that file so they cannot drift.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CONFIG_PY=$ROOT/services/common/config.py
+
+die() { echo "stack: error: $*" >&2; exit 1; }
+say() { echo "stack: $*"; }
+
+# The value of a setting: the environment, else the literal default in config.py.
+setting() {
+    local name=$1 value
+    if [[ -n ${!name+x} ]]; then
+        printf '%s' "${!name}"
+        return
+    fi
+    value=$(sed -n "s/^ *Setting(\"$name\", \"\([^\"]*\)\".*/\1/p" "$CONFIG_PY")
+    [[ -n $value ]] || die "no literal default for $name in $CONFIG_PY; set $name in the environment"
+    printf '%s' "$value"
+}
+
+KAFKA_VERSION=$(setting SANDAN_KAFKA_VERSION)
+KAFKA_PORT=$(setting SANDAN_KAFKA_PORT)
+CONTROLLER_PORT=$(setting SANDAN_KAFKA_CONTROLLER_PORT)
+KAFKA_HEAP=$(setting SANDAN_KAFKA_HEAP)
+REDIS_PORT=$(setting SANDAN_REDIS_PORT)
+TIMEOUT=$(setting SANDAN_STACK_TIMEOUT)
+# Not a literal in config.py (it is computed from the project root), so mirrored here.
+LOCAL_DIR=${SANDAN_LOCAL_DIR:-$ROOT/.local}
+
+JARS_DIR=$ROOT/.cache/kafka-jars/$KAFKA_VERSION
+KAFKA_DIR=$LOCAL_DIR/kafka
+KAFKA_DATA=$KAFKA_DIR/data
+KAFKA_LOGS=$KAFKA_DIR/logs
+KAFKA_PID=$KAFKA_DIR/kafka.pid
+KAFKA_OUT=$KAFKA_LOGS/kafka.out
+KAFKA_CONF=$KAFKA_DIR/server.properties
+REDIS_DIR=$LOCAL_DIR/redis
+REDIS_PID=$REDIS_DIR/redis.pid
+REDIS_LOG=$REDIS_DIR/redis.log
+REDIS_CONF=$REDIS_DIR/redis.conf
+STOP_TIMEOUT=30
+
+for port in "$KAFKA_PORT" "$CONTROLLER_PORT" "$REDIS_PORT"; do
+    [[ $port =~ ^[0-9]+$ ]] || die "port '$port' is not a number (check SANDAN_*_PORT)"
+done
+[[ $TIMEOUT =~ ^[0-9]+$ ]] || die "SANDAN_STACK_TIMEOUT='$TIMEOUT' is not a whole number of seconds"
+
+rel() { printf '%s' "${1#"$ROOT"/}"; }
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+port_open() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A pid from a pid file, only if that process is alive and is the program we expect
+# (pid files outlive reboots and pids get reused).
+live_pid() {
+    local file=$1 pattern=$2 pid
+    [[ -s $file ]] || return 1
+    pid=$(<"$file")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pattern" || return 1
+    printf '%s' "$pid"
+}
+kafka_pid() { live_pid "$KAFKA_PID" "$KAFKA_CONF"; }
+redis_pid() { live_pid "$REDIS_PID" "redis-server"; }
+
+lock() {
+    mkdir -p "$LOCAL_DIR"
+    # Two `up`s at once (parallel test sessions) would both format and start a broker.
+    # Children get `9>&-` so a daemon never holds this lock after the script ends.
+    exec 9>"$LOCAL_DIR/.stack.lock"
+    flock 9
+}
+
+# ---------------------------------------------------------------------------- setup
+
+apt_install() {
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || die "need root or sudo to apt-get install $*"
+        sudo=(sudo)
+    fi
+    command -v apt-get >/dev/null || die "$* missing and no apt-get here; install them by hand"
+    say "installing $* with apt-get (once)"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq update >/dev/null
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --no-install-recommends "$@" >/dev/null \
+        || die "apt-get install $* failed"
+}
+
+jars_ok() { [[ -f $JARS_DIR/.complete ]]; }
+
+cmd_setup() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+    if ! jars_ok && ! command -v mvn >/dev/null; then missing+=(maven); fi
+    if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+
+    if ! jars_ok; then
+        local start tmp=$JARS_DIR.partial
+        start=$(now)
+        say "fetching Kafka $KAFKA_VERSION jars from Maven Central into $(rel "$JARS_DIR") (once, ~55 MB)"
+        rm -rf "$tmp"
+        # Into a scratch folder first, so an interrupted download is never taken for complete.
+        mvn -q -B -Dstyle.color=never -f "$ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
+            -Dkafka.version="$KAFKA_VERSION" -DoutputDirectory="$tmp" \
+            || die "mvn could not fetch Kafka $KAFKA_VERSION (is SANDAN_KAFKA_VERSION a released version? is Maven Central reachable?)"
+        ls "$tmp"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 || die "mvn finished but $(rel "$tmp") has no kafka_2.13 jar"
+        rm -rf "$JARS_DIR"
+        mv "$tmp" "$JARS_DIR"
+        touch "$JARS_DIR/.complete"
+        say "fetched $(find "$JARS_DIR" -name '*.jar' | wc -l) jars in $(since "$start") s"
+    fi
+}
+
+# ---------------------------------------------------------------------------- kafka
+
+# A short-lived JVM from the same jars; tuned for start-up time, not throughput.
+kafka_tool() {
+    java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp "$JARS_DIR/*" "$@"
+}
+
+# Ready means the broker answers a metadata request and lists itself, unfenced.
+kafka_answers() {
+    port_open "$KAFKA_PORT" || return 1
+    kafka_tool org.apache.kafka.tools.BrokerApiVersionsCommand \
+        --bootstrap-server "127.0.0.1:$KAFKA_PORT" 2>/dev/null | grep -q 'isFenced: false'
+}
+
+kafka_render_config() {
+    mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
+    sed -e "s|@PORT@|$KAFKA_PORT|g" \
+        -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
+        -e "s|@DATA_DIR@|$KAFKA_DATA|g" \
+        "$ROOT/deploy/kafka/server.properties.template" >"$KAFKA_CONF.tmp"
+    mv "$KAFKA_CONF.tmp" "$KAFKA_CONF"
+}
+
+kafka_format_once() {
+    # meta.properties is the broker's own mark of a formatted log dir; the data it guards
+    # must survive down/up, so never format twice.
+    [[ -f $KAFKA_DATA/meta.properties ]] && return
+    local id_file=$KAFKA_DIR/cluster.id out
+    if [[ ! -s $id_file ]]; then
+        kafka_tool kafka.tools.StorageTool random-uuid >"$id_file.tmp"
+        mv "$id_file.tmp" "$id_file"
+    fi
+    out=$(kafka_tool -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.xml" -Dkafka.logs.dir="$KAFKA_LOGS" \
+        kafka.tools.StorageTool format --ignore-formatted -t "$(<"$id_file")" -c "$KAFKA_CONF" 2>&1) \
+        || die "formatting $(rel "$KAFKA_DATA") failed:"$'\n'"$out"
+}
+
+KAFKA_STARTED=""
+kafka_up() {
+    local pid
+    if pid=$(kafka_pid); then
+        echo "kafka: already running, 127.0.0.1:$KAFKA_PORT (pid $pid)"
+        return
+    fi
+    if port_open "$KAFKA_PORT"; then
+        kafka_answers || die "127.0.0.1:$KAFKA_PORT is in use by something that is not a Kafka broker; free it or set SANDAN_KAFKA_PORT"
+        echo "kafka: already running, 127.0.0.1:$KAFKA_PORT (not started by this checkout; left alone)"
+        return
+    fi
+    port_open "$CONTROLLER_PORT" && die "controller port 127.0.0.1:$CONTROLLER_PORT is in use; free it or set SANDAN_KAFKA_CONTROLLER_PORT"
+    kafka_render_config
+    kafka_format_once
+    # setsid: the broker must outlive the shell, make and the test session that started it
+    # and must not get their Ctrl-C. The inner bash writes its own pid, then becomes java.
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$KAFKA_PID" \
+        java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" \
+        -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.xml" -Dkafka.logs.dir="$KAFKA_LOGS" \
+        -cp "$JARS_DIR/*" kafka.Kafka "$KAFKA_CONF" \
+        >"$KAFKA_OUT" 2>&1 </dev/null 9>&- &
+    local i
+    for i in $(seq 50); do
+        pid=$(kafka_pid) && break
+        sleep 0.1
+    done
+    [[ -n ${pid:-} ]] || { show_log "$KAFKA_OUT"; die "kafka did not start"; }
+    KAFKA_STARTED=$pid
+}
+
+# ---------------------------------------------------------------------------- redis
+
+redis_answers() {
+    [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
+}
+
+redis_render_config() {
+    mkdir -p "$REDIS_DIR"
+    cat >"$REDIS_CONF.tmp" <<EOF
+# Written by scripts/stack.sh on every start; edit the script, not this file.
+bind 127.0.0.1
+protected-mode yes
+port $REDIS_PORT
+daemonize yes
+pidfile "$REDIS_PID"
+logfile "$REDIS_LOG"
+dir "$REDIS_DIR"
+# Guarantee balances and annual quotas must survive a restart: every write goes to the
+# append-only file, fsynced once a second.
+appendonly yes
+appendfsync everysec
+# The AOF is the durable copy; periodic RDB snapshots would only add forks.
+save ""
+EOF
+    mv "$REDIS_CONF.tmp" "$REDIS_CONF"
+}
+
+REDIS_STARTED=""
+redis_up() {
+    local pid
+    if pid=$(redis_pid); then
+        echo "redis: already running, 127.0.0.1:$REDIS_PORT (pid $pid)"
+        return
+    fi
+    if port_open "$REDIS_PORT"; then
+        redis_answers || die "127.0.0.1:$REDIS_PORT is in use by something that does not answer Redis PING; free it or set SANDAN_REDIS_PORT"
+        echo "redis: already running, 127.0.0.1:$REDIS_PORT (not started by this checkout; left alone)"
+        return
+    fi
+    redis_render_config
+    rm -f "$REDIS_PID"
+    redis-server "$REDIS_CONF" 9>&- || { show_log "$REDIS_LOG"; die "redis-server did not start"; }
+    local i
+    for i in $(seq 50); do
+        pid=$(redis_pid) && break
+        sleep 0.1
+    done
+    [[ -n ${pid:-} ]] || { show_log "$REDIS_LOG"; die "redis-server did not write $(rel "$REDIS_PID")"; }
+    REDIS_STARTED=$pid
+}
+
+# ---------------------------------------------------------------------------- wait
+
+show_log() {
+    local file=$1
+    [[ -s $file ]] || return 0
+    echo "---- last 30 lines of $(rel "$file") ----" >&2
+    tail -n 30 "$file" >&2
+    echo "----" >&2
+}
+
+cmd_wait() {
+    jars_ok || die "Kafka jars missing; run scripts/stack.sh setup"
+    local start deadline kafka_ok="" redis_ok=""
+    start=$(now)
+    deadline=$((SECONDS + TIMEOUT))
+    while :; do
+        [[ -n $redis_ok ]] || { redis_answers && redis_ok=1; } || true
+        [[ -n $kafka_ok ]] || { kafka_answers && kafka_ok=1; } || true
+        [[ -n $kafka_ok && -n $redis_ok ]] && break
+        # A broker that died will not answer later either: report now, not after the timeout.
+        if [[ -n $KAFKA_STARTED ]] && ! kill -0 "$KAFKA_STARTED" 2>/dev/null; then
+            show_log "$KAFKA_OUT"; show_log "$KAFKA_LOGS/server.log"
+            die "kafka (pid $KAFKA_STARTED) exited during start-up"
+        fi
+        if ((SECONDS >= deadline)); then
+            if [[ -z $kafka_ok ]]; then
+                show_log "$KAFKA_OUT"; show_log "$KAFKA_LOGS/server.log"
+                echo "stack: error: kafka did not answer a metadata request on 127.0.0.1:$KAFKA_PORT within $TIMEOUT s" >&2
+            fi
+            if [[ -z $redis_ok ]]; then
+                show_log "$REDIS_LOG"
+                echo "stack: error: redis did not answer PING on 127.0.0.1:$REDIS_PORT within $TIMEOUT s" >&2
+            fi
+            exit 1
+        fi
+        sleep 0.5
+    done
+    say "kafka and redis answer (waited $(since "$start") s)"
+}
+
+# ---------------------------------------------------------------------------- commands
+
+cmd_up() {
+    local start
+    start=$(now)
+    lock
+    cmd_setup
+    # Both start in the background and are waited for together: Redis is up long before the
+    # broker, so waiting costs only the broker's start-up.
+    kafka_up
+    redis_up
+    cmd_wait
+    [[ -z $KAFKA_STARTED ]] || echo "kafka: started, 127.0.0.1:$KAFKA_PORT (pid $KAFKA_STARTED, logs in $(rel "$KAFKA_LOGS"))"
+    [[ -z $REDIS_STARTED ]] || echo "redis: started, 127.0.0.1:$REDIS_PORT (pid $REDIS_STARTED, log $(rel "$REDIS_LOG"))"
+    say "up in $(since "$start") s"
+}
+
+stop_pid() {
+    local name=$1 pid=$2 i
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || { echo "$name: stopped (pid $pid)"; return; }
+        sleep 0.1
+    done
+    echo "$name: pid $pid ignored SIGTERM for $STOP_TIMEOUT s; sending SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    echo "$name: killed (pid $pid)"
+}
+
+kafka_down() {
+    local pid
+    if pid=$(kafka_pid); then
+        stop_pid kafka "$pid"
+    elif port_open "$KAFKA_PORT"; then
+        echo "kafka: not started by this checkout (something answers on 127.0.0.1:$KAFKA_PORT); left alone"
+    else
+        echo "kafka: not running"
+    fi
+    rm -f "$KAFKA_PID"
+}
+
+redis_down() {
+    local pid
+    if pid=$(redis_pid); then
+        stop_pid redis "$pid"
+    elif port_open "$REDIS_PORT"; then
+        echo "redis: not started by this checkout (something answers on 127.0.0.1:$REDIS_PORT); left alone"
+    else
+        echo "redis: not running"
+    fi
+    rm -f "$REDIS_PID"
+}
+
+# down [kafka] [redis]: naming services lets a caller stop only what it started itself.
+cmd_down() {
+    local services=("$@") service
+    ((${#services[@]})) || services=(kafka redis)
+    for service in "${services[@]}"; do
+        [[ $service == kafka || $service == redis ]] || die "unknown service '$service' (kafka or redis)"
+    done
+    lock
+    # Kafka first: it holds client connections open; Redis has nothing that depends on Kafka.
+    for service in kafka redis; do
+        [[ " ${services[*]} " == *" $service "* ]] && "${service}_down"
+    done
+    return 0
+}
+
+cmd_status() {
+    local pid rc=0
+    if pid=$(kafka_pid); then
+        echo "kafka: running, pid $pid, 127.0.0.1:$KAFKA_PORT"
+    elif port_open "$KAFKA_PORT"; then
+        echo "kafka: running, not started by this checkout, 127.0.0.1:$KAFKA_PORT"
+    else
+        echo "kafka: stopped, 127.0.0.1:$KAFKA_PORT"; rc=3
+    fi
+    if pid=$(redis_pid); then
+        echo "redis: running, pid $pid, 127.0.0.1:$REDIS_PORT"
+    elif port_open "$REDIS_PORT"; then
+        echo "redis: running, not started by this checkout, 127.0.0.1:$REDIS_PORT"
+    else
+        echo "redis: stopped, 127.0.0.1:$REDIS_PORT"; rc=3
+    fi
+    return $rc
+}
+
+cmd_reset() {
+    cmd_down
+    # Only the folders this script owns: SANDAN_LOCAL_DIR may point anywhere.
+    rm -rf "$KAFKA_DIR" "$REDIS_DIR"
+    say "deleted $(rel "$KAFKA_DIR") and $(rel "$REDIS_DIR")"
+}
+
+case ${1:-} in
+    setup) cmd_setup ;;
+    up) cmd_up ;;
+    down) shift; cmd_down "$@" ;;
+    status) cmd_status ;;
+    wait) cmd_wait ;;
+    reset) cmd_reset ;;
+    *) echo "usage: $0 {setup|up|down [kafka|redis]...|status|wait|reset}" >&2; exit 2 ;;
+esac

@@ -1,0 +1,55 @@
+"""`sandan check PATH...`: the match rules offline over CEB XML files or folders."""
+from __future__ import annotations
+
+import json
+import sys
+
+from services.cli.publish import xml_files
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("check", help="decide declarations offline from CEB XML files (one JSON line each)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--year-to-date", metavar="FILE",
+                   help="CSV buyerIdType,buyerIdNumber,year,amount: taxable value already used this year")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from services.common.ceb.errors import CebError
+    from services.common.ceb.reader import parse_file
+    from services.common.documents import DECLARATION_KINDS, MESSAGE_TYPES
+    from services.order_match.offline import YearToDateError, check, load_year_to_date
+    from services.order_match.rates import RateFileError
+
+    files = xml_files(args.paths)
+    if not files:
+        print("sandan check: no XML files found", file=sys.stderr)
+        return 2
+    documents: list[dict] = []
+    for path in files:
+        try:
+            message = parse_file(path)
+        except OSError as exc:
+            print(f"sandan check: {path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except CebError as exc:
+            print(f"sandan check: {exc}", file=sys.stderr)
+            return 2
+        if MESSAGE_TYPES[message.code].kind not in DECLARATION_KINDS:
+            print(f"sandan check: {path}: skipped {message.code} (not an order, payment, waybill or inventory)",
+                  file=sys.stderr)
+            continue
+        documents.extend(message.documents)
+    try:
+        seed = load_year_to_date(args.year_to_date) if args.year_to_date else None
+        lines = check(documents, year_to_date=seed)
+    except OSError as exc:
+        print(f"sandan check: {args.year_to_date}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except (YearToDateError, RateFileError) as exc:
+        print(f"sandan check: {exc}", file=sys.stderr)
+        return 2
+    for line in lines:
+        print(json.dumps(line, ensure_ascii=False))
+    return 0

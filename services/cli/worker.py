@@ -1,0 +1,30 @@
+"""`sandan worker NAME`: run one stream-processing service in the foreground."""
+from __future__ import annotations
+
+import logging
+
+from services.common import config, kafka_io, metrics
+
+WORKERS = {
+    "order-match": ("services.order_match.app", "SANDAN_ORDER_MATCH_METRICS_PORT"),
+}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("worker", help="run a sandan stream worker (order-match, ...)")
+    p.add_argument("name", choices=sorted(WORKERS))
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import importlib
+
+    import faust
+
+    module_name, port_setting = WORKERS[args.name]
+    kafka_io.create_topics()  # idempotent; a worker never starts against missing topics
+    metrics.serve(config.get_int(port_setting))
+    app = importlib.import_module(module_name).create_app()
+    worker = faust.Worker(app, loglevel=logging.getLevelName(logging.getLogger().level), quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,98 @@
+"""Thin kafka-python adapters: topic administration, a safe producer, a reader for tools.
+
+Services stream with faust (aiokafka); these synchronous helpers serve the command line,
+the tests and the demo. The producer is configured so that an acknowledged record is on
+the broker's log: acks=all, idempotence on, retries.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterable, Iterator
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from services.common import config, topics
+
+log = logging.getLogger(__name__)
+
+
+def bootstrap() -> str:
+    return config.get("SANDAN_KAFKA_BOOTSTRAP")
+
+
+def admin() -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=bootstrap(), client_id="sandan-admin", request_timeout_ms=30000)
+
+
+def create_topics(specs: Iterable[topics.TopicSpec] = topics.TOPICS) -> tuple[list[str], list[str]]:
+    """Create every declared topic that does not exist yet. Returns (created, existing)."""
+    client = admin()
+    try:
+        existing = set(client.list_topics())
+        wanted = [s for s in specs if s.full_name not in existing]
+        created: list[str] = []
+        for spec in wanted:
+            try:
+                client.create_topics([NewTopic(spec.full_name, topics.partitions_of(spec), 1,
+                                               topic_configs=spec.configs())])
+                created.append(spec.full_name)
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by another process: same outcome
+        return created, sorted(existing & {s.full_name for s in specs})
+    finally:
+        client.close()
+
+
+def producer(**overrides) -> KafkaProducer:
+    settings = dict(bootstrap_servers=bootstrap(), acks="all", enable_idempotence=True, retries=10,
+                    linger_ms=5, batch_size=256 * 1024, compression_type=None, client_id="sandan-cli")
+    settings.update(overrides)
+    return KafkaProducer(**settings)
+
+
+def read_all(topic: str, *, timeout_s: float = 10.0, idle_s: float = 1.0) -> list:
+    """Every record currently on a topic (from the beginning), for tools and tests.
+
+    Stops when the end offsets seen at the start are reached, or after ``timeout_s``.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap(), enable_auto_commit=False, group_id=None,
+                             consumer_timeout_ms=int(idle_s * 1000))
+    try:
+        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
+        if not parts:
+            return []
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = consumer.end_offsets(parts)
+        records = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(consumer.position(p) < end[p] for p in parts):
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def end_offsets(topic: str) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap(), group_id=None)
+    try:
+        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
+        return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
+
+
+def follow(topic: str, *, group: str | None = None, from_beginning: bool = True) -> Iterator:
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap(), group_id=group, enable_auto_commit=bool(group),
+                             auto_offset_reset="earliest" if from_beginning else "latest")
+    try:
+        yield from consumer
+    finally:
+        consumer.close()
+
+
+__all__ = ["KafkaError", "admin", "create_topics", "producer", "read_all", "end_offsets", "follow", "bootstrap"]

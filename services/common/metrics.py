@@ -1,0 +1,62 @@
+"""Prometheus metrics: one registry per process, served on the service's own port.
+
+Label values are document kinds, statuses, rule codes and enterprise codes: never personal
+data (DOMAIN §7).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+_started: set[int] = set()
+
+
+def serve(port: int) -> None:
+    """Start the /metrics endpoint once per port (127.0.0.1 only)."""
+    if port and port not in _started:
+        start_http_server(port, addr="127.0.0.1")
+        _started.add(port)
+
+
+@dataclass
+class OrderMatchMetrics:
+    documents: Counter
+    verdicts: Counter
+    failures: Counter
+    receipts: Counter
+    dead_letters: Counter
+    latency: Histogram
+    pending: Gauge
+
+
+_order_match: OrderMatchMetrics | None = None
+
+
+def order_match() -> OrderMatchMetrics:
+    global _order_match
+    if _order_match is None:
+        _order_match = OrderMatchMetrics(
+            documents=Counter("sandan_documents_total", "Documents consumed by order_match", ["kind", "outcome"]),
+            verdicts=Counter("sandan_verdicts_total", "Declaration verdicts", ["status"]),
+            failures=Counter("sandan_verdict_failures_total", "Failed rules in rejected verdicts", ["code"]),
+            receipts=Counter("sandan_receipts_total", "Receipts sent", ["message", "status"]),
+            dead_letters=Counter("sandan_dead_letters_total", "Records sent to the dead-letter topic", ["code"]),
+            latency=Histogram("sandan_match_latency_seconds", "Last document in to verdict out",
+                              buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)),
+            pending=Gauge("sandan_pending_wakeups", "Scheduled expiry checks of open declarations"),
+        )
+    return _order_match
+
+
+def count_output(m: OrderMatchMetrics, output) -> None:
+    rec = output.record
+    if output.topic == "declarations.verdicts":
+        m.verdicts.labels(status=rec["status"]).inc()
+        for failure in rec["failures"]:
+            m.failures.labels(code=failure["code"]).inc()
+        m.latency.observe(max(0, rec["decidedAt"] - rec["lastDocumentAt"]) / 1000)
+    elif output.topic == "receipts":
+        m.receipts.labels(message=rec["message"], status=rec["returnStatus"]).inc()
+    elif output.topic == "deadletter":
+        m.dead_letters.labels(code=rec["code"]).inc()

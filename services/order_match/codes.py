@@ -1,0 +1,83 @@
+"""Rule codes a verdict can name (DOMAIN §2, §4, §5), with the customs return codes.
+
+Codes are plain strings so they travel unchanged through Avro records, JSON lines and
+metric labels; ``CODES`` carries the one-line description and, where DOMAIN §1 names one,
+the negative customs processing code a real customs system answers with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The match (§2)
+ORDER_TOTAL = "ORDER_TOTAL"
+ORDER_LINES = "ORDER_LINES"
+PAYMENT_AMOUNT = "PAYMENT_AMOUNT"
+PAYER_IDENTITY = "PAYER_IDENTITY"
+PAYMENT_REFERENCE = "PAYMENT_REFERENCE"
+CONSIGNEE = "CONSIGNEE"
+INVENTORY_PARTIES = "INVENTORY_PARTIES"
+INVENTORY_BUYER = "INVENTORY_BUYER"
+INVENTORY_LINES = "INVENTORY_LINES"
+FIXED_VALUES = "FIXED_VALUES"
+ASSURE_CODE = "ASSURE_CODE"
+TAX_TOTAL = "TAX_TOTAL"
+SINGLE_LIMIT = "SINGLE_LIMIT"
+ANNUAL_LIMIT = "ANNUAL_LIMIT"
+DUPLICATE = "DUPLICATE"
+LOCKED = "LOCKED"
+WAYBILL_REUSED = "WAYBILL_REUSED"
+INCOMPLETE = "INCOMPLETE"
+# Electronic tax guarantee (§4)
+GUARANTEE_UNKNOWN = "GUARANTEE_UNKNOWN"
+GUARANTEE_INACTIVE = "GUARANTEE_INACTIVE"
+GUARANTEE_INSUFFICIENT = "GUARANTEE_INSUFFICIENT"
+# Cancellation and returns (§5)
+RETURN_LATE = "RETURN_LATE"
+RETURN_ARRIVAL_LATE = "RETURN_ARRIVAL_LATE"
+RETURN_ITEMS = "RETURN_ITEMS"
+RETURN_NOT_RELEASED = "RETURN_NOT_RELEASED"
+
+
+@dataclass(frozen=True)
+class Code:
+    name: str
+    description: str
+    customs: tuple[int, ...] = ()  # customs' own processing codes for the same refusal
+
+
+_ALL = (
+    Code(ORDER_TOTAL, "acturalPaid = goodsValue + freight + taxTotal - discount"),
+    Code(ORDER_LINES, "each order line totalPrice = price x qty; goodsValue = sum of line totalPrice"),
+    Code(PAYMENT_AMOUNT, "payment amountPaid = order acturalPaid"),
+    Code(PAYER_IDENTITY, "payer name, ID type and ID number = the order's buyer; ID type 1"),
+    Code(PAYMENT_REFERENCE, "payment ebpCode, payCode and payTransactionId = the order's"),
+    Code(CONSIGNEE, "waybill consignee, telephone and address = the order's"),
+    Code(INVENTORY_PARTIES, "inventory ebpCode/ebcCode = order's; logisticsCode/logisticsNo = waybill's"),
+    Code(INVENTORY_BUYER, "inventory buyer name, ID type, ID number and telephone = the order's"),
+    Code(INVENTORY_LINES, "inventory lines gnum 1..n, one per order line, same name, qty and totalPrice"),
+    Code(FIXED_VALUES, "currency 142, orderType I, ieFlag I, packNo 1, tradeMode 9610 or 1210 with extras"),
+    Code(ASSURE_CODE, "assureCode is the inventory's ebpCode, ebcCode, logisticsCode or agentCode"),
+    Code(TAX_TOTAL, "order taxTotal = computed tax within the tolerance"),
+    Code(SINGLE_LIMIT, "taxable value within the single-transaction limit", (-621005,)),
+    Code(ANNUAL_LIMIT, "buyer's year-to-date taxable value within the annual limit", (-621018,)),
+    Code(DUPLICATE, "a new (appType 1) document for a key that already has one", (-301010, -621004)),
+    Code(LOCKED, "an order or waybill changed after its declaration was verified", (-301011,)),
+    Code(WAYBILL_REUSED, "a carrier's logisticsNo names a second orderNo within 6 months"),
+    Code(INCOMPLETE, "not all four documents arrived within the match timeout"),
+    Code(GUARANTEE_UNKNOWN, "no tax guarantee account for the assureCode"),
+    Code(GUARANTEE_INACTIVE, "the tax guarantee is expired or frozen"),
+    Code(GUARANTEE_INSUFFICIENT, "the tax guarantee's available balance is below the tax"),
+    Code(RETURN_LATE, "return applied for more than 30 days after release"),
+    Code(RETURN_ARRIVAL_LATE, "returned goods arrived more than 45 days after release"),
+    Code(RETURN_ITEMS, "return names an unknown line or more than the returnable quantity"),
+    Code(RETURN_NOT_RELEASED, "return of a declaration that was not released"),
+)
+
+CODES: dict[str, Code] = {c.name: c for c in _ALL}
+
+# The rules evaluate() decides from the four documents alone (the rest need state).
+DOCUMENT_RULES = (
+    ORDER_TOTAL, ORDER_LINES, PAYMENT_AMOUNT, PAYER_IDENTITY, PAYMENT_REFERENCE, CONSIGNEE,
+    INVENTORY_PARTIES, INVENTORY_BUYER, INVENTORY_LINES, FIXED_VALUES, ASSURE_CODE, TAX_TOTAL,
+    SINGLE_LIMIT, ANNUAL_LIMIT,
+)
