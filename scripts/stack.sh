@@ -113,14 +113,15 @@ cmd_setup() {
     if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 
     if ! jars_ok; then
-        local start tmp=$JARS_DIR.partial
+        local start out tmp=$JARS_DIR.partial
         start=$(now)
         say "fetching Kafka $KAFKA_VERSION jars from Maven Central into $(rel "$JARS_DIR") (once, ~55 MB)"
         rm -rf "$tmp"
         # Into a scratch folder first, so an interrupted download is never taken for complete.
-        mvn -q -B -Dstyle.color=never -f "$ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
-            -Dkafka.version="$KAFKA_VERSION" -DoutputDirectory="$tmp" \
-            || die "mvn could not fetch Kafka $KAFKA_VERSION (is SANDAN_KAFKA_VERSION a released version? is Maven Central reachable?)"
+        # Output only on failure: even -q leaves colour escapes behind.
+        out=$(mvn -q -B -Dstyle.color=never -f "$ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
+            -Dkafka.version="$KAFKA_VERSION" -DoutputDirectory="$tmp" 2>&1) \
+            || die "mvn could not fetch Kafka $KAFKA_VERSION (is SANDAN_KAFKA_VERSION a released version? is Maven Central reachable?):"$'\n'"$out"
         ls "$tmp"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 || die "mvn finished but $(rel "$tmp") has no kafka_2.13 jar"
         rm -rf "$JARS_DIR"
         mv "$tmp" "$JARS_DIR"
@@ -183,6 +184,7 @@ kafka_up() {
     kafka_format_once
     # setsid: the broker must outlive the shell, make and the test session that started it
     # and must not get their Ctrl-C. The inner bash writes its own pid, then becomes java.
+    # shellcheck disable=SC2016  # $$ and $@ belong to the inner bash
     setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$KAFKA_PID" \
         java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" \
         -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
@@ -386,7 +388,7 @@ cmd_reset() {
 }
 
 case ${1:-} in
-    setup) cmd_setup ;;
+    setup) lock; cmd_setup ;;
     up) cmd_up ;;
     down) shift; cmd_down "$@" ;;
     status) cmd_status ;;

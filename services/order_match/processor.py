@@ -14,7 +14,7 @@ from services.order_match.decide import Decision, decide, declaration_id
 from services.order_match.quota import QuotaStore
 from services.order_match.rates import RateTable
 from services.order_match.receipts import ACCEPTED, REJECTED, receipt, receiver_of, refusal_receipt, verdict_info
-from services.common.documents import MESSAGE_OF_KIND
+from services.common.documents import MESSAGE_OF_KIND, MESSAGE_TYPES
 from services.order_match import codes
 from services.order_match.rules import RuleSettings
 from services.order_match.verdict import INCOMPLETE, Failure, Verdict
@@ -96,8 +96,9 @@ def _receipt_output(rec: dict) -> Output:
 
 
 def incomplete_verdict(ebp_code: str, order_no: str, missing: list[str]) -> Verdict:
-    failures = tuple(Failure(codes.INCOMPLETE, kind, f"no {kind} ({MESSAGE_OF_KIND[kind]}) arrived before the"
-                             " match timeout") for kind in missing)
+    failures = tuple(Failure(codes.INCOMPLETE, MESSAGE_TYPES[MESSAGE_OF_KIND[kind]].head,
+                             f"no {kind} ({MESSAGE_OF_KIND[kind]}) arrived before the match timeout")
+                     for kind in missing)
     return Verdict(INCOMPLETE, failures, tuple(missing), None, None, ebp_code, order_no)
 
 

@@ -87,7 +87,7 @@ def test_xsd_problem_outside_documents_always_raises():
 
 
 def test_broken_document_does_not_make_the_rest_fail_the_xsd():
-    # A document missing fields also upsets libxml2's view of its parent; the others still pass.
+    # The XSD's complaints about one document are pinned on that document alone.
     data = ORDER.replace(b"<ceb:ebcName>", b"<ceb:removed>", 1).replace(b"</ceb:ebcName>", b"</ceb:removed>", 1)
     message = parse_message(data, xsd_dir=XSD_DIR, lenient=True)
     assert len(message.documents) == 1 and message.rejected[0].index == 0

@@ -117,7 +117,8 @@ def test_the_fault_share_is_exact_and_takes_string_decimal_or_percent():
     assert all(s.fault for s in generate(20, seed=5, fault_share="1", rates=RATES))
 
 
-@pytest.mark.parametrize("bad,error", [(0.1, TypeError), (True, TypeError), ("1.5", ValueError), (-1, ValueError)])
+@pytest.mark.parametrize("bad,error", [(0.1, TypeError), (True, TypeError), ("1.5", ValueError), (-1, ValueError),
+                                       ("abc", ValueError), ("NaN", ValueError)])
 def test_a_float_or_out_of_range_share_is_refused(bad, error):
     with pytest.raises(error):
         generate(3, fault_share=bad, rates=RATES)
@@ -133,6 +134,15 @@ def test_keys_are_unique_within_a_run(sets):
     assert len({s.order["orderNo"] for s in sets}) == len(sets)
     assert len({(s.logistics["logisticsCode"], s.logistics["logisticsNo"]) for s in sets}) == len(sets)
     assert len({d["guid"] for s in sets for d in s.documents}) == 4 * len(sets)
+
+
+def test_faults_keep_the_join_keys_so_the_matcher_sees_one_declaration():
+    for dset in generate(300, seed=8, fault_share="1", rates=RATES):
+        order, payment, logistics, inventory = dset.documents
+        assert order["ebpCode"] == payment["ebpCode"] == inventory["ebpCode"], dset.fault
+        assert order["orderNo"] == payment["orderNo"] == logistics["orderNo"] == inventory["orderNo"]
+        assert (inventory["logisticsCode"], inventory["logisticsNo"]) == \
+            (logistics["logisticsCode"], logistics["logisticsNo"]), dset.fault
 
 
 def test_the_start_time_anchors_the_documents():

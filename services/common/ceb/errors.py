@@ -46,11 +46,6 @@ def describe(document: dict) -> str:
     return " ".join(parts)
 
 
-def business_key(document: dict, key: str = "orderNo") -> str | None:
-    value = document.get(key)
-    return value if isinstance(value, str) and value else None
-
-
 @dataclass
 class RejectedDocument:
     """A business document the lenient reader set aside, with what was read of it.

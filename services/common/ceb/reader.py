@@ -72,7 +72,7 @@ def parse_message(data: bytes, *, source: str = "<bytes>", lenient: bool = False
     documents: list[dict] = []
     rejected: list[RejectedDocument] = []
     for index, item in enumerate(layout.items):
-        document, raw, errors = read_item(item, mt)
+        document, raw, errors = _read_item(item, mt)
         errors = errors or xsd_found.get(index, [])
         if not errors:
             documents.append(document)
@@ -97,7 +97,7 @@ def parse_file(path: str | os.PathLike, **options) -> ParsedMessage:
     return parse_message(data, source=source, max_bytes=limit, **options)
 
 
-def read_item(item: etree._Element, mt: MessageType) -> tuple[dict, dict, list[str]]:
+def _read_item(item: etree._Element, mt: MessageType) -> tuple[dict, dict, list[str]]:
     """One business document: (typed document, raw texts, problems)."""
     errors: list[str] = []
     head_spec = entity(mt.head)

@@ -93,3 +93,4 @@ def test_empty_and_missing_files_are_refused(tmp_path):
         load_rates(write(tmp_path, "\n# nothing\n"))
     with pytest.raises(RateFileError, match="cannot read"):
         load_rates(tmp_path / "absent.csv")
+

@@ -52,6 +52,8 @@ def test_allocation_does_not_depend_on_line_order():
 def test_each_kind_is_rounded_half_up_then_summed():
     # 15 x 0.091 = 1.365 exactly: half-up gives 1.37 (banker's rounding would give 1.36).
     assert compute_tax([line(FOOD, "15")], None, None, RATES).vat == D("1.37")
+    # Jewellery of 1.35: consumption = 1.35/0.9*0.1*0.7 = 0.105 exactly, half-up 0.11 (not 0.10).
+    assert compute_tax([line(JEWEL, "1.35")], None, None, RATES).consumption == D("0.11")
     # Rounded kinds add up to the total, not a rounding of the exact sum.
     tax = compute_tax([line(MAKE_UP, "10.05")], None, None, RATES)
     assert tax.total == tax.consumption + tax.vat + tax.customs

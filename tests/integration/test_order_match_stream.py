@@ -1,0 +1,119 @@
+"""order_match on the real Kafka and Redis: one verdict per declaration, whatever the order,
+duplicates or crashes (issue: order_match)."""
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+import redis
+
+from services.common import kafka_io, pii
+from services.common.generator import generate
+from services.order_match.decide import declaration_id, quota_year
+from services.order_match.quota import quota_key
+
+from .workers import Worker, produce_documents, read_records, wait_for_verdicts, with_prefix, worker_env
+
+pytestmark = pytest.mark.integration
+
+
+def _expectations(sets, incomplete: int):
+    """Expected verdict per declaration id; the last ``incomplete`` sets lose their payment."""
+    expected, docs = {}, []
+    for i, s in enumerate(sets):
+        decl = declaration_id(s.order["ebpCode"], s.order["orderNo"])
+        if i >= len(sets) - incomplete:
+            expected[decl] = ("incomplete", frozenset({"INCOMPLETE"}))
+            docs += [copy.deepcopy(d) for d in s.documents if d["message"] != "CEB411"]
+        else:
+            expected[decl] = (s.expected_status, s.expected_codes)
+            docs += [copy.deepcopy(d) for d in s.documents]
+    return expected, docs
+
+
+def _quota_totals(redis_url: str, namespace: str, sets, verdicts) -> tuple[dict, dict]:
+    """(what Redis holds, what the verified verdicts add up to) per buyer quota key."""
+    client = redis.Redis.from_url(redis_url)
+    wanted: dict[str, Decimal] = defaultdict(Decimal)
+    verified = {v["declarationId"] for v in verdicts if v["status"] == "verified"}
+    for s in sets:
+        if declaration_id(s.order["ebpCode"], s.order["orderNo"]) in verified:
+            key = quota_key(namespace, pii.buyer_key(s.order["buyerIdType"], s.order["buyerIdNumber"]),
+                            quota_year(s.inventory))
+            wanted[key] += s.order["goodsValue"] + s.order["freight"] + s.inventory.get("insuredFee", Decimal(0))
+    held = {key: Decimal(int(client.hget(key, "total") or 0)).scaleb(-5) for key in wanted}
+    client.close()
+    return held, dict(wanted)
+
+
+def _check(expected: dict, verdicts: list[dict]) -> dict:
+    by_id: dict[str, set] = defaultdict(set)
+    for v in verdicts:
+        by_id[v["declarationId"]].add((v["status"], frozenset(f["code"] for f in v["failures"])))
+    assert set(by_id) == set(expected), "declarations without a verdict, or verdicts nobody asked for"
+    for decl, outcomes in by_id.items():
+        assert outcomes == {expected[decl]}, decl
+    return by_id
+
+
+def test_any_order_and_duplicates_give_exactly_one_verdict(stack, topic_prefix, tmp_path):
+    prefix = f"{topic_prefix}om1-"
+    sets = generate(60, buyers=20, fault_share="0.15", seed=101)
+    expected, docs = _expectations(sets, incomplete=5)
+    rnd = random.Random(4)
+    docs += [copy.deepcopy(rnd.choice(docs)) for _ in range(len(docs) // 3)]  # redelivered documents
+    rnd.shuffle(docs)
+    with with_prefix(prefix):
+        kafka_io.create_topics()
+        worker = Worker("order-match", worker_env(prefix, tmp_path, SANDAN_MATCH_TIMEOUT="15"),
+                        tmp_path / "worker.log").start()
+        try:
+            produce_documents(docs)
+            verdicts = wait_for_verdicts(set(expected), timeout_s=150, workers=[worker])
+            time.sleep(3)  # anything extra would show up now
+            verdicts = read_records("declarations.verdicts")
+        finally:
+            worker.stop()
+        _check(expected, verdicts)
+        assert len(verdicts) == len(expected), "a declaration got two verdicts without any crash"
+        matched = read_records("declarations.matched")
+        assert {m["declarationId"] for m in matched} == {d for d, e in expected.items() if e[0] == "verified"}
+        assert all(m["inventory"] is not None and m["taxTotal"] > 0 for m in matched)
+        receipts = read_records("receipts")
+        answered = {r["documentGuid"] for r in receipts}
+        assert {d["guid"] for d in docs} <= answered, "a document got no receipt"
+        held, wanted = _quota_totals(stack.redis_url, f"sandan:{prefix}", sets, verdicts)
+        assert held == wanted
+
+
+def test_a_worker_killed_mid_stream_loses_and_double_counts_nothing(stack, topic_prefix, tmp_path):
+    prefix = f"{topic_prefix}om2-"
+    sets = generate(400, buyers=30, fault_share="0.1", seed=202)
+    expected, docs = _expectations(sets, incomplete=0)
+    random.Random(8).shuffle(docs)
+    env = worker_env(prefix, tmp_path, SANDAN_MATCH_TIMEOUT="3600", SANDAN_STORE="rocksdb://")
+    with with_prefix(prefix):
+        kafka_io.create_topics()
+        worker = Worker("order-match", env, tmp_path / "worker.log").start()
+        restarted = None
+        try:
+            produce_documents(docs[: len(docs) // 2])
+            deadline = time.monotonic() + 90
+            while len(read_records("declarations.verdicts")) < 40 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            produce_documents(docs[len(docs) // 2:], pause_every=200, pause_s=0.2)
+            worker.kill()
+            restarted = Worker("order-match", env, tmp_path / "worker2.log").start()
+            verdicts = wait_for_verdicts(set(expected), timeout_s=180, workers=[restarted])
+        finally:
+            worker.stop()
+            if restarted:
+                restarted.stop()
+        by_id = _check(expected, verdicts)
+        assert len(by_id) == len(sets)
+        held, wanted = _quota_totals(stack.redis_url, f"sandan:{prefix}", sets, verdicts)
+        assert held == wanted, "a quota was reserved twice (or lost) across the crash"

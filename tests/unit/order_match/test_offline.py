@@ -1,0 +1,104 @@
+"""`sandan check`'s engine: order independence, quota order, waybill reuse, incompleteness."""
+from __future__ import annotations
+
+import copy
+import random
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from services.common import pii
+from services.common.generator import generate
+from services.order_match import codes
+from services.order_match.offline import check
+from services.order_match.rules import RuleSettings
+
+SETS = generate(12, buyers=4, fault_share="0.5", seed=11)
+DOCS = [d for s in SETS for d in s.documents]
+
+
+def by_key(lines):
+    return {(line["ebpCode"], line["orderNo"]): line for line in lines}
+
+
+def test_every_generated_set_gets_its_expected_verdict():
+    lines = by_key(check(copy.deepcopy(DOCS)))
+    assert len(lines) == len(SETS)
+    for s in SETS:
+        line = lines[(s.order["ebpCode"], s.order["orderNo"])]
+        assert line["status"] == s.expected_status, s.fault
+        assert {f["code"] for f in line["failures"]} == set(s.expected_codes), s.fault
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False), st.integers(min_value=0, max_value=len(DOCS)))
+def test_any_arrival_order_with_duplicates_gives_the_same_verdicts(rnd: random.Random, dups: int):
+    baseline = check(copy.deepcopy(DOCS))
+    shuffled = copy.deepcopy(DOCS) + [copy.deepcopy(rnd.choice(DOCS)) for _ in range(dups)]
+    rnd.shuffle(shuffled)
+    assert check(shuffled) == baseline
+
+
+def test_output_is_sorted_by_platform_then_order_number():
+    lines = check(copy.deepcopy(DOCS))
+    keys = [(line["ebpCode"], line["orderNo"]) for line in lines]
+    assert keys == sorted(keys)
+
+
+def test_missing_documents_make_an_incomplete_verdict_naming_them():
+    order, payment, waybill, inventory = copy.deepcopy(generate(1, fault_share=0, seed=3)[0].documents)
+    [line] = check([order, inventory])
+    assert line["status"] == "incomplete"
+    assert line["missing"] == ["payment", "logistics"]
+    assert {f["code"] for f in line["failures"]} == {codes.INCOMPLETE}
+
+
+def _one_buyer_sets(n: int):
+    """n verified sets of one buyer, each given a distinct inventory appTime."""
+    sets = generate(n, buyers=1, fault_share=0, seed=5)
+    return sets
+
+
+def test_annual_quota_is_spent_in_inventory_apptime_order():
+    sets = _one_buyer_sets(3)
+    values = [s.order["goodsValue"] + s.order["freight"] + s.inventory.get("insuredFee", 0) for s in sets]
+    buyer = pii.buyer_key(sets[0].order["buyerIdType"], sets[0].order["buyerIdNumber"])
+    year = int(sets[0].inventory["appTime"][:4])
+    # leave room for exactly the first two declarations (by inventory appTime) and not the third
+    ordered = sorted(range(3), key=lambda i: sets[i].inventory["appTime"])
+    limit = Decimal(26000)
+    seed = {(buyer, year): limit - values[ordered[0]] - values[ordered[1]]}
+    docs = [copy.deepcopy(d) for s in reversed(sets) for d in s.documents]
+    lines = by_key(check(docs, year_to_date=seed, settings=RuleSettings()))
+    status = [lines[(sets[i].order["ebpCode"], sets[i].order["orderNo"])]["status"] for i in ordered]
+    assert status == ["verified", "verified", "rejected"]
+    last = lines[(sets[ordered[2]].order["ebpCode"], sets[ordered[2]].order["orderNo"])]
+    assert [f["code"] for f in last["failures"]] == [codes.ANNUAL_LIMIT]
+
+
+def test_exactly_the_annual_limit_passes():
+    [s] = _one_buyer_sets(1)
+    value = s.order["goodsValue"] + s.order["freight"] + s.inventory.get("insuredFee", 0)
+    buyer = pii.buyer_key(s.order["buyerIdType"], s.order["buyerIdNumber"])
+    year = int(s.inventory["appTime"][:4])
+    [line] = check(copy.deepcopy(list(s.documents)), year_to_date={(buyer, year): Decimal(26000) - value},
+                   settings=RuleSettings())
+    assert line["status"] == "verified"
+    [line] = check(copy.deepcopy(list(s.documents)),
+                   year_to_date={(buyer, year): Decimal(26000) - value + Decimal("0.01")}, settings=RuleSettings())
+    assert [f["code"] for f in line["failures"]] == [codes.ANNUAL_LIMIT]
+
+
+def test_a_waybill_number_reused_for_another_order_is_refused():
+    first, second = generate(2, fault_share=0, seed=9)
+    second_docs = [copy.deepcopy(d) for d in second.documents]
+    for doc in second_docs:
+        if doc["message"] in ("CEB511", "CEB621"):
+            doc["logisticsCode"], doc["logisticsNo"] = first.logistics["logisticsCode"], first.logistics["logisticsNo"]
+    lines = by_key(check([copy.deepcopy(d) for d in first.documents] + second_docs))
+    first_line = lines[(first.order["ebpCode"], first.order["orderNo"])]
+    second_line = lines[(second.order["ebpCode"], second.order["orderNo"])]
+    earlier, later = sorted([first_line, second_line],
+                            key=lambda line: (first if line is first_line else second).inventory["appTime"])
+    assert earlier["status"] == "verified"
+    assert [f["code"] for f in later["failures"]] == [codes.WAYBILL_REUSED]
