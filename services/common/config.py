@@ -44,6 +44,7 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_TICK_SECONDS", "1", "How often order_match looks for expired declarations"),
     Setting("SANDAN_STORE", "rocksdb://", "faust table store: rocksdb:// (durable, large) or memory://"),
     Setting("SANDAN_ORDER_MATCH_METRICS_PORT", "9301", "Prometheus /metrics port of the order_match worker"),
+    Setting("SANDAN_SESSION_TIMEOUT", "10", "Seconds before Kafka gives a silent worker's partitions to the others"),
     Setting("SANDAN_LOG_LEVEL", "INFO", "Log level of every service"),
 ]
 _BY_ENV = {s.env: s for s in SETTINGS}

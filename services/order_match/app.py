@@ -53,6 +53,8 @@ def create_app() -> faust.App:
         web_enabled=False, consumer_auto_offset_reset="earliest", table_standby_replicas=0,
         producer_acks=-1, broker_commit_every=1000, broker_commit_interval=1.0, stream_wait_empty=True,
         table_cleanup_interval=3600.0,
+        # A killed worker's partitions move to the survivors after this long, not faust's 60 s.
+        broker_session_timeout=config.get_int("SANDAN_SESSION_TIMEOUT"), broker_heartbeat_interval=2.0,
     )
     wire = codec()
     settings = RuleSettings.from_env()

@@ -45,7 +45,7 @@ class Worker:
 def worker_env(prefix: str, local_dir: Path, **extra: str) -> dict:
     env = dict(os.environ)
     env.update(SANDAN_TOPIC_PREFIX=prefix, SANDAN_LOCAL_DIR=str(local_dir), SANDAN_ORDER_MATCH_METRICS_PORT="0",
-               SANDAN_LOG_LEVEL="WARNING", PYTHONPATH=str(config.PROJECT_ROOT))
+               SANDAN_LOG_LEVEL="INFO", PYTHONPATH=str(config.PROJECT_ROOT))
     env.update(extra)
     return env
 
