@@ -34,8 +34,7 @@ def run(args) -> int:
     from services.common import kafka_io
     from services.common.avro import codec
     from services.common.ceb.reader import parse_file
-    from services.common.ingest import NotAnInputMessage, document_outputs, unreadable_output
-    from services.common.topics import name
+    from services.common.ingest import NotAnInputMessage, document_outputs, encode, unreadable_output
 
     files = xml_files(args.paths)
     if not files:
@@ -59,9 +58,9 @@ def run(args) -> int:
         except (CebError, NotAnInputMessage) as exc:
             outputs = [unreadable_output(str(path), path.read_bytes(), str(exc))]
             print(f"sandan publish: {exc}", file=sys.stderr)
-        for o in outputs:
-            pending.append(producer.send(name(o.topic), key=o.key, value=wire.encode(o.schema, o.record)))
-            counts[o.topic] += 1
+        for topic, key, value in encode(outputs, wire):
+            pending.append(producer.send(topic, key=key, value=value))
+            counts[topic] += 1
         if len(files) > 20 and i % 20 == 0:
             print(f"  {i}/{len(files)} files read", file=sys.stderr)
     producer.flush()

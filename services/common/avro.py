@@ -24,6 +24,9 @@ import fastavro
 from services.common.money import SCALE, AmountError
 
 MAGIC = 0xA5
+# A scale-5 long holds up to 92,233,720,368,547.75807 CNY: below the standard's 19 digits
+# (10^14), far above any real declaration. Larger amounts are refused, never wrapped.
+MAX_UNITS = 2**63 - 1
 SCHEMA_DIR = Path(os.environ.get("SANDAN_SCHEMA_DIR", Path(__file__).resolve().parents[2] / "schemas" / "avro"))
 _FACTOR = 10**SCALE
 
@@ -39,6 +42,8 @@ def _to_units(value: Decimal) -> int:
     units = int(scaled)
     if units != scaled:
         raise AmountError(f"{value} has more than {SCALE} fraction digits")
+    if not -MAX_UNITS <= units <= MAX_UNITS:
+        raise AmountError(f"{value} is out of the wire format's range (±{Decimal(MAX_UNITS).scaleb(-SCALE)})")
     return units
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from services.common import topics
-from services.common.avro import SCHEMA_OF_KIND
+from services.common.avro import SCHEMA_OF_KIND, WireError
 from services.common.deadletter import dead_letter
 from services.common.documents import MESSAGE_TYPES
 from services.common.outputs import Output
@@ -39,3 +39,18 @@ def document_outputs(message) -> list[Output]:
 
 def unreadable_output(source: str, payload: bytes, reason: str) -> Output:
     return dead_letter(source, None, None, None, payload, "UNREADABLE_MESSAGE", None, reason)
+
+
+def encode(outputs: list[Output], wire) -> list[tuple[str, bytes, bytes]]:
+    """(full topic name, key, value) per output; a record the wire format refuses (an amount
+    beyond its range) becomes a dead letter instead of stopping the batch."""
+    encoded = []
+    for o in outputs:
+        try:
+            value = wire.encode(o.schema, o.record)
+        except WireError as exc:
+            payload = json.dumps(o.record, ensure_ascii=False, sort_keys=True, default=str).encode()
+            o = dead_letter(o.topic, None, None, o.key, payload, "UNENCODABLE", None, str(exc), o.record.get("guid"))
+            value = wire.encode(o.schema, o.record)
+        encoded.append((topics.name(o.topic), o.key, value))
+    return encoded
