@@ -6,15 +6,18 @@ VENV = .venv
 VENV_PY = $(VENV)/bin/python
 STAMP = $(VENV)/.stamp
 STACK = scripts/stack.sh
+# Generated gRPC code (not committed); the _grpc module is written last, so it stands for both.
+PROTO_GEN = services/gateway/proto/gateway_pb2_grpc.py
 PYTEST_ARGS ?= -q
 # `make down SERVICES=kafka` stops only Kafka; empty means both.
 SERVICES ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv setup up down status reset test demo clean
+.PHONY: help venv proto setup up down status reset test demo clean
 
 help:
 	@echo "make venv     .venv with sandan installed editable (plus test tools)"
+	@echo "make proto    (re)build the gateway's gRPC code from schemas/proto (venv does it when stale)"
 	@echo "make setup    venv + Kafka jars + redis-server"
 	@echo "make up       start Kafka and Redis on 127.0.0.1 and wait until they answer"
 	@echo "make down     stop them (data is kept)"
@@ -24,7 +27,7 @@ help:
 	@echo "make demo     up, then sandan demo"
 	@echo "make clean    remove .venv and build output (keeps .local data, see reset, and the Kafka jars in .cache)"
 
-venv: $(STAMP)
+venv: $(STAMP) $(PROTO_GEN)
 
 # Reinstall only when the dependency list changed; the editable install picks up code
 # changes by itself.
@@ -35,6 +38,13 @@ $(STAMP): pyproject.toml
 	@echo "installing sandan and test tools into $(VENV)"
 	@$(VENV_PY) -m pip install -q -e '.[test]'
 	@touch $@
+
+proto: $(STAMP)
+	@$(VENV_PY) -m services.gateway.protobuild --force
+
+# A new .proto or a new venv (other protobuf runtime) rebuilds the generated code.
+$(PROTO_GEN): schemas/proto/gateway.proto $(STAMP)
+	@$(VENV_PY) -m services.gateway.protobuild --force
 
 setup: venv
 	@$(STACK) setup
@@ -61,4 +71,5 @@ demo: up
 # .cache is left alone: a running broker loads classes from those jars lazily.
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info
+	rm -f services/gateway/proto/*_pb2*.py
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -22,6 +22,7 @@ class Setting:
 
 SETTINGS: list[Setting] = [
     Setting("SANDAN_KAFKA_BOOTSTRAP", "127.0.0.1:19092", "Kafka bootstrap servers (host:port,...)"),
+    Setting("SANDAN_KAFKA_CONNECT_TIMEOUT", "10", "Seconds a command waits for Kafka to answer before it gives up"),
     Setting("SANDAN_KAFKA_PORT", "19092", "Port of the local Kafka broker listener (`make up`)"),
     Setting("SANDAN_KAFKA_CONTROLLER_PORT", "19093", "Port of the local KRaft controller listener"),
     Setting("SANDAN_KAFKA_HEAP", "512m", "Heap (-Xmx/-Xms) of the local Kafka broker"),
@@ -45,6 +46,29 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_STORE", "rocksdb://", "faust table store: rocksdb:// (durable, large) or memory://"),
     Setting("SANDAN_ORDER_MATCH_METRICS_PORT", "9301", "Prometheus /metrics port of the order_match worker"),
     Setting("SANDAN_SESSION_TIMEOUT", "10", "Seconds before Kafka gives a silent worker's partitions to the others"),
+    Setting("SANDAN_GATEWAY_LISTEN", "127.0.0.1:50051",
+            "host:port the gateway listens on (off loopback only with TLS)"),
+    Setting("SANDAN_GATEWAY_CLIENTS", "",
+            "JSON file of the gateway's clients (id, role, codes, token hash; re-read when it changes); "
+            "empty: `$SANDAN_LOCAL_DIR/gateway/clients.json`"),
+    Setting("SANDAN_GATEWAY_TLS_CERT", "", "PEM certificate (chain) of the gateway; with the key it turns TLS on"),
+    Setting("SANDAN_GATEWAY_TLS_KEY", "", "PEM private key of the gateway's certificate"),
+    Setting("SANDAN_GATEWAY_TLS_CLIENT_CA", "",
+            "PEM CA of client certificates; when set, clients need a certificate naming their client id (mTLS)"),
+    Setting("SANDAN_GATEWAY_MAX_MESSAGE_BYTES", "16777216", "Largest gRPC message the gateway takes, in bytes"),
+    Setting("SANDAN_GATEWAY_RATE", "200", "Calls plus submitted items per second allowed to each client (token bucket)"),
+    Setting("SANDAN_GATEWAY_BURST", "400", "Token bucket size: how far a client may exceed the rate for a moment"),
+    Setting("SANDAN_GATEWAY_STREAM_BATCH", "64", "Records a server stream takes from Kafka at a time (bounds its buffer)"),
+    Setting("SANDAN_GATEWAY_FETCH_BYTES", "1048576", "Most bytes a server stream's Kafka consumer fetches ahead"),
+    Setting("SANDAN_GATEWAY_GRACE", "10", "Seconds in-flight calls get to finish when the gateway stops"),
+    Setting("SANDAN_GATEWAY_METRICS_PORT", "9304", "Prometheus /metrics port of the gateway"),
+    Setting("SANDAN_GATEWAY_ADDRESS", "127.0.0.1:50051", "Client side: gateway address for `sandan gateway` commands"),
+    Setting("SANDAN_GATEWAY_TOKEN", "", "Client side: bearer token (prefer SANDAN_GATEWAY_CREDENTIALS)"),
+    Setting("SANDAN_GATEWAY_CREDENTIALS", "",
+            "Client side: JSON file with address, token and TLS files (written by `sandan gateway add-client`)"),
+    Setting("SANDAN_GATEWAY_CA", "", "Client side: PEM CA that signed the gateway's certificate (turns TLS on)"),
+    Setting("SANDAN_GATEWAY_CLIENT_CERT", "", "Client side: PEM client certificate for mTLS"),
+    Setting("SANDAN_GATEWAY_CLIENT_KEY", "", "Client side: PEM private key of the client certificate"),
     Setting("SANDAN_LOG_LEVEL", "INFO", "Log level of every service"),
 ]
 _BY_ENV = {s.env: s for s in SETTINGS}

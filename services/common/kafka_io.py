@@ -23,8 +23,13 @@ def bootstrap() -> str:
     return config.get("SANDAN_KAFKA_BOOTSTRAP")
 
 
+def _bootstrap_ms() -> int:
+    return config.get_int("SANDAN_KAFKA_CONNECT_TIMEOUT") * 1000
+
+
 def admin() -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=bootstrap(), client_id="sandan-admin", request_timeout_ms=30000)
+    return KafkaAdminClient(bootstrap_servers=bootstrap(), client_id="sandan-admin", request_timeout_ms=30000,
+                            bootstrap_timeout_ms=_bootstrap_ms())
 
 
 def create_topics(specs: Iterable[topics.TopicSpec] = topics.TOPICS) -> tuple[list[str], list[str]]:
@@ -48,7 +53,8 @@ def create_topics(specs: Iterable[topics.TopicSpec] = topics.TOPICS) -> tuple[li
 
 def producer(**overrides) -> KafkaProducer:
     settings = dict(bootstrap_servers=bootstrap(), acks="all", enable_idempotence=True, retries=10,
-                    linger_ms=5, batch_size=256 * 1024, compression_type=None, client_id="sandan-cli")
+                    linger_ms=5, batch_size=256 * 1024, compression_type=None, client_id="sandan-cli",
+                    bootstrap_timeout_ms=_bootstrap_ms())
     settings.update(overrides)
     return KafkaProducer(**settings)
 
@@ -95,4 +101,22 @@ def follow(topic: str, *, group: str | None = None, from_beginning: bool = True)
         consumer.close()
 
 
-__all__ = ["KafkaError", "admin", "create_topics", "producer", "read_all", "end_offsets", "follow", "bootstrap"]
+
+
+class TopicTail:
+    """Reads a topic from the beginning, then whatever arrives: ``poll()`` returns new records."""
+
+    def __init__(self, topic: str) -> None:
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap(), enable_auto_commit=False, group_id=None)
+        parts = [TopicPartition(topic, p) for p in (self.consumer.partitions_for_topic(topic) or ())]
+        self.consumer.assign(parts)
+        self.consumer.seek_to_beginning(*parts)
+
+    def poll(self, timeout_ms: int = 500) -> list:
+        records = []
+        for batch in self.consumer.poll(timeout_ms=timeout_ms, max_records=5000).values():
+            records.extend(batch)
+        return records
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -92,7 +92,7 @@ def test_any_order_and_duplicates_give_exactly_one_verdict(stack, topic_prefix, 
 
 def test_a_worker_killed_mid_stream_loses_and_double_counts_nothing(stack, topic_prefix, tmp_path):
     prefix = f"{topic_prefix}om2-"
-    sets = generate(300, buyers=300, fault_share="0.1", seed=202)  # ~1 set per buyer: no annual-limit races
+    sets = generate(200, buyers=200, fault_share="0.1", seed=202)  # ~1 set per buyer: no annual-limit races
     expected, docs = _expectations(sets, incomplete=0)
     random.Random(8).shuffle(docs)
     env = worker_env(prefix, tmp_path, SANDAN_MATCH_TIMEOUT="3600", SANDAN_STORE="rocksdb://")

@@ -52,7 +52,7 @@ def test_publish_sends_good_documents_and_dead_letters_bad_ones(stack, topic_pre
 
 def test_publish_without_kafka_fails_clearly(tmp_path):
     (tmp_path / "o.xml").write_bytes(write_message("CEB311", [generate(1, seed=1)[0].order]))
-    env = dict(os.environ, SANDAN_KAFKA_BOOTSTRAP="127.0.0.1:9", SANDAN_LOG_LEVEL="CRITICAL")
+    env = dict(os.environ, SANDAN_KAFKA_BOOTSTRAP="127.0.0.1:9", SANDAN_LOG_LEVEL="CRITICAL", SANDAN_KAFKA_CONNECT_TIMEOUT="2")
     done = subprocess.run([sys.executable, "-m", "services.cli", "publish", str(tmp_path)], env=env,
                           capture_output=True, text=True, cwd=config.PROJECT_ROOT, timeout=120)
     assert done.returncode == 2

@@ -2,52 +2,25 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from services.common import config, kafka_io, topics
+from services.common import kafka_io, topics
 from services.common.avro import SCHEMA_OF_KIND, codec
 from services.common.documents import kind_of
+from services.demo.processes import ServiceProcess, service_env
 
 
-class Worker:
-    def __init__(self, name: str, env: dict, log: Path) -> None:
-        self.name, self.env, self.log = name, env, log
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Worker":
-        handle = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.cli", "worker", self.name], env=self.env,
-                                     stdout=handle, stderr=subprocess.STDOUT, cwd=config.PROJECT_ROOT)
-        return self
-
-    def kill(self) -> None:
-        """kill -9: no shutdown hooks, no final commit, no flush."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def alive(self) -> bool:
-        return bool(self.proc) and self.proc.poll() is None
+def Worker(name: str, env: dict, log: Path) -> ServiceProcess:
+    """`sandan worker NAME` as a subprocess logging to ``log``."""
+    process = ServiceProcess(name, ["worker", name], env, log.parent)
+    process.log = log
+    return process
 
 
 def worker_env(prefix: str, local_dir: Path, **extra: str) -> dict:
-    env = dict(os.environ)
-    env.update(SANDAN_TOPIC_PREFIX=prefix, SANDAN_LOCAL_DIR=str(local_dir), SANDAN_ORDER_MATCH_METRICS_PORT="0",
-               SANDAN_LOG_LEVEL="INFO", PYTHONPATH=str(config.PROJECT_ROOT))
-    env.update(extra)
-    return env
+    return service_env(prefix, SANDAN_LOCAL_DIR=str(local_dir), SANDAN_ORDER_MATCH_METRICS_PORT="0",
+                       SANDAN_LOG_LEVEL="INFO", **extra)
 
 
 def with_prefix(prefix: str):
