@@ -25,6 +25,7 @@ help:
 	@echo "make reset    down, then delete the Kafka and Redis data"
 	@echo "make test     up, then pytest (PYTEST_ARGS='$(PYTEST_ARGS)')"
 	@echo "make demo     up, then sandan demo"
+	@echo "make bench-codec  Avro and CEB XML encode/decode figures (JSON)"
 	@echo "make clean    remove .venv and build output (keeps .local data, see reset, and the Kafka jars in .cache)"
 
 venv: $(STAMP) $(PROTO_GEN)
@@ -67,6 +68,9 @@ test: up
 
 demo: up
 	$(VENV)/bin/sandan demo
+
+bench-codec: venv
+	$(VENV_PY) bench/codec.py
 
 # .cache is left alone: a running broker loads classes from those jars lazily.
 clean:

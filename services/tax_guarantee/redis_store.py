@@ -22,10 +22,9 @@ from datetime import date
 
 from services.common.money import from_units, to_units
 from services.tax_guarantee.account import Account, Bill, day_text, parse_day
-from services.tax_guarantee.ledger import entry_id
-from services.tax_guarantee.store import Applied, Outcome, Snapshot, dump_outcome, load_outcome
+from services.tax_guarantee.ledger import Rebuilt, entry_id
 from services.tax_guarantee.rules import Change
-from services.tax_guarantee.ledger import Rebuilt
+from services.tax_guarantee.store import Applied, Outcome, Snapshot, dump_outcome, load_outcome
 
 # KEYS: 1 account, 2 outcome, 3 accounts index, 4.. bills
 # ARGV: 1 seq the decision read ('' = no account), 2 assureCode, 3 outcome,

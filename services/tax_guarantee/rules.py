@@ -1,7 +1,7 @@
 """Every rule of a guarantee account (DOMAIN §4): what a deduction or a command may change.
 
 Each function takes the account as it is (``None`` when the assureCode has none), the bills
-involved and today's date in China time, and returns either the ``Change`` to write or the
+involved (and, for a deduction, today's date in China time), and returns either the ``Change`` to write or the
 ``Refusal`` to answer with. Nothing here reads or writes anything; the store applies a
 change atomically and only if the account did not change in between.
 
@@ -56,7 +56,7 @@ def deduct(account: Account | None, declaration_id: str, tax: Decimal, today: da
                   (Bill(declaration_id, tax),), declaration_id)
 
 
-def apply(command: Command, account: Account | None, bills: Mapping[str, Bill], today: date) -> Change | Refusal:
+def apply(command: Command, account: Account | None, bills: Mapping[str, Bill]) -> Change | Refusal:
     """The change one (well-formed, see ``commands.parse_command``) command makes."""
     if command.action == "register":
         return _register(command, account)

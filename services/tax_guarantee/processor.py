@@ -1,0 +1,144 @@
+"""tax_guarantee's engine: a verified declaration or a command in, the records to publish out.
+
+``on_verdict`` deducts a declaration's tax once (cleared, or refused with a receipt and the
+buyer's quota released); ``on_command`` applies an account command, a void or a settlement;
+``expiry_warnings`` finds accounts whose validity ends soon. Each decision is made by the
+pure ``rules`` on a snapshot and committed by the store only if the account did not move in
+between (else it is decided again), together with its outcome, so a redelivered input is
+answered from the recorded outcome with exactly the records it produced the first time.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from services.common.outputs import Output
+from services.common.money import ZERO
+from services.order_match.quota import QuotaStore
+from services.order_match.receipts import REJECTED, receipt, verdict_info
+from services.order_match.verdict import VERIFIED, Failure
+from services.tax_guarantee import alerts, codes, ledger, rules
+from services.tax_guarantee.account import china_date
+from services.tax_guarantee.commands import Command, Refusal, parse_command
+from services.tax_guarantee.store import AccountStore, Applied, Outcome, Refused, Snapshot
+
+MAX_ATTEMPTS = 1000  # commits lost to concurrent changes of the same account before giving up
+
+
+@dataclass(frozen=True)
+class Handled:
+    outputs: list[Output]
+    rejected_input: Refusal | None = None  # input the service does not act on: the adapter dead-letters it
+    replayed: bool = False                 # answered from the outcome recorded for an earlier delivery
+    outcome: Outcome | None = None
+
+
+class GuaranteeProcessor:
+    def __init__(self, *, store: AccountStore, quota: QuotaStore | None, thresholds: tuple[Decimal, ...],
+                 expiry_warn_days: int) -> None:
+        self.store = store
+        self.quota = quota
+        self.thresholds = thresholds
+        self.expiry_warn_days = expiry_warn_days
+
+    async def on_verdict(self, verdict: dict, now_ms: int) -> Handled:
+        problem = _verdict_problem(verdict)
+        if problem is not None:
+            return Handled([], rejected_input=problem)
+        code = (verdict.get("assureCode") or "").strip()
+        decl, tax = verdict["declarationId"], verdict["taxTotal"]
+        today = china_date(now_ms)
+        outcome, replayed = await self._decide_once(
+            code, ledger.deduction_key(decl), (),
+            lambda snap: self._outcome(rules.deduct(snap.account, decl, tax, today, code), snap, now_ms))
+        if isinstance(outcome, Refused):
+            await self._release_quota(verdict)
+            return Handled(_refusal_outputs(verdict, outcome), replayed=replayed, outcome=outcome)
+        cleared = Output("declarations.cleared", verdict["orderNo"].encode(), "sandan.Verdict", verdict)
+        return Handled(_applied_outputs(outcome) + [cleared], replayed=replayed, outcome=outcome)
+
+    async def on_command(self, record: dict, now_ms: int) -> Handled:
+        command = parse_command(record)
+        if isinstance(command, Refusal):
+            return Handled([], rejected_input=command)
+        bill_ids = (command.declaration_id,) if command.action == "void" else command.bills
+        outcome, replayed = await self._decide_once(
+            command.assure_code, ledger.command_key(command.command_id), bill_ids,
+            lambda snap: self._outcome(rules.apply(command, snap.account, snap.bills), snap, now_ms, command))
+        if isinstance(outcome, Refused):
+            return Handled([], rejected_input=outcome.refusal, replayed=replayed, outcome=outcome)
+        return Handled(_applied_outputs(outcome), replayed=replayed, outcome=outcome)
+
+    async def expiry_warnings(self, now_ms: int) -> list[Output]:
+        """One warning per account and day while its validity ends within the configured days.
+
+        The day is claimed before the warning is published: a crash in between loses that
+        day's warning rather than repeating it on every tick.
+        """
+        today = china_date(now_ms)
+        outputs = []
+        for account in await self.store.accounts():
+            warning = alerts.expiry_warning(account, today, self.expiry_warn_days, now_ms)
+            if warning is not None and await self.store.claim_daily(account.assure_code, today):
+                outputs.append(_warning_output(warning))
+        return outputs
+
+    async def _decide_once(self, code: str, key: str, bill_ids: tuple[str, ...],
+                           decide: Callable[[Snapshot], tuple[Outcome, rules.Change | None]]) -> tuple[Outcome, bool]:
+        for _ in range(MAX_ATTEMPTS):
+            snap = await self.store.snapshot(code, key, bill_ids)
+            if snap.outcome is not None:
+                return snap.outcome, True
+            outcome, change = decide(snap)
+            if await self.store.commit(snap, outcome, change):
+                return outcome, False
+        raise RuntimeError(f"account {code}: {MAX_ATTEMPTS} attempts lost to concurrent changes")
+
+    def _outcome(self, result: rules.Change | Refusal, snap: Snapshot, now_ms: int,
+                 command: Command | None = None) -> tuple[Outcome, rules.Change | None]:
+        if isinstance(result, Refusal):
+            return Refused(result, now_ms), None
+        entry = ledger.entry(result, key=snap.key, at=now_ms, command=command)
+        warnings = alerts.utilisation_warnings(self.thresholds, snap.account, result.account, entry["entryId"], now_ms)
+        return Applied(entry, tuple(warnings)), result
+
+    async def _release_quota(self, verdict: dict) -> None:
+        if self.quota is not None and verdict.get("buyerKey") and verdict.get("quotaYear") is not None:
+            await self.quota.release(verdict["declarationId"], verdict["buyerKey"], verdict["quotaYear"])
+
+
+def _verdict_problem(verdict: dict) -> Refusal | None:
+    if verdict.get("status") != VERIFIED:
+        return Refusal(codes.INVALID_FIELD, "status", f"only verified declarations are deducted, got"
+                                                      f" {verdict.get('status')!r}")
+    if not (verdict.get("declarationId") or "").strip():
+        return Refusal(codes.INVALID_FIELD, "declarationId", "the verdict has no declarationId")
+    if verdict["taxTotal"] < ZERO:
+        return Refusal(codes.INVALID_AMOUNT, "taxTotal", f"negative tax {verdict['taxTotal']}")
+    return None
+
+
+def _warning_output(warning: dict) -> Output:
+    return Output("guarantee.warnings", warning["assureCode"].encode(), "sandan.GuaranteeWarning", warning)
+
+
+def _applied_outputs(outcome: Applied) -> list[Output]:
+    entry = Output("guarantee.ledger", outcome.entry["assureCode"].encode(), "sandan.LedgerEntry", outcome.entry)
+    return [entry] + [_warning_output(w) for w in outcome.warnings]
+
+
+def _refusal_outputs(verdict: dict, outcome: Refused) -> list[Output]:
+    """The verdict turned into a rejection, and a CEB622-style receipt to the inventory's agent."""
+    r = outcome.refusal
+    failure = Failure(r.code, r.field, r.message)
+    refused = dict(verdict, status="rejected", failures=[failure.to_json_dict()], decidedAt=outcome.at)
+    outputs = [Output("declarations.refused", verdict["orderNo"].encode(), "sandan.Verdict", refused)]
+    inventory = verdict.get("inventory")
+    if inventory is not None:
+        rec = receipt(inventory, REJECTED, verdict_info("rejected", [failure], ()), [failure], outcome.at)
+        # The same refusal always gets the same receipt id, so a redelivery can be recognised.
+        rec["guid"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandan:guarantee-refusal:{verdict['declarationId']}")).upper()
+        outputs.append(Output("receipts", rec["receiver"].encode(), "sandan.Receipt", rec))
+    return outputs
