@@ -9,7 +9,8 @@ import sys
 from services.common import config
 
 # Subcommand modules, imported lazily so `sandan ceb parse` does not pay for faust or grpc.
-_MODULES = ["ceb", "topics", "publish", "generate", "check", "worker", "demo", "settings"]
+_MODULES = ["ceb", "topics", "publish", "generate", "check", "worker", "demo", "settings", "guarantee", "gateway",
+            "returns"]
 
 
 def build_parser() -> argparse.ArgumentParser:

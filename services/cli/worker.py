@@ -7,6 +7,8 @@ from services.common import config, kafka_io, metrics
 
 WORKERS = {
     "order-match": ("services.order_match.app", "SANDAN_ORDER_MATCH_METRICS_PORT"),
+    "returns": ("services.returns.app", "SANDAN_RETURNS_METRICS_PORT"),
+    "tax-guarantee": ("services.tax_guarantee.app", "SANDAN_TAX_GUARANTEE_METRICS_PORT"),
 }
 
 

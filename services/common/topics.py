@@ -68,6 +68,12 @@ TOPICS: list[TopicSpec] = [
               doc="answers to every document, addressed to an enterprise"),
     TopicSpec("order_match.ticks", "none (explicit partition)", "bytes", retention_ms=3600 * 1000,
               document_topic=True, doc="clock ticks into every order_match partition (expiry runs in-stream)"),
+    TopicSpec("returns.ticks", "none (explicit partition)", "bytes", retention_ms=3600 * 1000,
+              document_topic=True, doc="clock ticks into every returns partition (expiry runs in-stream)"),
+    TopicSpec("returns.arrivals", "orderNo", "sandan.WarehouseArrival", retention_ms=90 * DAY_MS, document_topic=True,
+              doc="returns-internal: returned parcels re-keyed by the order they belong to"),
+    TopicSpec("returns.waybills", "logisticsNo", "sandan.WaybillLink", retention_ms=90 * DAY_MS,
+              doc="returns-internal: waybill number -> orderNo of cleared declarations"),
     TopicSpec("deadletter", "source key", "sandan.DeadLetter", retention_ms=30 * DAY_MS,
               doc="undecodable or invalid input with the reason"),
 ]

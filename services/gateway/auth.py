@@ -47,4 +47,4 @@ def authenticate(registry: ClientRegistry, metadata, certificate_names: frozense
 def authorize(client: Client, method: str) -> None:
     wanted = METHOD_ROLES[method]
     if client.role != wanted:
-        raise CallError(PERMISSION_DENIED, f"{method} is for {wanted} clients; {client.id} is a {client.role} client")
+        raise CallError(PERMISSION_DENIED, f"{method} is for {wanted} clients; {client.id} has the {client.role} role")

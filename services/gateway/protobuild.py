@@ -35,8 +35,12 @@ def generated_files(name: str, out_dir: Path = OUT_DIR) -> tuple[Path, Path]:
 
 
 def is_stale(name: str, proto_dir: Path = PROTO_DIR, out_dir: Path = OUT_DIR) -> bool:
-    """True when a generated file is missing or older than its .proto."""
-    source = (proto_dir / f"{name}.proto").stat().st_mtime_ns
+    """True when a generated file is missing or older than its .proto.
+
+    Without the .proto (an install that ships only the package) existing code is used as is.
+    """
+    proto = proto_dir / f"{name}.proto"
+    source = proto.stat().st_mtime_ns if proto.exists() else 0
     for path in generated_files(name, out_dir):
         if not path.exists() or path.stat().st_mtime_ns < source:
             return True

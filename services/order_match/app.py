@@ -60,10 +60,12 @@ def create_app() -> faust.App:
     settings = RuleSettings.from_env()
     timeout_ms = config.get_int("SANDAN_MATCH_TIMEOUT") * 1000
     retention_ms = config.get_int("SANDAN_MATCH_RETENTION") * 1000
+    replay_window_ms = config.get_int("SANDAN_MATCH_REPLAY_WINDOW") * 1000
     redis = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
     namespace = f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}"
     processor = MatchProcessor(quota=RedisQuotaStore(redis, namespace), waybills=RedisWaybillRegistry(redis, namespace),
-                               settings=settings, rates=load_rates(), timeout_ms=timeout_ms)
+                               settings=settings, rates=load_rates(), timeout_ms=timeout_ms,
+                               replay_window_ms=replay_window_ms)
     buckets = app.Table("match-buckets", default=None, key_type=bytes, value_type=bytes, partitions=partitions)
     source = app.topic(*(topics.name(t) for t in DOCUMENT_TOPICS), topics.name("order_match.ticks"),
                        key_type=bytes, value_type=bytes)
@@ -71,6 +73,9 @@ def create_app() -> faust.App:
     ticks_topic = topics.name("order_match.ticks")
     due: dict[int, list[tuple[int, str]]] = {}
     scanned_for: set = set()
+    # Buckets whose INCOMPLETE verdicts a tick caused, by that tick's position: if the tick
+    # comes again after a crash, its verdicts are emitted again (see matcher's docstring).
+    tick_decisions: dict[str, list[str]] = {}
     m = metrics.order_match()
 
     def load(key: str) -> dict:
@@ -82,7 +87,7 @@ def create_app() -> faust.App:
             buckets.pop(key.encode(), None)
             return
         buckets[key.encode()] = wire.encode("sandan.MatchBucket", bucket)
-        wake = matcher.next_deadline(bucket, timeout_ms)
+        wake = matcher.next_deadline(bucket, timeout_ms, replay_window_ms)
         if wake is None and all(d["status"] in matcher.CLOSED for d in bucket["declarations"]):
             wake = max(d.get("decidedAt") or 0 for d in bucket["declarations"]) + retention_ms
         if wake is not None:
@@ -116,7 +121,8 @@ def create_app() -> faust.App:
         try:
             bucket = load(key)
             now = now_ms()
-            outputs = await with_retry(lambda: processor.on_document(bucket, doc, now))
+            position = f"{msg.topic}:{msg.partition}:{msg.offset}"
+            outputs = await with_retry(lambda: processor.on_document(bucket, doc, now, position))
             save(key, bucket, msg.partition)
         except Exception as exc:  # noqa: BLE001 - one bad document must not stop the partition
             log.exception("document %s on %s/%d@%d failed", doc.get("guid"), msg.topic, msg.partition, msg.offset)
@@ -142,14 +148,21 @@ def create_app() -> faust.App:
             partition = (murmur2(raw_key) & 0x7FFFFFFF) % partitions  # the producers' default partitioner
             if partition in assigned:
                 bucket = wire.decode(raw)[1]
-                wake = matcher.next_deadline(bucket, timeout_ms)
+                wake = matcher.next_deadline(bucket, timeout_ms, replay_window_ms)
                 heapq.heappush(due.setdefault(partition, []), (wake if wake is not None else 0, key))
+                for decl in bucket["declarations"]:
+                    if decl["status"] == matcher.INCOMPLETE and (decl.get("decidedBy") or "").startswith(ticks_topic):
+                        tick_decisions.setdefault(decl["decidedBy"], []).append(key)
 
-    async def on_tick(partition: int) -> None:
+    async def on_tick(partition: int, position: str) -> None:
         assigned = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == ticks_topic)
         rescan_if_reassigned(assigned)
-        heap = due.get(partition, [])
         now = now_ms()
+        for key in tick_decisions.pop(position, []):
+            raw = buckets.get(key.encode())
+            if raw is not None:
+                await publish(await processor.replay(wire.decode(raw)[1], position, now))
+        heap = due.get(partition, [])
         seen: set[str] = set()
         while heap and heap[0][0] <= now:
             _, key = heapq.heappop(heap)
@@ -160,7 +173,7 @@ def create_app() -> faust.App:
             if raw is None:
                 continue
             bucket = wire.decode(raw)[1]
-            outputs = processor.expire(bucket, now)
+            outputs = processor.expire(bucket, now, position=position)
             closed = bucket["declarations"] and all(d["status"] in matcher.CLOSED for d in bucket["declarations"])
             if closed and max(d.get("decidedAt") or 0 for d in bucket["declarations"]) + retention_ms <= now:
                 buckets.pop(key.encode(), None)  # retention over: forget the order number
@@ -174,7 +187,7 @@ def create_app() -> faust.App:
         async for event in stream.events():
             msg = event.message
             if msg.topic == ticks_topic:
-                await on_tick(msg.partition)
+                await on_tick(msg.partition, f"{msg.topic}:{msg.partition}:{msg.offset}")
             else:
                 await on_document(msg)
 

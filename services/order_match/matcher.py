@@ -8,9 +8,15 @@ order number and the waybills that no inventory has named yet (a waybill carries
 
 ``apply`` takes one document and says what happened: a refusal (DUPLICATE, LOCKED ...), or
 that a declaration now has all four documents and must be decided. The caller decides it
-(rules, quota, waybill registry) and reports the outcome with ``record_verdict``. After a
-verification the document bodies are dropped and only guids and fingerprints are kept: that
-is all LOCKED and DUPLICATE need, and it keeps the table small.
+(rules, quota, waybill registry) and reports the outcome with ``record_verdict``, naming the
+input record that caused the decision (``decided_by``: topic, partition, offset).
+
+Why ``decided_by``: state is written before the outputs are acknowledged, so a worker killed
+in between comes back with the decision in its state but the verdict lost. The input record
+is then delivered again (its offset was not committed) and would be a no-op duplicate. A
+record whose position equals a declaration's ``decidedBy`` is that replay, and the caller
+emits the decision again. To be able to, bodies are kept for ``replay_window`` after a
+verification; then only guids and fingerprints stay, which is all LOCKED and DUPLICATE need.
 """
 from __future__ import annotations
 
@@ -211,18 +217,30 @@ def missing_kinds(bucket: dict, decl: dict) -> list[str]:
     return missing
 
 
-def record_verdict(bucket: dict, ebp_code: str, status: str, now_ms: int) -> None:
-    """Note a declaration's verdict. Verified ones keep guids and fingerprints, not bodies."""
+def record_verdict(bucket: dict, ebp_code: str, status: str, now_ms: int, decided_by: str | None = None) -> None:
+    """Note a declaration's verdict and the input record that caused it."""
     decl = find_declaration(bucket, ebp_code)
     if decl is None:
         return
     decl["status"] = status
     decl["decidedAt"] = now_ms
+    decl["decidedBy"] = decided_by
     if status == VERIFIED:
         inv = decl["inventory"]
         decl["waybillKey"] = list(_waybill_key(inv)) if inv is not None else None
-        for kind in DECLARATION_KINDS:
-            decl[kind] = None
+
+
+def replayed(bucket: dict, position: str) -> list[dict]:
+    """Declarations decided by the input record at ``position`` (a replay after a crash)."""
+    return [d for d in bucket["declarations"] if d.get("decidedBy") == position]
+
+
+def drop_old_bodies(bucket: dict, now_ms: int, replay_window_ms: int) -> None:
+    """Forget the bodies of verified declarations once no replay can need them."""
+    for decl in bucket["declarations"]:
+        if decl["status"] == VERIFIED and (decl.get("decidedAt") or 0) + replay_window_ms <= now_ms:
+            for kind in DECLARATION_KINDS:
+                decl[kind] = None
 
 
 def expired(bucket: dict, now_ms: int) -> list[dict]:
@@ -241,8 +259,11 @@ def expired_waybills(bucket: dict, now_ms: int, timeout_ms: int) -> list[dict]:
     return [e["doc"] for e in gone]
 
 
-def next_deadline(bucket: dict, timeout_ms: int) -> int | None:
+def next_deadline(bucket: dict, timeout_ms: int, replay_window_ms: int = 0) -> int | None:
+    """When the bucket next needs attention: an expiry, or verified bodies to drop."""
     deadlines = [d["deadline"] for d in bucket["declarations"] if d["status"] == OPEN]
+    deadlines += [(d.get("decidedAt") or 0) + replay_window_ms for d in bucket["declarations"]
+                  if d["status"] == VERIFIED and d["inventory"] is not None]
     if not bucket["declarations"]:
         deadlines += [e["at"] + timeout_ms for e in bucket["waybills"]]
     return min(deadlines) if deadlines else None

@@ -23,12 +23,13 @@ from services.order_match.waybills import WaybillRegistry
 
 class MatchProcessor:
     def __init__(self, *, quota: QuotaStore, waybills: WaybillRegistry, settings: RuleSettings,
-                 rates: RateTable, timeout_ms: int) -> None:
+                 rates: RateTable, timeout_ms: int, replay_window_ms: int = 3_600_000) -> None:
         self.quota = quota
         self.waybills = waybills
         self.settings = settings
         self.rates = rates
         self.timeout_ms = timeout_ms
+        self.replay_window_ms = replay_window_ms
 
     def take(self, bucket: dict, doc: dict, now_ms: int) -> tuple[list[Output], list[str]]:
         """Buffer one document. Returns refusal receipts and the declarations now ready."""
@@ -41,7 +42,7 @@ class MatchProcessor:
                 ready.append(event.ebp_code)
         return outputs, ready
 
-    async def settle(self, bucket: dict, ebp_code: str, now_ms: int) -> list[Output]:
+    async def settle(self, bucket: dict, ebp_code: str, now_ms: int, position: str | None = None) -> list[Output]:
         decl = matcher.find_declaration(bucket, ebp_code)
         if decl is None or any(d is None for d in matcher.documents(decl)):
             return []
@@ -49,25 +50,45 @@ class MatchProcessor:
         decision = await decide(order, payment, logistics, inventory, quota=self.quota, waybills=self.waybills,
                                 settings=self.settings, rates=self.rates)
         outputs = self._verdict_outputs(bucket, decl, decision, now_ms)
-        matcher.record_verdict(bucket, ebp_code, decision.verdict.status, now_ms)
+        matcher.record_verdict(bucket, ebp_code, decision.verdict.status, now_ms, position)
         return outputs
 
-    async def on_document(self, bucket: dict, doc: dict, now_ms: int) -> list[Output]:
-        outputs, ready = self.take(bucket, doc, now_ms)
+    async def on_document(self, bucket: dict, doc: dict, now_ms: int, position: str | None = None) -> list[Output]:
+        """One document; ``position`` ("topic:partition:offset") lets a replay after a crash
+        emit again the decision it caused (see matcher's docstring)."""
+        outputs = await self.replay(bucket, position, now_ms) if position else []
+        taken, ready = self.take(bucket, doc, now_ms)
+        outputs += taken
         for ebp_code in ready:
-            outputs += await self.settle(bucket, ebp_code, now_ms)
+            outputs += await self.settle(bucket, ebp_code, now_ms, position)
         return outputs
 
-    def expire(self, bucket: dict, now_ms: int, *, all_open: bool = False) -> list[Output]:
+    async def replay(self, bucket: dict, position: str, now_ms: int) -> list[Output]:
+        """The outputs of the decisions the input at ``position`` caused, emitted again.
+
+        Deciding again is safe: the quota reservation and the waybill claim are idempotent
+        per declaration, so the verdict comes out as it did.
+        """
+        outputs: list[Output] = []
+        for decl in matcher.replayed(bucket, position):
+            if decl["status"] == matcher.INCOMPLETE:
+                verdict = incomplete_verdict(decl["ebpCode"], bucket["orderNo"], matcher.missing_kinds(bucket, decl))
+                outputs += self._verdict_outputs(bucket, decl, Decision(verdict, None, None), now_ms)
+            else:
+                outputs += await self.settle(bucket, decl["ebpCode"], now_ms, position)
+        return outputs
+
+    def expire(self, bucket: dict, now_ms: int, *, all_open: bool = False, position: str | None = None) -> list[Output]:
         """INCOMPLETE verdicts for open declarations past their deadline (or all, offline)."""
         outputs: list[Output] = []
+        matcher.drop_old_bodies(bucket, now_ms, self.replay_window_ms)
         due = [d for d in bucket["declarations"] if d["status"] == matcher.OPEN
                and any(x is None for x in matcher.documents(d))
                and (all_open or d["deadline"] <= now_ms)]
         for decl in due:
             verdict = incomplete_verdict(decl["ebpCode"], bucket["orderNo"], matcher.missing_kinds(bucket, decl))
             outputs += self._verdict_outputs(bucket, decl, Decision(verdict, None, None), now_ms)
-            matcher.record_verdict(bucket, decl["ebpCode"], matcher.INCOMPLETE, now_ms)
+            matcher.record_verdict(bucket, decl["ebpCode"], matcher.INCOMPLETE, now_ms, position)
         orphans = matcher.expired_waybills(bucket, now_ms if not all_open else 2**62, self.timeout_ms)
         for waybill in orphans:
             verdict = incomplete_verdict("", bucket["orderNo"], ["order", "payment", "inventory"])

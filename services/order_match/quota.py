@@ -102,3 +102,60 @@ class MemoryQuotaStore:
         if held[decl_id] == 0:
             del held[decl_id]
         return part
+
+
+# --- releases in parts, each applied once (returns) ------------------------------------------
+# A declaration's quota may come back in several parts (one per partial return). ``release``
+# above is idempotent only for a full release; a partial one repeated would give back twice.
+# Here each part has an id, remembered in a set next to the quota hash and checked in the same
+# script, so a redelivered part changes nothing. Returns -1 for a part already applied.
+_RELEASE_PART = """
+local key, parts = KEYS[1], KEYS[2]
+local decl, part = ARGV[1], ARGV[2]
+if redis.call('SADD', parts, part) == 0 then return -1 end
+redis.call('EXPIRE', parts, tonumber(ARGV[4]))
+local held = tonumber(redis.call('HGET', key, decl) or '-1')
+if held < 0 then return 0 end
+local share = math.min(held, tonumber(ARGV[3]))
+if share == held then redis.call('HDEL', key, decl) else redis.call('HSET', key, decl, held - share) end
+redis.call('HINCRBY', key, 'total', -share)
+return share
+"""
+PART_MEMORY_S = 400 * 24 * 3600  # longer than any quota year a part could still apply to
+
+
+class PartReleases(Protocol):
+    async def release_part(self, decl_id: str, part_id: str, buyer_key: str, year: int,
+                           amount: Decimal) -> Decimal | None:
+        """Give ``amount`` of the declaration's reservation back once per ``part_id``;
+        returns the amount given back, or None when the part was applied before."""
+
+
+def parts_key(namespace: str, decl_id: str) -> str:
+    return f"{namespace}quota-parts:{decl_id}"
+
+
+class RedisPartReleases:
+    def __init__(self, redis, namespace: str = "sandan:", memory_s: int = PART_MEMORY_S) -> None:
+        self._ns = namespace
+        self._memory = memory_s
+        self._script = redis.register_script(_RELEASE_PART)
+
+    async def release_part(self, decl_id, part_id, buyer_key, year, amount):
+        given = int(await self._script(keys=[quota_key(self._ns, buyer_key, year), parts_key(self._ns, decl_id)],
+                                       args=[decl_id, part_id, to_units(amount), self._memory]))
+        return None if given < 0 else from_units(given)
+
+
+class MemoryPartReleases:
+    """The same contract over a ``MemoryQuotaStore``."""
+
+    def __init__(self, store: MemoryQuotaStore) -> None:
+        self._store = store
+        self._done: set[tuple[str, str]] = set()
+
+    async def release_part(self, decl_id, part_id, buyer_key, year, amount):
+        if (decl_id, part_id) in self._done:
+            return None
+        self._done.add((decl_id, part_id))
+        return await self._store.release(decl_id, buyer_key, year, amount)

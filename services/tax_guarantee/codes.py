@@ -5,7 +5,11 @@ every rule code is listed); the rest answer account commands and tax-bill credit
 """
 from __future__ import annotations
 
-from services.order_match.codes import GUARANTEE_INACTIVE, GUARANTEE_INSUFFICIENT, GUARANTEE_UNKNOWN
+from services.order_match import codes as verdict_codes
+
+GUARANTEE_UNKNOWN = verdict_codes.GUARANTEE_UNKNOWN
+GUARANTEE_INACTIVE = verdict_codes.GUARANTEE_INACTIVE
+GUARANTEE_INSUFFICIENT = verdict_codes.GUARANTEE_INSUFFICIENT
 
 INVALID_FIELD = "INVALID_FIELD"          # a field the action needs is missing or malformed
 INVALID_AMOUNT = "INVALID_AMOUNT"        # an amount that is zero or negative where it must be positive
@@ -21,24 +25,3 @@ BILL_UNKNOWN = "BILL_UNKNOWN"            # void/settle of a declaration never de
 BILL_SETTLED = "BILL_SETTLED"            # void or settle of a bill that was settled already
 BILL_VOIDED = "BILL_VOIDED"              # settle of a bill that was (fully or partly) voided
 BILL_FULLY_VOIDED = "BILL_FULLY_VOIDED"  # void of a bill with nothing left to void
-
-DESCRIPTIONS = {
-    GUARANTEE_UNKNOWN: "no tax guarantee account for the assureCode",
-    GUARANTEE_INACTIVE: "the account is frozen, closed, expired or not yet valid",
-    GUARANTEE_INSUFFICIENT: "the available balance is below the tax",
-    INVALID_FIELD: "a field the action needs is missing or malformed",
-    INVALID_AMOUNT: "the amount must be positive",
-    UNKNOWN_ACTION: "not one of register, amend, extend, freeze, unfreeze, close, void, settle",
-    ACCOUNT_EXISTS: "the assureCode already has an account (amend or extend it instead)",
-    ACCOUNT_CLOSED: "the account is closed",
-    BELOW_OUTSTANDING: "the new guaranteed amount is below the tax outstanding on the account",
-    NOT_LATER: "the new validTo is not after the current one",
-    ALREADY_FROZEN: "the account is frozen already",
-    NOT_FROZEN: "the account is not frozen",
-    OUTSTANDING_TAX: "tax bills are still open (void or settle them first)",
-    BILL_UNKNOWN: "no tax was deducted from this account for the declaration",
-    BILL_SETTLED: "the bill was settled already",
-    BILL_VOIDED: "the bill was voided (fully or partly) and cannot be settled",
-    BILL_FULLY_VOIDED: "nothing is left to void on the bill",
-}
-

@@ -47,6 +47,11 @@ class Command:
     ent_duty_no: str | None = None
     reason: str | None = None
 
+    @property
+    def bill_ids(self) -> tuple[str, ...]:
+        """The tax bills the command touches (read with the account before deciding)."""
+        return (self.declaration_id,) if self.action == "void" else self.bills
+
 
 def _text(record: dict, name: str) -> str | None:
     value = record.get(name)

@@ -96,5 +96,6 @@ def _replay_account(ordered: list[dict]) -> Rebuilt:
         rebuilt.problems.append(f"entries missing from the ledger: seq {', '.join(map(str, missing)) or '?'}")
     owed = sum((b.remaining for b in bills.values()), ZERO)
     if owed != rebuilt.account.outstanding:
-        rebuilt.problems.append(f"bills add up to {owed} outstanding, the last entry says {rebuilt.account.outstanding}")
+        rebuilt.problems.append(f"bills add up to {owed} outstanding, the last entry says"
+                                f" {rebuilt.account.outstanding}")
     return rebuilt

@@ -1,8 +1,9 @@
 """Prometheus metrics of the tax_guarantee worker (names ``sandan_guarantee_*``).
 
 The only label beyond codes and actions is ``assure_code``: an enterprise's customs code,
-never personal data (DOMAIN §7). Amounts are CNY; counters count first applications only,
-not the re-emissions of a redelivered input.
+never personal data (DOMAIN §7). Gauges are in CNY; amount counters count whole fen
+(0.01 CNY, rounded half-up), because a counter only adds numbers it can add exactly. Counters
+count first applications only, not the re-emissions of a redelivered input.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge
 
+from services.common.money import round_fen
 from services.common.outputs import Output
 from services.tax_guarantee.account import Account, utilisation
 
@@ -41,12 +43,12 @@ def guarantee() -> GuaranteeMetrics:
             utilisation=Gauge("sandan_guarantee_utilisation_percent", "Outstanding tax / guaranteed amount",
                               ["assure_code"]),
             deductions=Counter("sandan_guarantee_deductions_total", "Declarations whose tax was deducted"),
-            deducted=Counter("sandan_guarantee_deducted_cny_total", "Tax deducted from guarantees"),
+            deducted=Counter("sandan_guarantee_deducted_fen_total", "Tax deducted from guarantees, fen"),
             refusals=Counter("sandan_guarantee_refusals_total", "Declarations refused by the guarantee", ["reason"]),
             voids=Counter("sandan_guarantee_voids_total", "Tax bills voided (fully or partly)"),
-            voided=Counter("sandan_guarantee_voided_cny_total", "Tax given back by voids"),
+            voided=Counter("sandan_guarantee_voided_fen_total", "Tax given back by voids, fen"),
             settlements=Counter("sandan_guarantee_settlements_total", "Payment notices settled"),
-            settled=Counter("sandan_guarantee_settled_cny_total", "Tax given back by settlements"),
+            settled=Counter("sandan_guarantee_settled_fen_total", "Tax given back by settlements, fen"),
             commands=Counter("sandan_guarantee_commands_total", "Guarantee commands", ["action", "outcome"]),
             warnings=Counter("sandan_guarantee_warnings_total", "Warnings published", ["kind"]),
             dead_letters=Counter("sandan_guarantee_dead_letters_total", "Inputs sent to the dead-letter topic",
@@ -71,7 +73,7 @@ def count_output(m: GuaranteeMetrics, output: Output) -> None:
         if rec["action"] in _MOVES:
             count, amount = _MOVES[rec["action"]]
             getattr(m, count).inc()
-            getattr(m, amount).inc(rec["amount"])
+            getattr(m, amount).inc(int(round_fen(rec["amount"]).scaleb(2)))
     elif output.topic == "declarations.refused":
         for failure in rec["failures"]:
             m.refusals.labels(reason=failure["code"]).inc()

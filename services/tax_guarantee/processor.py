@@ -63,9 +63,8 @@ class GuaranteeProcessor:
         command = parse_command(record)
         if isinstance(command, Refusal):
             return Handled([], rejected_input=command)
-        bill_ids = (command.declaration_id,) if command.action == "void" else command.bills
         outcome, replayed = await self._decide_once(
-            command.assure_code, ledger.command_key(command.command_id), bill_ids,
+            command.assure_code, ledger.command_key(command.command_id), command.bill_ids,
             lambda snap: self._outcome(rules.apply(command, snap.account, snap.bills), snap, now_ms, command))
         if isinstance(outcome, Refused):
             return Handled([], rejected_input=outcome.refusal, replayed=replayed, outcome=outcome)
@@ -139,6 +138,7 @@ def _refusal_outputs(verdict: dict, outcome: Refused) -> list[Output]:
     if inventory is not None:
         rec = receipt(inventory, REJECTED, verdict_info("rejected", [failure], ()), [failure], outcome.at)
         # The same refusal always gets the same receipt id, so a redelivery can be recognised.
-        rec["guid"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandan:guarantee-refusal:{verdict['declarationId']}")).upper()
+        name = f"sandan:guarantee-refusal:{verdict['declarationId']}"
+        rec["guid"] = str(uuid.uuid5(uuid.NAMESPACE_URL, name)).upper()
         outputs.append(Output("receipts", rec["receiver"].encode(), "sandan.Receipt", rec))
     return outputs

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from datetime import date
 
+from services.common import config
 from services.common.money import from_units, to_units
 from services.tax_guarantee.account import Account, Bill, day_text, parse_day
 from services.tax_guarantee.ledger import Rebuilt, entry_id
@@ -47,6 +48,11 @@ return 'applied'
 EXPIRY_MARK_SECONDS = 2 * 24 * 3600
 
 
+def namespace() -> str:
+    """Redis key prefix of this deployment (the quota keys of order_match live under it too)."""
+    return f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}"
+
+
 def _glob(text: str) -> str:
     """``text`` with Redis glob specials escaped, for SCAN patterns."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
@@ -67,7 +73,8 @@ def account_of(assure_code: str, fields: dict) -> Account | None:
 
 
 def bill_fields(bill: Bill) -> dict[str, str]:
-    return {"deducted": str(to_units(bill.deducted)), "voided": str(to_units(bill.voided)), "settledBy": bill.settled_by}
+    return {"deducted": str(to_units(bill.deducted)), "voided": str(to_units(bill.voided)),
+            "settledBy": bill.settled_by}
 
 
 def bill_of(declaration_id: str, fields: dict) -> Bill | None:

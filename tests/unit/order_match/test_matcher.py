@@ -93,14 +93,33 @@ def test_changes_after_verification_are_refused(sets, kind_index, app_type, code
     assert all(matcher.apply(bucket, copy.deepcopy(d), 5000, TIMEOUT) == [] for d in docs)
 
 
-def test_verified_declarations_keep_guids_not_bodies(sets):
+def test_verified_bodies_are_kept_for_the_replay_window_then_only_guids(sets):
     docs = docs_of(sets[0])
     bucket = matcher.new_bucket(docs[0]["orderNo"])
     apply_all(bucket, docs)
-    matcher.record_verdict(bucket, docs[0]["ebpCode"], matcher.VERIFIED, 3000)
+    matcher.record_verdict(bucket, docs[0]["ebpCode"], matcher.VERIFIED, 3000, "documents.order:1:7")
     decl = bucket["declarations"][0]
+    matcher.drop_old_bodies(bucket, 3000 + 999, 1000)
+    assert all(d is not None for d in matcher.documents(decl))
+    assert matcher.next_deadline(bucket, TIMEOUT, 1000) == 4000
+    matcher.drop_old_bodies(bucket, 3000 + 1000, 1000)
     assert matcher.documents(decl) == (None, None, None, None)
     assert set(decl["guids"]) == {"order", "payment", "logistics", "inventory"}
+    assert matcher.next_deadline(bucket, TIMEOUT, 1000) is None
+    # the waybill still finds its (bodiless) declaration, so a change to it is LOCKED
+    changed = copy.deepcopy(docs[2])
+    changed["guid"], changed["appType"] = "B" * 36, "2"
+    [refusal] = matcher.apply(bucket, changed, 5000, TIMEOUT)
+    assert refusal.code == codes.LOCKED
+
+
+def test_a_decision_is_found_again_by_the_position_of_the_input_that_caused_it(sets):
+    docs = docs_of(sets[0])
+    bucket = matcher.new_bucket(docs[0]["orderNo"])
+    apply_all(bucket, docs)
+    matcher.record_verdict(bucket, docs[0]["ebpCode"], matcher.VERIFIED, 3000, "documents.inventory:2:41")
+    assert [d["ebpCode"] for d in matcher.replayed(bucket, "documents.inventory:2:41")] == [docs[0]["ebpCode"]]
+    assert matcher.replayed(bucket, "documents.inventory:2:42") == []
 
 
 def test_apptype_2_replaces_an_unmatched_document_and_reopens_a_rejected_one(sets):

@@ -1,0 +1,160 @@
+"""The gateway process: a grpc.aio server with health, reflection, TLS and graceful stop.
+
+Not a faust worker: it owns one idempotent aiokafka producer for everything it accepts
+and opens one group-less consumer per subscriber stream.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common import config, kafka_io
+from services.common import metrics as common_metrics
+from services.gateway import metrics
+from services.gateway.clients import ClientRegistry
+from services.gateway.kafka_bridge import KafkaPublisher, TopicReader
+from services.gateway.proto import gateway_pb2 as pb
+from services.gateway.proto import gateway_pb2_grpc as pb_grpc
+from services.gateway.ratelimit import RateLimiter
+from services.gateway.service import Gateway
+
+log = logging.getLogger("sandan.gateway")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gateway"].full_name
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    listen: str
+    clients_file: Path
+    tls_cert: str
+    tls_key: str
+    client_ca: str
+    max_message_bytes: int
+    rate: int
+    burst: int
+    stream_batch: int
+    fetch_bytes: int
+    grace: int
+    metrics_port: int
+
+    @classmethod
+    def from_env(cls) -> "ServerSettings":
+        clients = config.get("SANDAN_GATEWAY_CLIENTS") or str(Path(config.get("SANDAN_LOCAL_DIR")) / "gateway" /
+                                                              "clients.json")
+        return cls(listen=config.get("SANDAN_GATEWAY_LISTEN"), clients_file=Path(clients),
+                   tls_cert=config.get("SANDAN_GATEWAY_TLS_CERT"), tls_key=config.get("SANDAN_GATEWAY_TLS_KEY"),
+                   client_ca=config.get("SANDAN_GATEWAY_TLS_CLIENT_CA"),
+                   max_message_bytes=config.get_int("SANDAN_GATEWAY_MAX_MESSAGE_BYTES"),
+                   rate=config.get_int("SANDAN_GATEWAY_RATE"), burst=config.get_int("SANDAN_GATEWAY_BURST"),
+                   stream_batch=config.get_int("SANDAN_GATEWAY_STREAM_BATCH"),
+                   fetch_bytes=config.get_int("SANDAN_GATEWAY_FETCH_BYTES"),
+                   grace=config.get_int("SANDAN_GATEWAY_GRACE"),
+                   metrics_port=config.get_int("SANDAN_GATEWAY_METRICS_PORT"))
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert or self.tls_key)
+
+
+def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
+    """TLS credentials when a certificate is configured; client certificates when a client CA is."""
+    if not settings.tls:
+        if settings.client_ca:
+            raise SystemExit("SANDAN_GATEWAY_TLS_CLIENT_CA needs SANDAN_GATEWAY_TLS_CERT and _KEY (mTLS is TLS)")
+        return None
+    if not (settings.tls_cert and settings.tls_key):
+        raise SystemExit("TLS needs both SANDAN_GATEWAY_TLS_CERT and SANDAN_GATEWAY_TLS_KEY")
+    client_ca = _read(settings.client_ca) if settings.client_ca else None
+    return grpc.ssl_server_credentials([(_read(settings.tls_key), _read(settings.tls_cert))],
+                                       root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def check_listen(settings: ServerSettings) -> None:
+    """Tokens must not cross a network in clear text: off loopback, TLS is required."""
+    host = settings.listen.rpartition(":")[0]
+    if host not in _LOOPBACK and not settings.tls:
+        raise SystemExit(f"SANDAN_GATEWAY_LISTEN={settings.listen} is not a loopback address: set "
+                         f"SANDAN_GATEWAY_TLS_CERT and SANDAN_GATEWAY_TLS_KEY")
+
+
+class GatewayServer:
+    """One grpc.aio server around a ``Gateway``; ``start`` returns the bound port (0 picks one)."""
+
+    def __init__(self, settings: ServerSettings, gateway: Gateway) -> None:
+        self.settings, self.gateway = settings, gateway
+        self.health = health.aio.HealthServicer()
+        limit = settings.max_message_bytes
+        self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
+                                               ("grpc.max_send_message_length", limit)])
+        pb_grpc.add_GatewayServicer_to_server(gateway, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server)
+
+    async def start(self) -> int:
+        credentials = server_credentials(self.settings)
+        if credentials is None:
+            port = self.server.add_insecure_port(self.settings.listen)
+        else:
+            port = self.server.add_secure_port(self.settings.listen, credentials)
+        await self.server.start()
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        return port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let streams answer what they hold, then close (cancelling after ``grace``)."""
+        await self.health.enter_graceful_shutdown()
+        self.gateway.begin_shutdown()
+        await self.server.stop(self.settings.grace if grace is None else grace)
+
+
+def build_gateway(settings: ServerSettings, publisher, reader) -> Gateway:
+    return Gateway(registry=ClientRegistry(settings.clients_file), publisher=publisher, reader=reader,
+                   limiter=RateLimiter(settings.rate, settings.burst), metrics=metrics.gateway(),
+                   mutual_tls=bool(settings.client_ca))
+
+
+async def serve(settings: ServerSettings) -> None:
+    """``sandan gateway serve``: run until SIGINT/SIGTERM, then stop gracefully."""
+    check_listen(settings)
+    server_credentials(settings)  # fail on bad TLS files before touching Kafka
+    await asyncio.to_thread(kafka_io.create_topics)
+    common_metrics.serve(settings.metrics_port)
+    bootstrap = kafka_io.bootstrap()
+    publisher = KafkaPublisher(bootstrap)
+    await publisher.start()
+    server = GatewayServer(settings, build_gateway(settings, publisher, TopicReader(
+        bootstrap, settings.stream_batch, settings.fetch_bytes)))
+    try:
+        port = await server.start()
+        if not settings.clients_file.exists():
+            log.warning("no clients file at %s: every call will be refused (see `sandan gateway add-client`)",
+                        settings.clients_file)
+        log.info("gateway listening on %s (port %d, %s)", settings.listen, port,
+                 "mTLS" if settings.client_ca else "TLS" if settings.tls else "plaintext, loopback only")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("gateway stopping: finishing in-flight calls (up to %d s)", settings.grace)
+        await server.stop()
+    finally:
+        await publisher.stop()
+    log.info("gateway stopped")

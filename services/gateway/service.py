@@ -1,0 +1,218 @@
+"""The gateway's gRPC methods: thin handlers around auth, submission, reports and Kafka.
+
+Every call goes through ``_call``: authenticate, check the role, take a rate-limit token,
+count the call by its final status, and turn a ``CallError`` into the matching gRPC
+status. Streams end with UNAVAILABLE when the gateway shuts down, after the answer in
+flight, so clients know to reconnect (subscribers with their last cursor).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from typing import Protocol
+
+import grpc
+
+from services.common.avro import WireError, codec
+from services.common.clock import now_ms
+from services.common.outputs import Output
+from services.gateway import auth, cursor, messages
+from services.gateway.clients import Client, ClientRegistry
+from services.gateway.errors import UNAVAILABLE, CallError
+from services.gateway.kafka_bridge import LogRecord, StreamStats
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.proto import gateway_pb2 as pb
+from services.gateway.proto import gateway_pb2_grpc as pb_grpc
+from services.gateway.ratelimit import RateLimiter
+from services.gateway.reports import customs_report
+from services.gateway.submission import SENDER_FIELDS, examine
+
+log = logging.getLogger("sandan.gateway")
+STREAMING = frozenset({"Submit", "Subscribe", "Receipts"})
+CLEARED, RECEIPTS = "declarations.cleared", "receipts"
+SHUTTING_DOWN = "the gateway is shutting down; reconnect (subscribers: resume with your last cursor)"
+
+
+class Publisher(Protocol):
+    async def publish(self, outputs: list[Output]) -> None: ...
+
+
+class Reader(Protocol):
+    def read(self, short_topic: str, positions: dict[int, int] | None, latest: bool, stop: asyncio.Event,
+             stats: StreamStats, on_lag) -> AsyncIterator[LogRecord]: ...
+
+
+class _LagShare:
+    """One stream's part of its client's lag gauge (streams of a client add up)."""
+
+    def __init__(self, gauge) -> None:
+        self.gauge, self.last = gauge, 0
+
+    def report(self, lag: int) -> None:
+        self.gauge.inc(lag - self.last)
+        self.last = lag
+
+    def close(self) -> None:
+        self.gauge.dec(self.last)
+        self.last = 0
+
+
+class Gateway(pb_grpc.GatewayServicer):
+    def __init__(self, *, registry: ClientRegistry, publisher: Publisher, reader: Reader, limiter: RateLimiter,
+                 metrics: GatewayMetrics, mutual_tls: bool = False, clock=now_ms) -> None:
+        self.registry, self.publisher, self.reader, self.limiter = registry, publisher, reader, limiter
+        self.metrics, self.mutual_tls, self.clock = metrics, mutual_tls, clock
+        self.stopping = asyncio.Event()
+        self.streams: list[StreamStats] = []  # open subscriber streams (their buffers, for metrics and tests)
+        self.wire = codec()
+
+    def begin_shutdown(self) -> None:
+        self.stopping.set()
+
+    # --- enterprise -----------------------------------------------------------------------
+
+    async def Submit(self, request_iterator, context):
+        async with self._call(context, "Submit") as client:
+            source = f"gateway:{client.id}"
+            sequence = 0
+            async with aclosing(self._until_stopping(request_iterator)) as items:
+                async for item in items:
+                    self.limiter.take(client.id)
+                    sequence += 1
+                    submission = await asyncio.to_thread(examine, _format_name(item.format), item.message_type,
+                                                         item.payload, client.codes, source)
+                    await self.publisher.publish(submission.outputs)  # acknowledged before the answer
+                    answer = messages.submit_answer(item.item_id, sequence, submission, self.clock())
+                    self._count_submission(item.message_type, answer)
+                    yield answer
+
+    async def Receipts(self, request, context):
+        async with self._call(context, "Receipts") as client:
+            async with aclosing(self._follow(client, "Receipts", RECEIPTS, request)) as records:
+                async for record in records:
+                    if (record.key or b"").decode(errors="replace") not in client.codes:
+                        continue  # the topic is keyed by receiver: skip others' receipts undecoded
+                    receipt = self._decode(record, RECEIPTS)
+                    if receipt is not None and receipt["receiver"] in client.codes:
+                        yield messages.receipt_record(record, receipt)
+
+    # --- customs --------------------------------------------------------------------------
+
+    async def Subscribe(self, request, context):
+        async with self._call(context, "Subscribe") as client:
+            async with aclosing(self._follow(client, "Subscribe", CLEARED, request)) as records:
+                async for record in records:
+                    verdict = self._decode(record, CLEARED)
+                    if verdict is not None:
+                        yield messages.cleared_declaration(record, verdict)
+
+    async def Report(self, request, context):
+        async with self._call(context, "Report") as client:
+            output = customs_report(messages.decision(request), client.id, self.clock())
+            await self.publisher.publish([output])
+            return pb.ReportAck(report_id=output.record["reportId"], declaration_id=output.record["declarationId"])
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _call(self, context, method: str):
+        code = "OK"
+        streaming = method in STREAMING
+        if streaming:
+            self.metrics.active_streams.labels(method=method).inc()
+        try:
+            try:
+                client = auth.authenticate(self.registry, context.invocation_metadata() or (),
+                                           self._certificate_names(context))
+                auth.authorize(client, method)
+                self.limiter.take(client.id)
+                yield client
+            except CallError as exc:
+                code = exc.status
+                log.info("%s refused with %s: %s", method, exc.status, exc.message)
+                await context.abort(grpc.StatusCode[exc.status], exc.message)
+        except grpc.aio.AbortError:
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            remaining = context.time_remaining()
+            code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+            raise
+        except Exception:
+            code = "INTERNAL"
+            log.exception("%s failed", method)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error in the gateway; the call may be retried")
+        finally:
+            self.metrics.calls.labels(method=method, code=code).inc()
+            if streaming:
+                self.metrics.active_streams.labels(method=method).dec()
+
+    def _certificate_names(self, context) -> frozenset[str] | None:
+        if not self.mutual_tls:
+            return None
+        found = context.auth_context() or {}
+        names = list(found.get("x509_common_name", ())) + list(found.get("x509_subject_alternative_name", ()))
+        return frozenset(n.decode(errors="replace") if isinstance(n, bytes) else n for n in names)
+
+    async def _until_stopping(self, request_iterator):
+        """The client's items, until it ends the stream or the gateway begins to shut down."""
+        iterator = request_iterator.__aiter__()
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        try:
+            while True:
+                if self.stopping.is_set():  # a client that keeps sending does not hold the shutdown open
+                    raise CallError(UNAVAILABLE, SHUTTING_DOWN)
+                nxt = asyncio.ensure_future(iterator.__anext__())
+                await asyncio.wait({nxt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not nxt.done():
+                    nxt.cancel()
+                    raise CallError(UNAVAILABLE, SHUTTING_DOWN)
+                try:
+                    item = nxt.result()
+                except StopAsyncIteration:
+                    return
+                yield item  # an item already read is answered even when shutdown began meanwhile
+        finally:
+            stopped.cancel()
+
+    async def _follow(self, client: Client, method: str, short_topic: str, request) -> AsyncIterator[LogRecord]:
+        positions = cursor.decode(request.cursor, short_topic) if request.cursor else None
+        stats = StreamStats(method, client.id)
+        lag = _LagShare(self.metrics.lag.labels(method=method, client=client.id))
+        streamed = self.metrics.streamed.labels(method=method)
+        self.streams.append(stats)
+        try:
+            records = self.reader.read(short_topic, positions, request.start == pb.START_LATEST, self.stopping,
+                                       stats, lag.report)
+            async with aclosing(records) as source:
+                async for record in source:
+                    yield record
+                    stats.sent += 1
+                    streamed.inc()
+        finally:
+            self.streams.remove(stats)
+            lag.close()
+        raise CallError(UNAVAILABLE, SHUTTING_DOWN)  # the reader only ends when the gateway stops
+
+    def _decode(self, record: LogRecord, short_topic: str) -> dict | None:
+        try:
+            return self.wire.decode(record.value)[1]
+        except WireError as exc:  # a bad record upstream must not end every subscriber's stream
+            log.warning("skipping undecodable record %s/%d@%d: %s", short_topic, record.partition, record.offset, exc)
+            return None
+
+    def _count_submission(self, message_type: str, answer: pb.SubmitAnswer) -> None:
+        self.metrics.items.labels(outcome=pb.Outcome.Name(answer.outcome)).inc()
+        message = message_type if message_type in SENDER_FIELDS else "other"  # bounded label values
+        if answer.accepted:
+            self.metrics.documents.labels(message=message, outcome="accepted").inc(len(answer.accepted))
+        if answer.refused:
+            self.metrics.documents.labels(message=message, outcome="refused").inc(len(answer.refused))
+
+
+def _format_name(value: int) -> str:
+    try:
+        return pb.PayloadFormat.Name(value)
+    except ValueError:
+        return str(value)

@@ -1,0 +1,141 @@
+"""tax_guarantee as a faust stream processor: the wiring around ``GuaranteeProcessor``.
+
+Flow: declarations.matched (verified declarations with their tax) → deduct once from the
+assureCode's guarantee → declarations.cleared, or declarations.refused + a receipt + the
+buyer's quota released; guarantee.commands (register, amend, extend, freeze, unfreeze,
+close, void, settle) → the account changed; every change → guarantee.ledger, threshold
+crossings → guarantee.warnings; refused or unreadable input → deadletter. A timer on the
+leader warns of guarantees that expire soon and refreshes the per-account gauges.
+
+No faust table: a guarantee is shared by every partition (declarations.matched is keyed by
+orderNo, so one account's deductions arrive on all partitions and on every worker at once),
+so its state lives in Redis, where each change is committed atomically and at most once per
+declaration or command id (``store``, ``redis_store``). Only that atomicity matters for
+deductions, not their order: deductions that fit leave the same balance in any order, and
+when the balance runs short the declaration that comes last is refused, as at customs.
+Account commands keep their order: guarantee.commands is keyed by assureCode (one partition
+per account) and each agent runs with concurrency 1.
+
+Delivery is at-least-once: faust flushes the producer before committing offsets; a
+redelivered declaration or command finds its recorded outcome and re-emits the same ledger
+entry, warnings, verdict and receipt (same ids), which readers de-duplicate.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+
+from services.common import config, topics
+from services.common.avro import WireError, codec
+from services.common.clock import now_ms
+from services.common.deadletter import dead_letter
+from services.order_match.quota import RedisQuotaStore
+from services.tax_guarantee import metrics
+from services.tax_guarantee.alerts import parse_thresholds
+from services.tax_guarantee.commands import ACTIONS
+from services.tax_guarantee.processor import GuaranteeProcessor, Handled
+from services.tax_guarantee.redis_store import RedisAccountStore, namespace
+
+log = logging.getLogger("sandan.tax_guarantee")
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, asyncio.TimeoutError)
+
+
+def app_id() -> str:
+    return config.get("SANDAN_TOPIC_PREFIX") + "sandan-tax-guarantee"
+
+
+def create_processor(redis) -> GuaranteeProcessor:
+    try:
+        thresholds = parse_thresholds(config.get("SANDAN_GUARANTEE_THRESHOLDS"))
+    except ValueError as exc:
+        raise SystemExit(f"setting SANDAN_GUARANTEE_THRESHOLDS: {exc}") from None
+    return GuaranteeProcessor(store=RedisAccountStore(redis, namespace()), quota=RedisQuotaStore(redis, namespace()),
+                              thresholds=thresholds,
+                              expiry_warn_days=config.get_int("SANDAN_GUARANTEE_EXPIRY_WARN_DAYS"))
+
+
+def create_app() -> faust.App:
+    app = faust.App(
+        app_id(), broker=f"kafka://{config.get('SANDAN_KAFKA_BOOTSTRAP')}", store="memory://",
+        topic_partitions=config.get_int("SANDAN_TOPIC_PARTITIONS"), topic_replication_factor=1,
+        key_serializer="raw", value_serializer="raw", web_enabled=False, consumer_auto_offset_reset="earliest",
+        producer_acks=-1, broker_commit_every=1000, broker_commit_interval=1.0,
+        broker_session_timeout=config.get_int("SANDAN_SESSION_TIMEOUT"), broker_heartbeat_interval=2.0,
+    )
+    wire = codec()
+    processor = create_processor(aioredis.from_url(config.get("SANDAN_REDIS_URL")))
+    out = {t.name: app.topic(t.full_name, key_type=bytes, value_type=bytes) for t in topics.TOPICS}
+    m = metrics.guarantee()
+
+    async def publish(outputs, *, count: bool = True) -> None:
+        for o in outputs:
+            await out[o.topic].send(key=o.key, value=wire.encode(o.schema, o.record))
+            if count:
+                metrics.count_output(m, o)
+
+    async def with_retry(step):
+        delay = 0.2
+        while True:
+            try:
+                return await step()
+            except TRANSIENT as exc:  # Redis or Kafka away: wait, never dead-letter good input
+                log.warning("transient failure, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def reject(msg, code: str, field: str | None, reason: str, reference: str | None = None,
+                     count: bool = True) -> None:
+        await publish([dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, code, field, reason,
+                                   reference)], count=count)
+
+    async def handle(msg, schema: str, step, reference_field: str) -> tuple[dict, Handled] | None:
+        try:
+            name, record = wire.decode(msg.value)
+            if name != schema:
+                raise WireError(f"expected {schema}, got {name}")
+        except WireError as exc:
+            await reject(msg, "UNDECODABLE", None, str(exc))
+            return None
+        reference = record.get(reference_field)
+        try:
+            handled = await with_retry(lambda: step(record, now_ms()))
+        except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
+            log.exception("%s %s on %s/%d@%d failed", schema, reference, msg.topic, msg.partition, msg.offset)
+            await reject(msg, "PROCESSING_ERROR", None, f"{type(exc).__name__}: {exc}", reference)
+            return None
+        if handled.rejected_input is not None:
+            r = handled.rejected_input
+            await reject(msg, r.code, r.field, r.message, reference, count=not handled.replayed)
+        await publish(handled.outputs, count=not handled.replayed)
+        return record, handled
+
+    @app.agent(app.topic(topics.name("declarations.matched"), key_type=bytes, value_type=bytes), concurrency=1)
+    async def deduct(stream):
+        async for event in stream.events():
+            await handle(event.message, "sandan.Verdict", processor.on_verdict, "declarationId")
+
+    @app.agent(app.topic(topics.name("guarantee.commands"), key_type=bytes, value_type=bytes), concurrency=1)
+    async def command(stream):
+        async for event in stream.events():
+            done = await handle(event.message, "sandan.GuaranteeCommand", processor.on_command, "commandId")
+            if done is not None and not done[1].replayed:
+                record, handled = done
+                refused = handled.rejected_input
+                action = record.get("action") if record.get("action") in ACTIONS else "unknown"
+                m.commands.labels(action=action, outcome=refused.code if refused else "applied").inc()
+
+    @app.timer(interval=config.get_int("SANDAN_GUARANTEE_CHECK_SECONDS"), on_leader=True)
+    async def check():
+        try:
+            await publish(await with_retry(lambda: processor.expiry_warnings(now_ms())))
+            for account in await with_retry(processor.store.accounts):
+                metrics.show_account(m, account)
+        except Exception:  # noqa: BLE001 - a failed check is retried on the next tick
+            log.exception("guarantee expiry check failed")
+
+    app.sandan_processor = processor  # for tests
+    return app
