@@ -52,7 +52,10 @@ def _moment(text: str | None) -> int:
 
     if not text:
         return now_ms() // 1000 * 1000
-    return app_time_ms(text)
+    try:
+        return app_time_ms(text)
+    except ValueError:
+        raise ValueError(f"--at {text!r}: give the time as YYYYMMDDhhmmss, China time") from None
 
 
 def run_report(args) -> int:

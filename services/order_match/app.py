@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import socket
 from pathlib import Path
 
 import faust
@@ -42,6 +43,11 @@ def app_id() -> str:
     return config.get("SANDAN_TOPIC_PREFIX") + "sandan-order-match"
 
 
+def worker_instance_id() -> str:
+    explicit = config.get("SANDAN_WORKER_ID")
+    return explicit or f"{socket.gethostname()}-{app_id()}-{config.get('SANDAN_WORKER_INDEX')}"
+
+
 def create_app() -> faust.App:
     partitions = config.get_int("SANDAN_TOPIC_PARTITIONS")
     store = config.get("SANDAN_STORE")
@@ -55,6 +61,9 @@ def create_app() -> faust.App:
         table_cleanup_interval=3600.0,
         # A killed worker's partitions move to the survivors after this long, not faust's 60 s.
         broker_session_timeout=config.get_int("SANDAN_SESSION_TIMEOUT"), broker_heartbeat_interval=2.0,
+        # Static membership: a worker restarted after a crash takes its old place in the group
+        # at once, without a rebalance (faust loses or skips partitions on some rebalances).
+        consumer_group_instance_id=worker_instance_id(),
     )
     wire = codec()
     settings = RuleSettings.from_env()

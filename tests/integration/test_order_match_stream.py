@@ -102,8 +102,9 @@ def test_a_worker_killed_mid_stream_loses_and_double_counts_nothing(stack, topic
         restarted = None
         try:
             produce_documents(docs[: len(docs) // 2])
-            deadline = time.monotonic() + 90
-            while len(read_records("declarations.verdicts")) < 40 and time.monotonic() < deadline:
+            # a half of shuffled documents completes only ~1/16 of the declarations: wait for a few
+            deadline = time.monotonic() + 60
+            while len(read_records("declarations.verdicts")) < 5 and time.monotonic() < deadline:
                 time.sleep(0.5)
             produce_documents(docs[len(docs) // 2:], pause_every=200, pause_s=0.2)
             worker.kill()
