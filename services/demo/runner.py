@@ -7,25 +7,30 @@ and prints a report whose last line is one JSON object.
 """
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
 import random
+import socket
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from decimal import Decimal
 from pathlib import Path
 
 from services.common import config, kafka_io, topics
 from services.common.avro import codec
-from services.common.ceb.reader import parse_file
 from services.common.ceb.writer import write_message
 from services.common.documents import MESSAGE_OF_KIND, kind_of
 from services.common.generator import generate
-from services.common.ingest import document_outputs, encode
+from services.demo import parties as parties_mod
 from services.demo.processes import ServiceProcess, service_env
+from services.gateway.client import GatewayClient
 from services.demo.progress import Progress
 from services.order_match.decide import declaration_id
 
@@ -79,16 +84,132 @@ def write_inbox(docs: list[dict], inbox: Path) -> list[Path]:
     return files
 
 
-def send_files(files: list[Path]) -> int:
-    """Publish CEB XML files to the document topics (the gateway's Submit does the same)."""
-    wire, producer, sent = codec(), kafka_io.producer(), 0
-    for path in files:
-        for topic, key, value in encode(document_outputs(parse_file(path, lenient=True)), wire):
-            producer.send(topic, key=key, value=value)
-            sent += 1
-    producer.flush()
-    producer.close()
-    return sent
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_serving(address: str, service: ServiceProcess, timeout_s: float = 60) -> None:
+    """Until the gateway's standard health service says SERVING."""
+    deadline = time.monotonic() + timeout_s
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if not service.alive() or time.monotonic() > deadline:
+                raise SystemExit(f"sandan demo: the gateway did not start; see {service.log}")
+            await asyncio.sleep(0.5)
+
+
+def run(plan: DemoPlan, out=sys.stdout) -> dict:
+    return asyncio.run(_run(plan, out))
+
+
+async def _run(plan: DemoPlan, out) -> dict:
+    started = time.monotonic()
+    prefix = f"demo{time.strftime('%Y%m%d%H%M%S')}-"
+    os.environ["SANDAN_TOPIC_PREFIX"] = prefix
+    run_dir = Path(config.get("SANDAN_LOCAL_DIR")) / "demo" / prefix.rstrip("-")
+    say = lambda text: print(text, file=out, flush=True)  # noqa: E731 - a local shorthand
+    say(f"sandan demo: run {prefix.rstrip('-')}, {plan.count} declarations; logs and files in {run_dir}")
+    await asyncio.to_thread(kafka_io.create_topics)
+    address = f"127.0.0.1:{free_port()}"
+    parties, customs = parties_mod.gateway_clients(run_dir / "gateway-clients.json", address)
+    env = service_env(prefix, SANDAN_MATCH_TIMEOUT=str(plan.match_timeout_s), SANDAN_LOCAL_DIR=str(run_dir),
+                      SANDAN_GATEWAY_LISTEN=address, SANDAN_GATEWAY_CLIENTS=str(run_dir / "gateway-clients.json"))
+    services = [ServiceProcess(name, args, env, run_dir).start() for name, args in SERVICES]
+    desk, stop = parties_mod.CustomsDesk(customs), asyncio.Event()
+    try:
+        sets, docs, expected = build_documents(plan)
+        files = write_inbox(docs, run_dir / "inbox")
+        say(f"  generated {len(docs)} documents ({len(sets)} declarations, a share broken, missing or repeated)"
+            f" in {len(files)} CEB XML files")
+        amounts, short = parties_mod.guarantee_plan(sets)
+        await wait_serving(address, services[-1])
+        await asyncio.to_thread(parties_mod.register_guarantees, amounts, env)
+        say(f"  registered {len(amounts)} tax guarantees; {short} is deliberately short")
+        desk_task = asyncio.create_task(desk.run(stop))
+        submit_started = time.monotonic()
+        async with GatewayClient(parties) as gw:
+            answers = await gw.submit_files(files)
+        accepted = sum(len(a.accepted) for _, a in answers)
+        refused = sum(len(a.refused) for _, a in answers)
+        say(f"  submitted through the gateway: {accepted} documents accepted, {refused} refused"
+            f" ({time.monotonic() - submit_started:.1f}s)")
+        flow = await asyncio.to_thread(wait_for_flow, set(expected), desk, services, plan.wait_s)
+        before = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
+        settled = settle(short, flow, env)
+        after = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
+        stop.set()
+        await desk_task
+    finally:
+        stop.set()
+        for service in services:
+            service.stop()
+    return report(expected, flow, desk, (before, after, short, settled), time.monotonic() - started, out)
+
+
+SERVICES = [("order-match", ["worker", "order-match"]), ("tax-guarantee", ["worker", "tax-guarantee"]),
+            ("gateway", ["gateway", "serve"])]
+
+
+@dataclass
+class Flow:
+    verdicts: dict
+    cleared: dict
+    refused: dict
+
+
+def wait_for_flow(expected: set[str], desk, services, wait_s: int) -> Flow:
+    """Until every declaration has its verdict, every verified one is cleared or refused by the
+    guarantee, and the customs desk has received every cleared one."""
+    wire = codec()
+    tails = {name: kafka_io.TopicTail(topics.name(name))
+             for name in ("declarations.verdicts", "declarations.cleared", "declarations.refused")}
+    flow = Flow({}, {}, {})
+    seen = {"declarations.verdicts": flow.verdicts, "declarations.cleared": flow.cleared,
+            "declarations.refused": flow.refused}
+    bar = Progress("declarations", len(expected))
+    deadline = time.monotonic() + wait_s
+    try:
+        while time.monotonic() < deadline:
+            for name, tail in tails.items():
+                for record in tail.poll(200):
+                    verdict = wire.decode(record.value)[1]
+                    seen[name][verdict["declarationId"]] = verdict
+            verified = {d for d, v in flow.verdicts.items() if v["status"] == "verified"}
+            guaranteed = verified <= (flow.cleared.keys() | flow.refused.keys())
+            delivered = flow.cleared.keys() <= desk.delivered.keys()
+            done = len(flow.verdicts.keys() & expected)
+            if done == len(expected) and guaranteed and delivered:
+                break
+            dead = [s.name for s in services if not s.alive()]
+            if dead:
+                raise SystemExit(f"sandan demo: {', '.join(dead)} stopped; see {services[0].log.parent}")
+            note = (f"cleared {len(flow.cleared)}, delivered {len(desk.delivered)}"
+                    + (", waiting for incomplete ones to time out" if done >= len(expected) * 9 // 10 else ""))
+            bar.update(done, note)
+        bar.update(len(flow.verdicts.keys() & expected), f"cleared {len(flow.cleared)}, delivered {len(desk.delivered)}")
+    finally:
+        bar.finish()
+        for tail in tails.values():
+            tail.close()
+    return flow
+
+
+def settle(short: str, flow: Flow, env: dict) -> list[str]:
+    """Customs' aggregated payment notice for the short account's cleared bills."""
+    bills = sorted(d for d, v in flow.cleared.items() if v["assureCode"] == short)
+    if bills:
+        parties_mod.sandan("guarantee", "settle", "-a", short, "--ent-duty-no", "DEMO" + time.strftime("%Y%m%d%H%M"),
+                           "--bills", ",".join(bills), "--actor", "demo", "--wait", "30", env=env)
+    return bills
 
 
 def percentile(values: list[int], q: int) -> int:
@@ -98,68 +219,39 @@ def percentile(values: list[int], q: int) -> int:
     return ordered[min(len(ordered) - 1, (len(ordered) * q) // 100)]
 
 
-def run(plan: DemoPlan, out=sys.stdout) -> dict:
-    started = time.monotonic()
-    prefix = f"demo{time.strftime('%Y%m%d%H%M%S')}-"
-    os.environ["SANDAN_TOPIC_PREFIX"] = prefix
-    run_dir = Path(config.get("SANDAN_LOCAL_DIR")) / "demo" / prefix.rstrip("-")
-    print(f"sandan demo: run {prefix.rstrip('-')}, {plan.count} declarations; logs and files in {run_dir}", file=out)
-    kafka_io.create_topics()
-    env = service_env(prefix, SANDAN_MATCH_TIMEOUT=str(plan.match_timeout_s), SANDAN_LOCAL_DIR=str(run_dir))
-    services = [ServiceProcess("order-match", ["worker", "order-match"], env, run_dir).start()]
-    try:
-        sets, docs, expected = build_documents(plan)
-        files = write_inbox(docs, run_dir / "inbox")
-        print(f"  generated {len(docs)} documents in {len(files)} CEB XML files", file=out)
-        sent = send_files(files)
-        print(f"  sent {sent} records to Kafka", file=out)
-        verdicts = wait_for_verdicts(set(expected), services, plan.wait_s)
-    finally:
-        for service in services:
-            service.stop()
-    return report(expected, verdicts, time.monotonic() - started, out)
-
-
-def wait_for_verdicts(expected: set[str], services, wait_s: int) -> dict[str, dict]:
-    wire = codec()
-    tail = kafka_io.TopicTail(topics.name("declarations.verdicts"))
-    bar = Progress("verdicts", len(expected))
-    verdicts: dict[str, dict] = {}
-    deadline = time.monotonic() + wait_s
-    try:
-        while not expected <= set(verdicts) and time.monotonic() < deadline:
-            for record in tail.poll():
-                verdict = wire.decode(record.value)[1]
-                verdicts[verdict["declarationId"]] = verdict
-            dead = [s.name for s in services if not s.alive()]
-            if dead:
-                raise SystemExit(f"sandan demo: {', '.join(dead)} stopped; see {services[0].log.parent}")
-            bar.update(len(verdicts.keys() & expected), "waiting for incomplete ones to time out"
-                       if len(verdicts) >= len(expected) * 9 // 10 else "")
-    finally:
-        bar.finish()
-        tail.close()
-    return verdicts
-
-
-def report(expected: dict, verdicts: dict, seconds: float, out) -> dict:
+def report(expected: dict, flow: Flow, desk, guarantees, seconds: float, out) -> dict:
+    before, after, short, settled = guarantees
+    verdicts = flow.verdicts
     status = Counter(v["status"] for v in verdicts.values())
     rules = Counter(f["code"] for v in verdicts.values() if v["status"] == "rejected" for f in v["failures"])
+    refusals = Counter(f["code"] for v in flow.refused.values() for f in v["failures"])
     mismatched = [d for d, want in expected.items() if verdicts.get(d, {}).get("status") != want]
     latency = [v["decidedAt"] - v["lastDocumentAt"] for v in verdicts.values() if v["status"] != "incomplete"]
-    print("", file=out)
-    print("verdicts", file=out)
-    for name in ("verified", "rejected", "incomplete"):
-        print(f"  {name:12} {status.get(name, 0):6}", file=out)
+    lines = ["", "verdicts (order_match)"]
+    lines += [f"  {name:22} {status.get(name, 0):6}" for name in ("verified", "rejected", "incomplete")]
     if rules:
-        print("rejected by rule", file=out)
-        for code, n in rules.most_common():
-            print(f"  {code:20} {n:6}", file=out)
-    print(f"match latency (last document → verdict): p50 {percentile(latency, 50)} ms,"
-          f" p95 {percentile(latency, 95)} ms, p99 {percentile(latency, 99)} ms", file=out)
-    print(f"every verdict as expected: {'yes' if not mismatched else f'NO, {len(mismatched)} differ'}", file=out)
+        lines.append("rejected by rule")
+        lines += [f"  {code:22} {n:6}" for code, n in rules.most_common()]
+    lines.append("tax guarantee")
+    lines.append(f"  {'cleared':22} {len(flow.cleared):6}")
+    lines += [f"  refused {code:14} {n:6}" for code, n in refusals.most_common()]
+    lines.append("customs desk (gateway Subscribe)")
+    lines.append(f"  {'delivered':22} {len(desk.delivered):6}   ({desk.deliveries} messages; released {len(desk.released)})")
+    lines.append("guarantee balances (CNY: guaranteed / outstanding tax / available)")
+    for code in sorted(after):
+        a, b = after[code], before.get(code, after[code])
+        mark = "  <- short; settled %d bills" % len(settled) if code == short else ""
+        lines.append(f"  {code} {a['guaranteed']:>12} / {b['outstanding']:>10} -> {a['outstanding']:>10}"
+                     f" / {a['available']:>12}{mark}")
+    lines.append(f"match latency (last document -> verdict): p50 {percentile(latency, 50)} ms,"
+                 f" p95 {percentile(latency, 95)} ms, p99 {percentile(latency, 99)} ms")
+    lines.append(f"every verdict as expected: {'yes' if not mismatched else f'NO, {len(mismatched)} differ'};"
+                 f" delivered equals cleared: {'yes' if desk.delivered.keys() == flow.cleared.keys() else 'NO'}")
+    print("\n".join(lines), file=out)
     result = {"declarations": len(expected), "verified": status.get("verified", 0),
               "rejected": status.get("rejected", 0), "incomplete": status.get("incomplete", 0),
-              "as_expected": not mismatched, "seconds": round(seconds, 1)}
-    print(json.dumps(result), file=out)
+              "cleared": len(flow.cleared), "guarantee_refused": len(flow.refused), "delivered": len(desk.delivered),
+              "as_expected": not mismatched and desk.delivered.keys() == flow.cleared.keys(),
+              "seconds": round(seconds, 1)}
+    print(json.dumps(result), file=out, flush=True)
     return result

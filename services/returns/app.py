@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 
 import faust
@@ -50,6 +51,11 @@ def app_id() -> str:
     return config.get("SANDAN_TOPIC_PREFIX") + "sandan-returns"
 
 
+def worker_instance_id() -> str:
+    """Static group membership: a restarted worker takes its old place without a rebalance."""
+    return config.get("SANDAN_WORKER_ID") or f"{socket.gethostname()}-{app_id()}-{config.get('SANDAN_WORKER_INDEX')}"
+
+
 async def with_retry(step):
     """Redis or Kafka away: wait and try again; good input is never dead-lettered for it."""
     delay = 0.2
@@ -71,7 +77,7 @@ def create_app() -> faust.App:
         datadir=str(datadir), topic_partitions=partitions, topic_replication_factor=1, key_serializer="raw",
         value_serializer="raw", web_enabled=False, consumer_auto_offset_reset="earliest", table_standby_replicas=0,
         producer_acks=-1, broker_session_timeout=config.get_int("SANDAN_SESSION_TIMEOUT"),
-        broker_heartbeat_interval=2.0,
+        broker_heartbeat_interval=2.0, consumer_group_instance_id=worker_instance_id(),
     )
     wire = codec()
     engine = ReturnsEngine(Settings.from_env())
@@ -103,13 +109,17 @@ def create_app() -> faust.App:
     def wake_of(kind: str, value: dict) -> int | None:
         return engine.next_wake(value) if kind == BUCKETS else waybills.next_wake(value)
 
-    def save(kind: str, key: str, value: dict, partition: int, parcels_before: int) -> None:
-        empty = not value["declarations"] and not value["held"] if kind == BUCKETS else waybills.is_empty(value)
-        if empty:
+    def pack(kind: str, value: dict) -> bytes | None:
+        """The table value to write; None when nothing is left (the key is deleted)."""
+        empty = (not value["declarations"] and not value["held"]) if kind == BUCKETS else waybills.is_empty(value)
+        return None if empty else wire.encode(TABLE_SCHEMA[kind], value)
+
+    def save(kind: str, key: str, value: dict, packed: bytes | None, partition: int, parcels_before: int) -> None:
+        if packed is None:
             if key.encode() in tables[kind]:
                 del tables[kind][key.encode()]
         else:
-            tables[kind][key.encode()] = wire.encode(TABLE_SCHEMA[kind], value)
+            tables[kind][key.encode()] = packed
             wake = wake_of(kind, value)
             if wake is not None:
                 wakeups.push(partition, wake, kind, key)
@@ -121,8 +131,11 @@ def create_app() -> faust.App:
         for ack in sent:
             await ack
 
-    async def run(step: Step) -> None:
-        encoded = [(o, wire.encode(o.schema, o.record)) for o in step.outputs]
+    def encode(step: Step) -> list[tuple[Output, bytes]]:
+        return [(o, wire.encode(o.schema, o.record)) for o in step.outputs]
+
+    async def run(step: Step, encoded: list[tuple[Output, bytes]]) -> None:
+        """Quota first, then the records (acknowledged): the effects land before the state."""
         await with_retry(lambda: release_quota(step.releases, quota, parts))
         await with_retry(lambda: send_all(encoded))
         for o, _ in encoded:
@@ -130,8 +143,9 @@ def create_app() -> faust.App:
 
     async def reject(msg, short: str, code: str, field: str | None, reason: str, guid: str | None = None) -> None:
         m.inputs.labels(source=short, outcome="dead_letter").inc()
-        await run(Step(outputs=[dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, code, field,
-                                            reason, guid)]))
+        step = Step(outputs=[dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, code, field,
+                                         reason, guid)])
+        await run(step, encode(step))
 
     def plan(short: str, record: dict, msg, now: int):
         """(table kind, key, state, parcels waiting before, step) for one record; raises
@@ -159,6 +173,8 @@ def create_app() -> faust.App:
                 raise InputError("WRONG_SCHEMA", "value",
                                  f"a {name} record on {short} (expected {SCHEMA_OF_SOURCE[short]})")
             kind, key, value, before, step = plan(short, record, msg, now_ms())
+            encoded = encode(step)  # everything that can fail, before any effect
+            packed = pack(kind, value) if value is not None else None
         except WireError as exc:
             await reject(msg, short, "UNDECODABLE", None, str(exc))
             return
@@ -169,9 +185,9 @@ def create_app() -> faust.App:
             log.exception("record on %s/%d@%d failed", msg.topic, msg.partition, msg.offset)
             await reject(msg, short, "PROCESSING_ERROR", None, f"{type(exc).__name__}: {exc}", guid)
             return
-        await run(step)
+        await run(step, encoded)
         if value is not None:
-            save(kind, key, value, msg.partition, before)
+            save(kind, key, value, packed, msg.partition, before)
         m.inputs.labels(source=short, outcome="processed").inc()
 
     def rescan(assigned: frozenset[int]) -> None:
@@ -200,11 +216,12 @@ def create_app() -> faust.App:
                 value = wire.decode(raw)[1]
                 before = parcels_in(kind, value)
                 step = engine.expire(value, now) if kind == BUCKETS else engine.expire_waybill(value, now)
+                encoded, packed = encode(step), pack(kind, value)
             except Exception:  # noqa: BLE001 - a broken entry must not stop the others' expiry
                 log.exception("expiry of %s %s failed", kind, key)
                 continue
-            await run(step)
-            save(kind, key, value, partition, before)
+            await run(step, encoded)
+            save(kind, key, value, packed, partition, before)
 
     @app.agent(source, concurrency=1)
     async def returns(stream):
