@@ -12,18 +12,14 @@ once per declaration id; verdicts carry the declaration id for consumers to de-d
 """
 from __future__ import annotations
 
-import asyncio
 import heapq
 import logging
-import socket
-from pathlib import Path
 
 import faust
 import redis.asyncio as aioredis
 from kafka.partitioner.default import murmur2
-from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
-from services.common import config, metrics, topics
+from services.common import config, metrics, streaming, topics
 from services.common.avro import WireError, codec
 from services.common.clock import now_ms
 from services.common.deadletter import dead_letter
@@ -36,35 +32,12 @@ from services.order_match.waybills import RedisWaybillRegistry
 
 log = logging.getLogger("sandan.order_match")
 DOCUMENT_TOPICS = ("documents.order", "documents.payment", "documents.logistics", "documents.inventory")
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, asyncio.TimeoutError)
-
-
-def app_id() -> str:
-    return config.get("SANDAN_TOPIC_PREFIX") + "sandan-order-match"
-
-
-def worker_instance_id() -> str:
-    explicit = config.get("SANDAN_WORKER_ID")
-    return explicit or f"{socket.gethostname()}-{app_id()}-{config.get('SANDAN_WORKER_INDEX')}"
 
 
 def create_app() -> faust.App:
     partitions = config.get_int("SANDAN_TOPIC_PARTITIONS")
-    store = config.get("SANDAN_STORE")
-    datadir = Path(config.get("SANDAN_LOCAL_DIR")) / "faust"
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        app_id(), broker=f"kafka://{config.get('SANDAN_KAFKA_BOOTSTRAP')}", store=store, datadir=str(datadir),
-        topic_partitions=partitions, topic_replication_factor=1, key_serializer="raw", value_serializer="raw",
-        web_enabled=False, consumer_auto_offset_reset="earliest", table_standby_replicas=0,
-        producer_acks=-1, broker_commit_every=1000, broker_commit_interval=1.0, stream_wait_empty=True,
-        table_cleanup_interval=3600.0,
-        # A killed worker's partitions move to the survivors after this long, not faust's 60 s.
-        broker_session_timeout=config.get_int("SANDAN_SESSION_TIMEOUT"), broker_heartbeat_interval=2.0,
-        # Static membership: a worker restarted after a crash takes its old place in the group
-        # at once, without a rebalance (faust loses or skips partitions on some rebalances).
-        consumer_group_instance_id=worker_instance_id(),
-    )
+    app = streaming.new_app("order-match", store=config.get("SANDAN_STORE"), stream_wait_empty=True,
+                            table_cleanup_interval=3600.0)
     wire = codec()
     settings = RuleSettings.from_env()
     timeout_ms = config.get_int("SANDAN_MATCH_TIMEOUT") * 1000
@@ -78,7 +51,7 @@ def create_app() -> faust.App:
     buckets = app.Table("match-buckets", default=None, key_type=bytes, value_type=bytes, partitions=partitions)
     source = app.topic(*(topics.name(t) for t in DOCUMENT_TOPICS), topics.name("order_match.ticks"),
                        key_type=bytes, value_type=bytes)
-    out = {t.name: app.topic(t.full_name, key_type=bytes, value_type=bytes) for t in topics.TOPICS}
+    out = streaming.output_topics(app)
     ticks_topic = topics.name("order_match.ticks")
     due: dict[int, list[tuple[int, str]]] = {}
     scanned_for: set = set()
@@ -107,16 +80,6 @@ def create_app() -> faust.App:
             await out[o.topic].send(key=o.key, value=wire.encode(o.schema, o.record))
             metrics.count_output(m, o)
 
-    async def with_retry(step):
-        delay = 0.2
-        while True:
-            try:
-                return await step()
-            except TRANSIENT as exc:  # Redis or Kafka away: wait, never dead-letter good input
-                log.warning("transient failure, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
     async def on_document(msg) -> None:
         try:
             _, doc = wire.decode(msg.value)
@@ -131,7 +94,7 @@ def create_app() -> faust.App:
             bucket = load(key)
             now = now_ms()
             position = f"{msg.topic}:{msg.partition}:{msg.offset}"
-            outputs = await with_retry(lambda: processor.on_document(bucket, doc, now, position))
+            outputs = await streaming.with_retry(lambda: processor.on_document(bucket, doc, now, position), log)
             save(key, bucket, msg.partition)
         except Exception as exc:  # noqa: BLE001 - one bad document must not stop the partition
             log.exception("document %s on %s/%d@%d failed", doc.get("guid"), msg.topic, msg.partition, msg.offset)

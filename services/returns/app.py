@@ -16,18 +16,13 @@ deterministic receipt guids, once-per-part quota releases) and never loses one.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
-from pathlib import Path
 
 import faust
 import redis.asyncio as aioredis
-from aiokafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
-from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
-from services.common import config, topics
+from services.common import config, streaming, topics
 from services.common.avro import WireError, codec
 from services.common.clock import now_ms
 from services.common.deadletter import dead_letter
@@ -42,43 +37,13 @@ from services.returns.wakeups import Wakeups
 
 log = logging.getLogger("sandan.returns")
 TICKS = "returns.ticks"
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, asyncio.TimeoutError, KafkaError)
 BUCKETS, WAYBILLS = "bucket", "waybill"
 TABLE_SCHEMA = {BUCKETS: "sandan.ReturnsBucket", WAYBILLS: "sandan.ReturnsWaybill"}
 
 
-def app_id() -> str:
-    return config.get("SANDAN_TOPIC_PREFIX") + "sandan-returns"
-
-
-def worker_instance_id() -> str:
-    """Static group membership: a restarted worker takes its old place without a rebalance."""
-    return config.get("SANDAN_WORKER_ID") or f"{socket.gethostname()}-{app_id()}-{config.get('SANDAN_WORKER_INDEX')}"
-
-
-async def with_retry(step):
-    """Redis or Kafka away: wait and try again; good input is never dead-lettered for it."""
-    delay = 0.2
-    while True:
-        try:
-            return await step()
-        except TRANSIENT as exc:
-            log.warning("transient failure, retrying in %.1fs: %s", delay, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
 def create_app() -> faust.App:
     partitions = config.get_int("SANDAN_TOPIC_PARTITIONS")
-    datadir = Path(config.get("SANDAN_LOCAL_DIR")) / "faust"
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        app_id(), broker=f"kafka://{config.get('SANDAN_KAFKA_BOOTSTRAP')}", store=config.get("SANDAN_STORE"),
-        datadir=str(datadir), topic_partitions=partitions, topic_replication_factor=1, key_serializer="raw",
-        value_serializer="raw", web_enabled=False, consumer_auto_offset_reset="earliest", table_standby_replicas=0,
-        producer_acks=-1, broker_session_timeout=config.get_int("SANDAN_SESSION_TIMEOUT"),
-        broker_heartbeat_interval=2.0, consumer_group_instance_id=worker_instance_id(),
-    )
+    app = streaming.new_app("returns", store=config.get("SANDAN_STORE"))
     wire = codec()
     engine = ReturnsEngine(Settings.from_env())
     redis = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
@@ -88,7 +53,7 @@ def create_app() -> faust.App:
               for kind, name in ((BUCKETS, "returns-buckets"), (WAYBILLS, "returns-waybills"))}
     short_of = {topics.name(s): s for s in (*BUCKET_SOURCES, *WAYBILL_SOURCES, DELIVERY_SOURCE, TICKS)}
     source = app.topic(*short_of, key_type=bytes, value_type=bytes)
-    out = {t.name: app.topic(t.full_name, key_type=bytes, value_type=bytes) for t in topics.TOPICS}
+    out = streaming.output_topics(app)
     wakeups = Wakeups()
     waiting: dict[int, int] = {}
     m = metrics.returns()
@@ -136,8 +101,8 @@ def create_app() -> faust.App:
 
     async def run(step: Step, encoded: list[tuple[Output, bytes]]) -> None:
         """Quota first, then the records (acknowledged): the effects land before the state."""
-        await with_retry(lambda: release_quota(step.releases, quota, parts))
-        await with_retry(lambda: send_all(encoded))
+        await streaming.with_retry(lambda: release_quota(step.releases, quota, parts), log)
+        await streaming.with_retry(lambda: send_all(encoded), log)
         for o, _ in encoded:
             metrics.count_output(m, o)
 

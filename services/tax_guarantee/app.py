@@ -22,14 +22,12 @@ entry, warnings, verdict and receipt (same ids), which readers de-duplicate.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import faust
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
-from services.common import config, topics
+from services.common import config, streaming, topics
 from services.common.avro import WireError, codec
 from services.common.clock import now_ms
 from services.common.deadletter import dead_letter
@@ -41,11 +39,6 @@ from services.tax_guarantee.processor import GuaranteeProcessor, Handled
 from services.tax_guarantee.redis_store import RedisAccountStore, namespace
 
 log = logging.getLogger("sandan.tax_guarantee")
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, asyncio.TimeoutError)
-
-
-def app_id() -> str:
-    return config.get("SANDAN_TOPIC_PREFIX") + "sandan-tax-guarantee"
 
 
 def create_processor(redis) -> GuaranteeProcessor:
@@ -59,16 +52,10 @@ def create_processor(redis) -> GuaranteeProcessor:
 
 
 def create_app() -> faust.App:
-    app = faust.App(
-        app_id(), broker=f"kafka://{config.get('SANDAN_KAFKA_BOOTSTRAP')}", store="memory://",
-        topic_partitions=config.get_int("SANDAN_TOPIC_PARTITIONS"), topic_replication_factor=1,
-        key_serializer="raw", value_serializer="raw", web_enabled=False, consumer_auto_offset_reset="earliest",
-        producer_acks=-1, broker_commit_every=1000, broker_commit_interval=1.0,
-        broker_session_timeout=config.get_int("SANDAN_SESSION_TIMEOUT"), broker_heartbeat_interval=2.0,
-    )
+    app = streaming.new_app("tax-guarantee")
     wire = codec()
     processor = create_processor(aioredis.from_url(config.get("SANDAN_REDIS_URL")))
-    out = {t.name: app.topic(t.full_name, key_type=bytes, value_type=bytes) for t in topics.TOPICS}
+    out = streaming.output_topics(app)
     m = metrics.guarantee()
 
     async def publish(outputs, *, count: bool = True) -> None:
@@ -76,16 +63,6 @@ def create_app() -> faust.App:
             await out[o.topic].send(key=o.key, value=wire.encode(o.schema, o.record))
             if count:
                 metrics.count_output(m, o)
-
-    async def with_retry(step):
-        delay = 0.2
-        while True:
-            try:
-                return await step()
-            except TRANSIENT as exc:  # Redis or Kafka away: wait, never dead-letter good input
-                log.warning("transient failure, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def reject(msg, code: str, field: str | None, reason: str, reference: str | None = None,
                      count: bool = True) -> None:
@@ -102,7 +79,7 @@ def create_app() -> faust.App:
             return None
         reference = record.get(reference_field)
         try:
-            handled = await with_retry(lambda: step(record, now_ms()))
+            handled = await streaming.with_retry(lambda: step(record, now_ms()), log)
         except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
             log.exception("%s %s on %s/%d@%d failed", schema, reference, msg.topic, msg.partition, msg.offset)
             await reject(msg, "PROCESSING_ERROR", None, f"{type(exc).__name__}: {exc}", reference)
@@ -131,8 +108,8 @@ def create_app() -> faust.App:
     @app.timer(interval=config.get_int("SANDAN_GUARANTEE_CHECK_SECONDS"), on_leader=True)
     async def check():
         try:
-            await publish(await with_retry(lambda: processor.expiry_warnings(now_ms())))
-            for account in await with_retry(processor.store.accounts):
+            await publish(await streaming.with_retry(lambda: processor.expiry_warnings(now_ms()), log))
+            for account in await streaming.with_retry(processor.store.accounts, log):
                 metrics.show_account(m, account)
         except Exception:  # noqa: BLE001 - a failed check is retried on the next tick
             log.exception("guarantee expiry check failed")
