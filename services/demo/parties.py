@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -63,7 +65,7 @@ class CustomsDesk:
         self.credentials = credentials
         self.delivered: dict[str, object] = {}
         self.deliveries = 0
-        self.released: set[str] = set()
+        self.released: set[str] = set()  # reported: released, or accepted when held
         self.hold: set[str] = set()  # declarations customs does not release (to be cancelled)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -74,12 +76,20 @@ class CustomsDesk:
                     cursor = item.cursor
                     self.deliveries += 1
                     self.delivered[item.declaration_id] = item
-                    if item.declaration_id in self.hold or item.declaration_id in self.released:
+                    if item.declaration_id in self.released:
                         continue
-                    stamp = _china_now()
-                    await gw.report(ebp_code=item.ebp_code, order_no=item.order_no, status="800", decided_at=stamp,
-                                    report_id=f"release:{item.declaration_id}")
+                    # accepted and numbered (120); released (800) unless held back for a cancellation
+                    held = item.declaration_id in self.hold
+                    await gw.report(ebp_code=item.ebp_code, order_no=item.order_no, status="120" if held else "800",
+                                    decided_at=_china_now(), invt_no=invt_no(item.declaration_id),
+                                    report_id=f"{'accept' if held else 'release'}:{item.declaration_id}")
                     self.released.add(item.declaration_id)
+
+
+def invt_no(decl_id: str) -> str:
+    """An 18-character inventory number as customs assigns it (customs code, year, I, serial)."""
+    serial = int(hashlib.sha1(decl_id.encode()).hexdigest(), 16) % 10**9
+    return f"2991{time.strftime('%Y')}I{serial:09d}"
 
 
 def _china_now() -> str:

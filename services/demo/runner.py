@@ -29,6 +29,7 @@ from services.common.ceb.writer import write_message
 from services.common.documents import MESSAGE_OF_KIND, kind_of
 from services.common.generator import generate
 from services.demo import parties as parties_mod
+from services.demo import returns_stage
 from services.demo.processes import ServiceProcess, service_env
 from services.gateway.client import GatewayClient
 from services.demo.progress import Progress
@@ -131,6 +132,8 @@ async def _run(plan: DemoPlan, out) -> dict:
         say(f"  generated {len(docs)} documents ({len(sets)} declarations, a share broken, missing or repeated)"
             f" in {len(files)} CEB XML files")
         amounts, short = parties_mod.guarantee_plan(sets)
+        after_sales = returns_stage.AfterSales.choose(sets, short)
+        desk.hold = after_sales.held()
         await wait_serving(address, services[-1])
         await asyncio.to_thread(parties_mod.register_guarantees, amounts, env)
         say(f"  registered {len(amounts)} tax guarantees; {short} is deliberately short")
@@ -144,6 +147,7 @@ async def _run(plan: DemoPlan, out) -> dict:
             f" ({time.monotonic() - submit_started:.1f}s)")
         flow = await asyncio.to_thread(wait_for_flow, set(expected), desk, services, plan.wait_s)
         before = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
+        returned = await returns_stage.run(after_sales, parties, env, say)
         settled = settle(short, flow, env)
         after = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
         stop.set()
@@ -152,11 +156,11 @@ async def _run(plan: DemoPlan, out) -> dict:
         stop.set()
         for service in services:
             service.stop()
-    return report(expected, flow, desk, (before, after, short, settled), time.monotonic() - started, out)
+    return report(expected, flow, desk, returned, (before, after, short, settled), time.monotonic() - started, out)
 
 
 SERVICES = [("order-match", ["worker", "order-match"]), ("tax-guarantee", ["worker", "tax-guarantee"]),
-            ("gateway", ["gateway", "serve"])]
+            ("returns", ["worker", "returns"]), ("gateway", ["gateway", "serve"])]
 
 
 @dataclass
@@ -219,7 +223,7 @@ def percentile(values: list[int], q: int) -> int:
     return ordered[min(len(ordered) - 1, (len(ordered) * q) // 100)]
 
 
-def report(expected: dict, flow: Flow, desk, guarantees, seconds: float, out) -> dict:
+def report(expected: dict, flow: Flow, desk, returned: dict, guarantees, seconds: float, out) -> dict:
     before, after, short, settled = guarantees
     verdicts = flow.verdicts
     status = Counter(v["status"] for v in verdicts.values())
@@ -236,8 +240,13 @@ def report(expected: dict, flow: Flow, desk, guarantees, seconds: float, out) ->
     lines.append(f"  {'cleared':22} {len(flow.cleared):6}")
     lines += [f"  refused {code:14} {n:6}" for code, n in refusals.most_common()]
     lines.append("customs desk (gateway Subscribe)")
-    lines.append(f"  {'delivered':22} {len(desk.delivered):6}   ({desk.deliveries} messages; released {len(desk.released)})")
-    lines.append("guarantee balances (CNY: guaranteed / outstanding tax / available)")
+    lines.append(f"  {'delivered':22} {len(desk.delivered):6}   ({desk.deliveries} messages;"
+                 f" released {len(desk.released - desk.hold)}, held for cancellation {len(desk.hold)})")
+    lines.append("after-sales (returns service)")
+    lines += [f"  {name:22} {returned[key]:6}" for name, key in (("cancelled", "cancelled"),
+              ("returns completed", "returns_completed"), ("returns refused", "returns_refused"))]
+    lines.append("guarantee balances (CNY: guaranteed / outstanding tax before -> after returns and settlement"
+                 " / available)")
     for code in sorted(after):
         a, b = after[code], before.get(code, after[code])
         mark = "  <- short; settled %d bills" % len(settled) if code == short else ""
@@ -251,6 +260,8 @@ def report(expected: dict, flow: Flow, desk, guarantees, seconds: float, out) ->
     result = {"declarations": len(expected), "verified": status.get("verified", 0),
               "rejected": status.get("rejected", 0), "incomplete": status.get("incomplete", 0),
               "cleared": len(flow.cleared), "guarantee_refused": len(flow.refused), "delivered": len(desk.delivered),
+              "cancelled": returned["cancelled"], "returns_completed": returned["returns_completed"],
+              "returns_refused": returned["returns_refused"],
               "as_expected": not mismatched and desk.delivered.keys() == flow.cleared.keys(),
               "seconds": round(seconds, 1)}
     print(json.dumps(result), file=out, flush=True)
