@@ -28,6 +28,7 @@ class OrderMatchMetrics:
     dead_letters: Counter
     latency: Histogram
     pending: Gauge
+    expiry_overdue: Gauge
 
 
 _order_match: OrderMatchMetrics | None = None
@@ -45,6 +46,8 @@ def order_match() -> OrderMatchMetrics:
             latency=Histogram("sandan_match_latency_seconds", "Last document in to verdict out",
                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)),
             pending=Gauge("sandan_pending_wakeups", "Scheduled expiry checks of open declarations"),
+            expiry_overdue=Gauge("sandan_expiry_overdue_seconds",
+                                 "How far past its deadline the earliest open declaration still waits for expiry"),
         )
     return _order_match
 

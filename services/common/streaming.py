@@ -51,6 +51,33 @@ def output_topics(app: faust.App) -> dict:
     return {t.name: app.topic(t.full_name, key_type=bytes, value_type=bytes) for t in topics.TOPICS}
 
 
+_LAG = None
+
+
+def watch_consumer_lag(app: faust.App, interval_s: float = 5.0) -> None:
+    """Export ``sandan_consumer_lag{topic,partition}``: messages on the broker this worker has
+    not consumed yet, for the partitions it owns (alerts fire when it keeps growing)."""
+    global _LAG
+    if _LAG is None:
+        from prometheus_client import Gauge
+        _LAG = Gauge("sandan_consumer_lag", "Messages behind the end of each owned input partition",
+                     ["topic", "partition"])
+    gauge = _LAG
+    known: set = set()
+
+    @app.timer(interval=interval_s)
+    async def measure_lag() -> None:
+        owned = {tp for tp in app.consumer.assignment() if not tp.topic.endswith("-changelog")}
+        for tp in known - owned:
+            gauge.remove(tp.topic, str(tp.partition))
+        known.clear()
+        for tp in owned:
+            position = await app.consumer.position(tp)
+            if position is not None:
+                gauge.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, app.consumer.highwater(tp) - position))
+                known.add(tp)
+
+
 async def with_retry(step, log: logging.Logger):
     """Redis or Kafka away: wait and try again; good input is never dead-lettered for it."""
     delay = 0.2

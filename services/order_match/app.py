@@ -153,6 +153,8 @@ def create_app() -> faust.App:
                 save(key, bucket, partition)
             await publish(outputs)
         m.pending.set(sum(len(h) for h in due.values()))
+        # how late the earliest scheduled expiry is; stays ~0 unless expiry has stalled
+        m.expiry_overdue.set(max(0, now - min((h[0][0] for h in due.values() if h), default=now)) / 1000)
 
     @app.agent(source, concurrency=1)
     async def match(stream):
@@ -170,5 +172,6 @@ def create_app() -> faust.App:
         for partition in range(partitions):
             await ticks.send(key=b"tick", value=stamp, partition=partition)
 
+    streaming.watch_consumer_lag(app)
     app.sandan_processor = processor  # for tests
     return app

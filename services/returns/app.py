@@ -204,4 +204,5 @@ def create_app() -> faust.App:
             await out[TICKS].send(key=b"tick", value=stamp, partition=partition)
 
     app.sandan_engine = engine  # for tests
+    streaming.watch_consumer_lag(app)
     return app

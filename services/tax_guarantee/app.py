@@ -114,5 +114,6 @@ def create_app() -> faust.App:
         except Exception:  # noqa: BLE001 - a failed check is retried on the next tick
             log.exception("guarantee expiry check failed")
 
+    streaming.watch_consumer_lag(app)
     app.sandan_processor = processor  # for tests
     return app
