@@ -1,5 +1,5 @@
 # sandan developer entry points. Every target is idempotent and quick when already done.
-# The local stack (Kafka + Redis) is driven by scripts/stack.sh; see deploy/README.md.
+# The local stack (Kafka, Redis, Prometheus) is driven by scripts/stack.sh; see deploy/README.md.
 
 PY ?= python3
 VENV = .venv
@@ -9,7 +9,8 @@ STACK = scripts/stack.sh
 # Generated gRPC code (not committed); the _grpc module is written last, so it stands for both.
 PROTO_GEN = services/gateway/proto/gateway_pb2_grpc.py
 PYTEST_ARGS ?= -q
-# `make down SERVICES=kafka` stops only Kafka; empty means both.
+# `make down SERVICES=kafka` stops only Kafka, `make up SERVICES=prometheus` starts only
+# Prometheus; empty means all of kafka, redis and prometheus.
 SERVICES ?=
 
 .DEFAULT_GOAL := help
@@ -18,11 +19,11 @@ SERVICES ?=
 help:
 	@echo "make venv     .venv with sandan installed editable (plus test tools)"
 	@echo "make proto    (re)build the gateway's gRPC code from schemas/proto (venv does it when stale)"
-	@echo "make setup    venv + Kafka jars + redis-server"
-	@echo "make up       start Kafka and Redis on 127.0.0.1 and wait until they answer"
-	@echo "make down     stop them (data is kept)"
+	@echo "make setup    venv + Kafka jars + redis-server + prometheus (with promtool)"
+	@echo "make up       start Kafka, Redis and Prometheus on 127.0.0.1 and wait until they answer"
+	@echo "make down     stop them (data is kept); SERVICES='kafka redis prometheus' picks some"
 	@echo "make status   one line per service"
-	@echo "make reset    down, then delete the Kafka and Redis data"
+	@echo "make reset    down, then delete the Kafka, Redis and Prometheus data"
 	@echo "make test     up, then pytest (PYTEST_ARGS='$(PYTEST_ARGS)')"
 	@echo "make demo     up, then sandan demo"
 	@echo "make bench-codec  Avro and CEB XML encode/decode figures (JSON)"
@@ -51,7 +52,7 @@ setup: venv
 	@$(STACK) setup
 
 up: setup
-	@$(STACK) up
+	@$(STACK) up $(SERVICES)
 
 down:
 	@$(STACK) down $(SERVICES)

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# The real local stack: one KRaft Kafka broker (jars from Maven Central, no Docker) and one
-# Redis with an append-only file, both on 127.0.0.1, state under $SANDAN_LOCAL_DIR.
+# The real local stack: one KRaft Kafka broker (jars from Maven Central, no Docker), one
+# Redis with an append-only file and one Prometheus scraping the sandan services, all on
+# 127.0.0.1, state under $SANDAN_LOCAL_DIR.
 #
-#   scripts/stack.sh setup    fetch the Kafka jars, apt-install redis-server if missing
-#   scripts/stack.sh up       start whatever is not running, then wait until both answer
-#   scripts/stack.sh down     stop both (SIGTERM, then SIGKILL after a timeout);
-#                             `down kafka` or `down redis` stops only that one
-#   scripts/stack.sh status   one line per service; exit 0 only when both are running
-#   scripts/stack.sh wait     only wait until both answer
-#   scripts/stack.sh reset    down, then delete the Kafka and Redis data
+#   scripts/stack.sh setup    fetch the Kafka jars, apt-install redis-server and prometheus if missing
+#   scripts/stack.sh up       start whatever is not running, then wait until all of them answer
+#   scripts/stack.sh down     stop them (SIGTERM, then SIGKILL after a timeout)
+#   scripts/stack.sh status   one line per service; exit 0 only when all are running
+#   scripts/stack.sh wait     only wait until all of them answer
+#   scripts/stack.sh config   only write their configuration files (what `up` would run)
+#   scripts/stack.sh reset    down, then delete the Kafka, Redis and Prometheus data
+#
+# up, down and wait take service names (kafka, redis, prometheus) to act on only those, e.g.
+# `down kafka` or `up prometheus`; without names they act on all three.
 #
 # Every command is idempotent. Settings are the SANDAN_* variables of
 # services/common/config.py; their defaults are read from that file so they cannot drift.
@@ -32,11 +36,14 @@ setting() {
     printf '%s' "$value"
 }
 
+SERVICES=(kafka redis prometheus)
+
 KAFKA_VERSION=$(setting SANDAN_KAFKA_VERSION)
 KAFKA_PORT=$(setting SANDAN_KAFKA_PORT)
 CONTROLLER_PORT=$(setting SANDAN_KAFKA_CONTROLLER_PORT)
 KAFKA_HEAP=$(setting SANDAN_KAFKA_HEAP)
 REDIS_PORT=$(setting SANDAN_REDIS_PORT)
+PROMETHEUS_PORT=$(setting SANDAN_PROMETHEUS_PORT)
 TIMEOUT=$(setting SANDAN_STACK_TIMEOUT)
 # Not a literal in config.py (it is computed from the project root), so mirrored here.
 LOCAL_DIR=${SANDAN_LOCAL_DIR:-$ROOT/.local}
@@ -52,9 +59,15 @@ REDIS_DIR=$LOCAL_DIR/redis
 REDIS_PID=$REDIS_DIR/redis.pid
 REDIS_LOG=$REDIS_DIR/redis.log
 REDIS_CONF=$REDIS_DIR/redis.conf
+PROMETHEUS_SOURCE=$ROOT/deploy/prometheus/prometheus.yml
+PROMETHEUS_DIR=$LOCAL_DIR/prometheus
+PROMETHEUS_DATA=$PROMETHEUS_DIR/data
+PROMETHEUS_PID=$PROMETHEUS_DIR/prometheus.pid
+PROMETHEUS_LOG=$PROMETHEUS_DIR/prometheus.log
+PROMETHEUS_CONF=$PROMETHEUS_DIR/prometheus.yml
 STOP_TIMEOUT=30
 
-for port in "$KAFKA_PORT" "$CONTROLLER_PORT" "$REDIS_PORT"; do
+for port in "$KAFKA_PORT" "$CONTROLLER_PORT" "$REDIS_PORT" "$PROMETHEUS_PORT"; do
     [[ $port =~ ^[0-9]+$ ]] || die "port '$port' is not a number (check SANDAN_*_PORT)"
 done
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "SANDAN_STACK_TIMEOUT='$TIMEOUT' is not a whole number of seconds"
@@ -79,6 +92,29 @@ live_pid() {
 }
 kafka_pid() { live_pid "$KAFKA_PID" "$KAFKA_CONF"; }
 redis_pid() { live_pid "$REDIS_PID" "redis-server"; }
+prometheus_pid() { live_pid "$PROMETHEUS_PID" "$PROMETHEUS_CONF"; }
+
+# SELECTED=the services named on the command line, in SERVICES order; all of them when none is.
+select_services() {
+    local name
+    for name in "$@"; do
+        [[ " ${SERVICES[*]} " == *" $name "* ]] || die "unknown service '$name'; the services are: ${SERVICES[*]}"
+    done
+    SELECTED=()
+    for name in "${SERVICES[@]}"; do
+        if (($# == 0)) || [[ " $* " == *" $name "* ]]; then SELECTED+=("$name"); fi
+    done
+}
+selected() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
+
+# "kafka", "kafka and redis", "kafka, redis and prometheus"
+join_names() {
+    local text=$1
+    shift
+    while (($# > 1)); do text+=", $1"; shift; done
+    (($# == 0)) || text+=" and $1"
+    printf '%s' "$text"
+}
 
 lock() {
     mkdir -p "$LOCAL_DIR"
@@ -108,6 +144,9 @@ jars_ok() { [[ -f $JARS_DIR/.complete ]]; }
 cmd_setup() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
+    # Debian's prometheus package brings promtool too, which the tests use to check the
+    # configuration and the alert rules.
+    if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then missing+=(prometheus); fi
     command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
     if ! jars_ok && ! command -v mvn >/dev/null; then missing+=(maven); fi
     if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
@@ -252,6 +291,80 @@ redis_up() {
     REDIS_STARTED=$pid
 }
 
+# ---------------------------------------------------------------------------- prometheus
+
+# Ready means /-/ready answers 200: the TSDB is open and the configuration loaded. Plain bash,
+# as there may be no curl; HTTP/1.0, so the server closes the connection after its answer.
+prometheus_answers() {
+    local status
+    port_open "$PROMETHEUS_PORT" || return 1
+    # shellcheck disable=SC2016  # $1 belongs to the inner bash
+    status=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+        printf "GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && head -n 1 <&3' _ "$PROMETHEUS_PORT" 2>/dev/null) \
+        || return 1
+    [[ $status == "HTTP/1."[01]" 200"* ]]
+}
+
+# deploy/prometheus/prometheus.yml with each job's 127.0.0.1 target on the port of its
+# setting, SANDAN_<JOB>_METRICS_PORT (order-match: SANDAN_ORDER_MATCH_METRICS_PORT), and the
+# rule files as absolute paths into deploy/prometheus (Prometheus resolves relative ones
+# against the rendered file's folder), so an edited alerts.yml needs only a reload (SIGHUP).
+prometheus_render_config() {
+    local jobs job setting_name port ports=""
+    mkdir -p "$PROMETHEUS_DATA"
+    jobs=$(sed -n 's/^ *- job_name: *\([A-Za-z0-9_-]*\) *$/\1/p' "$PROMETHEUS_SOURCE")
+    [[ -n $jobs ]] || die "no job_name in $(rel "$PROMETHEUS_SOURCE")"
+    for job in $jobs; do
+        setting_name=SANDAN_$(tr 'a-z-' 'A-Z_' <<<"$job")_METRICS_PORT
+        port=$(setting "$setting_name")
+        [[ $port =~ ^[0-9]+$ ]] || die "$setting_name='$port' is not a port number"
+        ports+="$job=$port "
+    done
+    awk -v ports="$ports" -v dir="$ROOT/deploy/prometheus" -v source="$(rel "$PROMETHEUS_SOURCE")" '
+        BEGIN {
+            n = split(ports, pairs, " ")
+            for (i = 1; i <= n; i++) { split(pairs[i], kv, "="); port[kv[1]] = kv[2] }
+            print "# Written by scripts/stack.sh from " source " on every start; edit that file, not this one."
+        }
+        /^[^ #]/ { section = $1 }
+        /^ *- job_name:/ { job = $3 }
+        section == "rule_files:" && /^ *- / && $2 !~ /^\// { sub(/- /, "- " dir "/") }
+        section == "scrape_configs:" && /targets:/ { gsub(/127\.0\.0\.1:[0-9]+/, "127.0.0.1:" port[job]) }
+        { print }
+    ' "$PROMETHEUS_SOURCE" >"$PROMETHEUS_CONF.tmp"
+    mv "$PROMETHEUS_CONF.tmp" "$PROMETHEUS_CONF"
+}
+
+PROMETHEUS_STARTED=""
+prometheus_up() {
+    local pid
+    if pid=$(prometheus_pid); then
+        echo "prometheus: already running, 127.0.0.1:$PROMETHEUS_PORT (pid $pid)"
+        return
+    fi
+    if port_open "$PROMETHEUS_PORT"; then
+        prometheus_answers || die "127.0.0.1:$PROMETHEUS_PORT is in use by something that is not a ready Prometheus; free it or set SANDAN_PROMETHEUS_PORT"
+        echo "prometheus: already running, 127.0.0.1:$PROMETHEUS_PORT (not started by this checkout; left alone)"
+        return
+    fi
+    command -v prometheus >/dev/null || die "prometheus is not installed; run scripts/stack.sh setup"
+    prometheus_render_config
+    # Detached like the broker (see kafka_up). A week of 5 s scrapes of four services is a few
+    # hundred MB at most; the retention keeps a laptop's disk from filling up.
+    # shellcheck disable=SC2016  # $$ and $@ belong to the inner bash
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PROMETHEUS_PID" \
+        prometheus --config.file="$PROMETHEUS_CONF" --storage.tsdb.path="$PROMETHEUS_DATA" \
+        --storage.tsdb.retention.time=7d --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
+        >"$PROMETHEUS_LOG" 2>&1 </dev/null 9>&- &
+    local i
+    for i in $(seq 50); do
+        pid=$(prometheus_pid) && break
+        sleep 0.1
+    done
+    [[ -n ${pid:-} ]] || { show_log "$PROMETHEUS_LOG"; die "prometheus did not start"; }
+    PROMETHEUS_STARTED=$pid
+}
+
 # ---------------------------------------------------------------------------- wait
 
 show_log() {
@@ -263,49 +376,68 @@ show_log() {
 }
 
 cmd_wait() {
-    jars_ok || die "Kafka jars missing; run scripts/stack.sh setup"
-    local start deadline kafka_ok="" redis_ok=""
+    select_services "$@"
+    local services=("${SELECTED[@]}") service start deadline answered=" " all
+    if selected kafka; then jars_ok || die "Kafka jars missing; run scripts/stack.sh setup"; fi
     start=$(now)
     deadline=$((SECONDS + TIMEOUT))
     while :; do
-        [[ -n $redis_ok ]] || { redis_answers && redis_ok=1; } || true
-        [[ -n $kafka_ok ]] || { kafka_answers && kafka_ok=1; } || true
-        [[ -n $kafka_ok && -n $redis_ok ]] && break
-        # A broker that died will not answer later either: report now, not after the timeout.
+        all=1
+        for service in "${services[@]}"; do
+            [[ $answered == *" $service "* ]] && continue
+            if "${service}_answers"; then answered+="$service "; else all=""; fi
+        done
+        [[ -n $all ]] && break
+        # A server that died will not answer later either: report now, not after the timeout.
         if [[ -n $KAFKA_STARTED ]] && ! kill -0 "$KAFKA_STARTED" 2>/dev/null; then
             show_log "$KAFKA_OUT"; show_log "$KAFKA_LOGS/server.log"
             die "kafka (pid $KAFKA_STARTED) exited during start-up"
         fi
+        if [[ -n $PROMETHEUS_STARTED ]] && ! kill -0 "$PROMETHEUS_STARTED" 2>/dev/null; then
+            show_log "$PROMETHEUS_LOG"
+            die "prometheus (pid $PROMETHEUS_STARTED) exited during start-up"
+        fi
         if ((SECONDS >= deadline)); then
-            if [[ -z $kafka_ok ]]; then
-                show_log "$KAFKA_OUT"; show_log "$KAFKA_LOGS/server.log"
-                echo "stack: error: kafka did not answer a metadata request on 127.0.0.1:$KAFKA_PORT within $TIMEOUT s" >&2
-            fi
-            if [[ -z $redis_ok ]]; then
-                show_log "$REDIS_LOG"
-                echo "stack: error: redis did not answer PING on 127.0.0.1:$REDIS_PORT within $TIMEOUT s" >&2
-            fi
+            for service in "${services[@]}"; do
+                [[ $answered == *" $service "* ]] || "${service}_timed_out"
+            done
             exit 1
         fi
         sleep 0.5
     done
-    say "kafka and redis answer (waited $(since "$start") s)"
+    local verb=answer
+    ((${#services[@]} > 1)) || verb=answers
+    say "$(join_names "${services[@]}") $verb (waited $(since "$start") s)"
+}
+
+kafka_timed_out() {
+    show_log "$KAFKA_OUT"; show_log "$KAFKA_LOGS/server.log"
+    echo "stack: error: kafka did not answer a metadata request on 127.0.0.1:$KAFKA_PORT within $TIMEOUT s" >&2
+}
+redis_timed_out() {
+    show_log "$REDIS_LOG"
+    echo "stack: error: redis did not answer PING on 127.0.0.1:$REDIS_PORT within $TIMEOUT s" >&2
+}
+prometheus_timed_out() {
+    show_log "$PROMETHEUS_LOG"
+    echo "stack: error: prometheus did not report ready on http://127.0.0.1:$PROMETHEUS_PORT/-/ready within $TIMEOUT s" >&2
 }
 
 # ---------------------------------------------------------------------------- commands
 
 cmd_up() {
-    local start
+    select_services "$@"
+    local services=("${SELECTED[@]}") service start
     start=$(now)
     lock
     cmd_setup
-    # Both start in the background and are waited for together: Redis is up long before the
-    # broker, so waiting costs only the broker's start-up.
-    kafka_up
-    redis_up
-    cmd_wait
+    # All start in the background and are waited for together: Redis and Prometheus are up
+    # long before the broker, so waiting costs only the broker's start-up.
+    for service in "${services[@]}"; do "${service}_up"; done
+    cmd_wait "${services[@]}"
     [[ -z $KAFKA_STARTED ]] || echo "kafka: started, 127.0.0.1:$KAFKA_PORT (pid $KAFKA_STARTED, logs in $(rel "$KAFKA_LOGS"))"
     [[ -z $REDIS_STARTED ]] || echo "redis: started, 127.0.0.1:$REDIS_PORT (pid $REDIS_STARTED, log $(rel "$REDIS_LOG"))"
+    [[ -z $PROMETHEUS_STARTED ]] || echo "prometheus: started, http://127.0.0.1:$PROMETHEUS_PORT (pid $PROMETHEUS_STARTED, log $(rel "$PROMETHEUS_LOG"))"
     say "up in $(since "$start") s"
 }
 
@@ -346,17 +478,27 @@ redis_down() {
     rm -f "$REDIS_PID"
 }
 
-# down [kafka] [redis]: naming services lets a caller stop only what it started itself.
+prometheus_down() {
+    local pid
+    if pid=$(prometheus_pid); then
+        stop_pid prometheus "$pid"
+    elif port_open "$PROMETHEUS_PORT"; then
+        echo "prometheus: not started by this checkout (something answers on 127.0.0.1:$PROMETHEUS_PORT); left alone"
+    else
+        echo "prometheus: not running"
+    fi
+    rm -f "$PROMETHEUS_PID"
+}
+
+# down [kafka] [redis] [prometheus]: naming services lets a caller stop only what it started itself.
 cmd_down() {
-    local services=("$@") service
-    ((${#services[@]})) || services=(kafka redis)
-    for service in "${services[@]}"; do
-        [[ $service == kafka || $service == redis ]] || die "unknown service '$service' (kafka or redis)"
-    done
+    select_services "$@"
+    local service
     lock
-    # Kafka first: it holds client connections open; Redis has nothing that depends on Kafka.
-    for service in kafka redis; do
-        [[ " ${services[*]} " == *" $service "* ]] && "${service}_down"
+    # Prometheus first: it only watches the others. Kafka before Redis: it holds client
+    # connections open; Redis has nothing that depends on Kafka.
+    for service in prometheus kafka redis; do
+        if selected "$service"; then "${service}_down"; fi
     done
     return 0
 }
@@ -377,22 +519,43 @@ cmd_status() {
     else
         echo "redis: stopped, 127.0.0.1:$REDIS_PORT"; rc=3
     fi
+    if pid=$(prometheus_pid); then
+        echo "prometheus: running, pid $pid, 127.0.0.1:$PROMETHEUS_PORT"
+    elif port_open "$PROMETHEUS_PORT"; then
+        echo "prometheus: running, not started by this checkout, 127.0.0.1:$PROMETHEUS_PORT"
+    else
+        echo "prometheus: stopped, 127.0.0.1:$PROMETHEUS_PORT"; rc=3
+    fi
     return $rc
+}
+
+# config [SERVICES]: write the configuration files `up` would start the servers with, and
+# name them (nothing is started; a running server keeps the configuration it started with).
+cmd_config() {
+    select_services "$@"
+    local service
+    lock
+    for service in "${SELECTED[@]}"; do "${service}_render_config"; done
+    selected kafka && echo "kafka: $KAFKA_CONF"
+    selected redis && echo "redis: $REDIS_CONF"
+    selected prometheus && echo "prometheus: $PROMETHEUS_CONF"
+    return 0
 }
 
 cmd_reset() {
     cmd_down
     # Only the folders this script owns: SANDAN_LOCAL_DIR may point anywhere.
-    rm -rf "$KAFKA_DIR" "$REDIS_DIR"
-    say "deleted $(rel "$KAFKA_DIR") and $(rel "$REDIS_DIR")"
+    rm -rf "$KAFKA_DIR" "$REDIS_DIR" "$PROMETHEUS_DIR"
+    say "deleted $(rel "$KAFKA_DIR"), $(rel "$REDIS_DIR") and $(rel "$PROMETHEUS_DIR")"
 }
 
 case ${1:-} in
     setup) lock; cmd_setup ;;
-    up) cmd_up ;;
+    up) shift; cmd_up "$@" ;;
     down) shift; cmd_down "$@" ;;
     status) cmd_status ;;
-    wait) cmd_wait ;;
+    wait) shift; cmd_wait "$@" ;;
+    config) shift; cmd_config "$@" ;;
     reset) cmd_reset ;;
-    *) echo "usage: $0 {setup|up|down [kafka|redis]...|status|wait|reset}" >&2; exit 2 ;;
+    *) echo "usage: $0 {setup|up|down|status|wait|config|reset} [kafka|redis|prometheus]..." >&2; exit 2 ;;
 esac

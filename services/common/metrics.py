@@ -58,7 +58,8 @@ def count_output(m: OrderMatchMetrics, output) -> None:
         m.verdicts.labels(status=rec["status"]).inc()
         for failure in rec["failures"]:
             m.failures.labels(code=failure["code"]).inc()
-        m.latency.observe(max(0, rec["decidedAt"] - rec["lastDocumentAt"]) / 1000)
+        if rec["status"] != "incomplete":  # an incomplete verdict waits for the timeout by design
+            m.latency.observe(max(0, rec["decidedAt"] - rec["lastDocumentAt"]) / 1000)
     elif output.topic == "receipts":
         m.receipts.labels(message=rec["message"], status=rec["returnStatus"]).inc()
     elif output.topic == "deadletter":

@@ -29,7 +29,7 @@ from services.common.ceb.writer import write_message
 from services.common.documents import MESSAGE_OF_KIND, kind_of
 from services.common.generator import generate
 from services.demo import parties as parties_mod
-from services.demo import returns_stage
+from services.demo import returns_stage, scrape
 from services.demo.processes import ServiceProcess, service_env
 from services.gateway.client import GatewayClient
 from services.demo.progress import Progress
@@ -122,8 +122,10 @@ async def _run(plan: DemoPlan, out) -> dict:
     await asyncio.to_thread(kafka_io.create_topics)
     address = f"127.0.0.1:{free_port()}"
     parties, customs = parties_mod.gateway_clients(run_dir / "gateway-clients.json", address)
+    ports = {name: free_port() for name in METRICS_PORTS}
     env = service_env(prefix, SANDAN_MATCH_TIMEOUT=str(plan.match_timeout_s), SANDAN_LOCAL_DIR=str(run_dir),
-                      SANDAN_GATEWAY_LISTEN=address, SANDAN_GATEWAY_CLIENTS=str(run_dir / "gateway-clients.json"))
+                      SANDAN_GATEWAY_LISTEN=address, SANDAN_GATEWAY_CLIENTS=str(run_dir / "gateway-clients.json"),
+                      **{setting: str(ports[setting]) for setting in METRICS_PORTS})
     services = [ServiceProcess(name, args, env, run_dir).start() for name, args in SERVICES]
     desk, stop = parties_mod.CustomsDesk(customs), asyncio.Event()
     try:
@@ -150,6 +152,8 @@ async def _run(plan: DemoPlan, out) -> dict:
         returned = await returns_stage.run(after_sales, parties, env, say)
         settled = settle(short, flow, env)
         after = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
+        scraped = {setting: scrape.scrape(port) for setting, port in ports.items()}
+        say(metrics_summary(scraped, ports, flow))
         stop.set()
         await desk_task
     finally:
@@ -159,6 +163,8 @@ async def _run(plan: DemoPlan, out) -> dict:
     return report(expected, flow, desk, returned, (before, after, short, settled), time.monotonic() - started, out)
 
 
+METRICS_PORTS = ("SANDAN_ORDER_MATCH_METRICS_PORT", "SANDAN_TAX_GUARANTEE_METRICS_PORT",
+                 "SANDAN_RETURNS_METRICS_PORT", "SANDAN_GATEWAY_METRICS_PORT")
 SERVICES = [("order-match", ["worker", "order-match"]), ("tax-guarantee", ["worker", "tax-guarantee"]),
             ("returns", ["worker", "returns"]), ("gateway", ["gateway", "serve"])]
 
@@ -214,6 +220,35 @@ def settle(short: str, flow: Flow, env: dict) -> list[str]:
         parties_mod.sandan("guarantee", "settle", "-a", short, "--ent-duty-no", "DEMO" + time.strftime("%Y%m%d%H%M"),
                            "--bills", ",".join(bills), "--actor", "demo", "--wait", "30", env=env)
     return bills
+
+
+def metrics_summary(scraped: dict, ports: dict, flow: "Flow") -> str:
+    """What the services' own /metrics endpoints say (the figures Prometheus scrapes)."""
+    match, guarantee = scraped["SANDAN_ORDER_MATCH_METRICS_PORT"], scraped["SANDAN_TAX_GUARANTEE_METRICS_PORT"]
+    returns, gateway = scraped["SANDAN_RETURNS_METRICS_PORT"], scraped["SANDAN_GATEWAY_METRICS_PORT"]
+    complete = [v for v in flow.verdicts.values() if v["status"] != "incomplete"]
+    decided = max((v["decidedAt"] for v in complete), default=0)
+    first = min((v["lastDocumentAt"] for v in complete), default=decided)
+    span_s = max(decided - first, 1) / 1000
+    lines = ["", "from the services' /metrics (ports " + ", ".join(str(p) for p in ports.values()) + ")",
+             f"  order_match   documents {scrape.total(match, 'sandan_documents_total')},"
+             f" verdicts {scrape.total(match, 'sandan_verdicts_total')}"
+             f" (verified {scrape.total(match, 'sandan_verdicts_total', status='verified')}),"
+             f" dead letters {scrape.total(match, 'sandan_dead_letters_total')};"
+             f" match latency p50 {scrape.histogram_quantile(match, 'sandan_match_latency_seconds', Decimal('0.5'))},"
+             f" p99 {scrape.histogram_quantile(match, 'sandan_match_latency_seconds', Decimal('0.99'))}",
+             f"  tax_guarantee deductions {scrape.total(guarantee, 'sandan_guarantee_deductions_total')},"
+             f" refusals {scrape.total(guarantee, 'sandan_guarantee_refusals_total')},"
+             f" voids {scrape.total(guarantee, 'sandan_guarantee_voids_total')},"
+             f" settlements {scrape.total(guarantee, 'sandan_guarantee_settlements_total')}",
+             f"  returns       decisions {scrape.total(returns, 'sandan_returns_decisions_total')},"
+             f" void commands {scrape.total(returns, 'sandan_returns_void_commands_total')}",
+             f"  gateway       calls {scrape.total(gateway, 'sandan_gateway_calls_total')}"
+             f" (OK {scrape.total(gateway, 'sandan_gateway_calls_total', code='OK')}),"
+             f" declarations streamed {scrape.total(gateway, 'sandan_gateway_streamed_total')}",
+             f"  throughput    {len(complete) * 1000 // max(decided - first, 1)} complete declarations/s decided over"
+             f" {span_s:.1f} s (workers start cold; `make bench` measures throughput properly)"]
+    return "\n".join(lines)
 
 
 def percentile(values: list[int], q: int) -> int:
