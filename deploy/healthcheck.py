@@ -3,7 +3,7 @@
     python /app/deploy/healthcheck.py metrics 9301            # /metrics answers 200
     python /app/deploy/healthcheck.py grpc 127.0.0.1:50051    # gRPC health says SERVING
 
-Exit status 0 means healthy, 1 not (with the reason on stderr, which docker keeps in
+Exit status 0 means healthy, 1 not (docker reserves 2) (with the reason on stderr, which docker keeps in
 ``docker inspect``). A worker serves /metrics once its topics exist, just before its faust
 app starts; the gateway reports SERVING once its gRPC server is up. The gRPC probe speaks
 plaintext, so it fits the compose gateway, which listens on loopback inside its container.
@@ -47,7 +47,7 @@ def grpc_serving(address: str, service: str = "") -> str | None:
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("metrics", "grpc") or (argv[0] == "metrics" and not argv[1].isdigit()):
         print("usage: healthcheck.py metrics PORT | grpc HOST:PORT", file=sys.stderr)
-        return 2
+        return 1  # docker reserves exit status 2
     kind, target = argv
     problem = metrics_answer(int(target)) if kind == "metrics" else grpc_serving(target)
     if problem is not None:

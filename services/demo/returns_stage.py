@@ -9,14 +9,18 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
-from services.common import kafka_io, topics
+import redis.asyncio as aioredis
+
+from services.common import config, kafka_io, topics
 from services.common.avro import codec
 from services.common.ceb.writer import write_message
 from services.common.clock import CHINA, now_ms
 from services.demo import parties
 from services.gateway.client import GatewayClient, xml_item
 from services.order_match.decide import declaration_id
+from services.order_match.quota import RedisQuotaStore
 
 _CANCEL_FIELDS = ("customsCode", "orderNo", "ebpCode", "ebpName", "ebcCode", "ebcName", "logisticsNo", "logisticsCode",
                   "logisticsName", "buyerIdType", "buyerIdNumber", "buyerName", "buyerTelephone", "agentCode",
@@ -56,8 +60,24 @@ class AfterSales:
         return {declaration_id(s.order["ebpCode"], s.order["orderNo"]) for s in self.cancel}
 
 
-async def run(plan: AfterSales, credentials, env: dict, say) -> dict:
+async def buyer_quotas(plan: AfterSales, cleared: dict) -> dict[str, Decimal]:
+    """Year-to-date taxable value of each buyer the after-sales touch (keyed hashes, no ID numbers)."""
+    client = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
+    store = RedisQuotaStore(client, f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}")
+    try:
+        quotas = {}
+        for s in plan.cancel + plan.returns + plan.unfit:
+            verdict = cleared.get(declaration_id(s.order["ebpCode"], s.order["orderNo"]))
+            if verdict and verdict.get("buyerKey"):
+                quotas[verdict["buyerKey"]] = await store.year_to_date(verdict["buyerKey"], verdict["quotaYear"])
+        return quotas
+    finally:
+        await client.aclose()
+
+
+async def run(plan: AfterSales, credentials, env: dict, say, cleared: dict) -> dict:
     """Send the cancellations and returns, bring the parcels back, count the decisions."""
+    quotas_before = await buyer_quotas(plan, cleared)
     cancels = [cancellation(s) for s in plan.cancel]
     requests = [return_request(s) for s in plan.returns + plan.unfit]
     async with GatewayClient(credentials) as gw:
@@ -71,6 +91,10 @@ async def run(plan: AfterSales, credentials, env: dict, say) -> dict:
     final = _wait_receipts({d["guid"] for d in cancels}, {d["guid"] for d in requests},
                            on_accepted=lambda: _arrivals(plan, env), timeout_s=120)
     say(f"  warehouse reported {len(plan.returns)} parcels fit for resale and {len(plan.unfit)} unfit")
+    quotas_after = await buyer_quotas(plan, cleared)
+    say("  annual quota of the buyers concerned (year-to-date taxable value, CNY; buyer shown by keyed hash):")
+    for buyer in sorted(quotas_before):
+        say(f"    {buyer[:12]}…  {quotas_before[buyer]:>10.2f} -> {quotas_after.get(buyer, Decimal(0)):>10.2f}")
     return {"cancelled": sum(1 for d in cancels if final.get(d["guid"]) == "399"),
             "returns_completed": sum(1 for d in requests if final.get(d["guid"]) == "399"),
             "returns_refused": sum(1 for d in requests if final.get(d["guid"]) == "100")}

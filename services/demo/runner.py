@@ -149,7 +149,7 @@ async def _run(plan: DemoPlan, out) -> dict:
             f" ({time.monotonic() - submit_started:.1f}s)")
         flow = await asyncio.to_thread(wait_for_flow, set(expected), desk, services, plan.wait_s)
         before = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
-        returned = await returns_stage.run(after_sales, parties, env, say)
+        returned = await returns_stage.run(after_sales, parties, env, say, flow.cleared)
         settled = settle(short, flow, env)
         after = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
         scraped = {setting: scrape.scrape(port) for setting, port in ports.items()}

@@ -1,0 +1,1 @@
+"""sandan's benchmarks: `make bench` (bench.pipeline), `make bench-memory` (bench.memory), `make bench-codec`."""

@@ -1,0 +1,130 @@
+"""The benchmark's load: generated declarations as wire records, and the producer that sends them.
+
+Documents of a declaration come from four parties, so they arrive interleaved with other
+declarations' documents: the records are shuffled within windows of ``WINDOW`` declarations.
+Generating and encoding ~100,000 declarations takes half a minute, so a load is cached under
+``$SANDAN_LOCAL_DIR/bench`` by its size, seed and the generator's and schemas' contents.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import pickle
+import random
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from services.common import config, topics
+from services.common import generator
+from services.common.avro import SCHEMA_DIR, SCHEMA_OF_KIND, codec
+from services.common.documents import kind_of
+from services.demo.parties import guarantee_plan
+from services.order_match.decide import declaration_id
+
+WINDOW = 250  # declarations whose documents interleave
+
+
+@dataclass
+class Load:
+    """Records in send order (short topic, key, value) and what the pipeline should make of them."""
+    records: list[tuple[str, bytes, bytes]]
+    closing: dict[int, str]          # index of a declaration's last record -> its declaration id
+    declarations: list[str]          # in send order of their last record
+    cleared: set[str]                # declarations expected on the subscriber (verified by the rules)
+    guarantees: dict[str, Decimal]   # assureCode -> guaranteed amount, ample for every declaration
+
+    def part(self, start: int, stop: int) -> "Load":
+        """The declarations whose last record lies in ``records[start:stop]`` (a prefix-closed cut)."""
+        closing = {i - start: d for i, d in self.closing.items() if start <= i < stop}
+        ids = set(closing.values())
+        return Load(self.records[start:stop], closing, [d for d in self.declarations if d in ids],
+                    self.cleared & ids, self.guarantees)
+
+    def cut(self, declarations: int) -> int:
+        """Index just after the last record of the first ``declarations`` declarations."""
+        if declarations >= len(self.declarations):
+            return len(self.records)
+        last = self.declarations[declarations - 1]
+        return next(i for i, d in self.closing.items() if d == last) + 1
+
+
+def _fingerprint(count: int, seed: int) -> str:
+    h = hashlib.sha256(f"{count}:{seed}:{WINDOW}".encode())
+    h.update(Path(generator.__file__).read_bytes())
+    for path in sorted(Path(SCHEMA_DIR).glob("*.avsc")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build(count: int, seed: int) -> Load:
+    """``count`` declarations, 90 % good (the generator's default fault share), interleaved."""
+    cache = Path(config.get("SANDAN_LOCAL_DIR")) / "bench" / f"load-{count}-{seed}-{_fingerprint(count, seed)}.pickle"
+    if cache.exists():
+        return pickle.loads(cache.read_bytes())
+    sets = generator.generate(count, buyers=max(count // 3, 1), fault_share="0.1", seed=seed)
+    wire = codec()
+    rnd = random.Random(seed)
+    records: list[tuple[str, bytes, bytes]] = []
+    closing: dict[int, str] = {}
+    for start in range(0, len(sets), WINDOW):
+        window = []
+        for s in sets[start:start + WINDOW]:
+            decl = declaration_id(s.order["ebpCode"], s.order["orderNo"])
+            for doc in s.documents:
+                spec = topics.BY_NAME[topics.TOPIC_OF_KIND[kind_of(doc)]]
+                window.append((decl, spec.name, topics.key_of(doc, spec), wire.encode(SCHEMA_OF_KIND[kind_of(doc)], doc)))
+        rnd.shuffle(window)
+        last = {decl: i for i, (decl, *_) in enumerate(window)}
+        for i, (decl, topic, key, value) in enumerate(window):
+            if last[decl] == i:
+                closing[len(records)] = decl
+            records.append((topic, key, value))
+    declarations = [closing[i] for i in sorted(closing)]
+    cleared = {declaration_id(s.order["ebpCode"], s.order["orderNo"]) for s in sets if s.expected_status == "verified"}
+    amounts, _ = guarantee_plan(sets, short_share=Decimal(3))  # every account ample: nothing refused for want of it
+    load = Load(records, closing, declarations, cleared, amounts)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(pickle.dumps(load, protocol=pickle.HIGHEST_PROTOCOL))
+    return load
+
+
+def producer() -> AIOKafkaProducer:
+    """As the gateway publishes documents: acks=all, idempotent; batches sized for a burst."""
+    return AIOKafkaProducer(bootstrap_servers=config.get("SANDAN_KAFKA_BOOTSTRAP"), acks="all",
+                            enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024,
+                            client_id="sandan-bench")
+
+
+async def send(load: Load, *, rate: float | None = None) -> dict[str, float]:
+    """Send every record (at ``rate`` declarations/s, or as fast as Kafka takes them).
+
+    Returns the wall-clock time (ms) each declaration's last record was handed to the producer.
+    """
+    names = {t.name: t.full_name for t in topics.TOPICS}
+    sent: dict[str, float] = {}
+    per_record = None if rate is None else len(load.declarations) / rate / len(load.records)
+    kafka = producer()
+    await kafka.start()
+    try:
+        started = time.monotonic()
+        pending = []
+        for i, (topic, key, value) in enumerate(load.records):
+            if per_record is not None:
+                behind = started + i * per_record - time.monotonic()
+                if behind > 0.002:
+                    await asyncio.sleep(behind)
+            pending.append(await kafka.send(names[topic], value=value, key=key))
+            decl = load.closing.get(i)
+            if decl is not None:
+                sent[decl] = time.time() * 1000
+            if len(pending) >= 20000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await kafka.stop()
+    return sent
