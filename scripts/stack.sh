@@ -11,8 +11,8 @@
 #   scripts/stack.sh config   only write their configuration files (what `up` would run)
 #   scripts/stack.sh reset    down, then delete the Kafka, Redis and Prometheus data
 #
-# up, down and wait take service names (kafka, redis, prometheus) to act on only those, e.g.
-# `down kafka` or `up prometheus`; without names they act on all three.
+# up, down, wait and config take service names (kafka, redis, prometheus) to act on only
+# those, e.g. `down kafka` or `up prometheus`; without names they act on all three.
 #
 # Every command is idempotent. Settings are the SANDAN_* variables of
 # services/common/config.py; their defaults are read from that file so they cannot drift.

@@ -95,7 +95,7 @@ def stack() -> Iterator[Stack]:
         if not up
     ]
     if started:
-        problem = _stack_sh("up")
+        problem = _stack_sh("up", *started)
         # stack.sh serves SANDAN_KAFKA_PORT / SANDAN_REDIS_PORT; if the URLs point elsewhere the
         # tests would talk to nothing, so say so instead of timing out in the first test.
         if problem is None and not kafka_answers(bootstrap):

@@ -30,7 +30,7 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_REDIS_URL", "redis://127.0.0.1:16379/0", "Redis URL for quotas and guarantee balances"),
     Setting("SANDAN_REDIS_PORT", "16379", "Port of the local Redis server (`make up`)"),
     Setting("SANDAN_LOCAL_DIR", str(PROJECT_ROOT / ".local"), "Data, logs and pid files of the local stack"),
-    Setting("SANDAN_STACK_TIMEOUT", "60", "Seconds `make up` waits for Kafka and Redis to answer before giving up"),
+    Setting("SANDAN_STACK_TIMEOUT", "60", "Seconds `make up` waits for Kafka, Redis and Prometheus to answer before giving up"),
     Setting("SANDAN_PROMETHEUS_PORT", "19090", "Port of the local Prometheus server (`make up`), 127.0.0.1 only"),
     Setting("SANDAN_METRICS_HOST", "127.0.0.1",
             "Address the services' /metrics endpoints listen on (0.0.0.0 in docker compose, for Prometheus)"),

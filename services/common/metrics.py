@@ -9,13 +9,15 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from services.common import config
+
 _started: set[int] = set()
 
 
 def serve(port: int) -> None:
-    """Start the /metrics endpoint once per port (127.0.0.1 only)."""
+    """Start the /metrics endpoint once per port (on SANDAN_METRICS_HOST, loopback by default)."""
     if port and port not in _started:
-        start_http_server(port, addr="127.0.0.1")
+        start_http_server(port, addr=config.get("SANDAN_METRICS_HOST"))
         _started.add(port)
 
 
