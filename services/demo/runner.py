@@ -85,6 +85,11 @@ def write_inbox(docs: list[dict], inbox: Path) -> list[Path]:
     return files
 
 
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -122,7 +127,8 @@ async def _run(plan: DemoPlan, out) -> dict:
     await asyncio.to_thread(kafka_io.create_topics)
     address = f"127.0.0.1:{free_port()}"
     parties, customs = parties_mod.gateway_clients(run_dir / "gateway-clients.json", address)
-    ports = {name: free_port() for name in METRICS_PORTS}
+    # The configured ports, so the local Prometheus (`make up`) scrapes this run; free ones if taken.
+    ports = {name: config.get_int(name) if port_free(config.get_int(name)) else free_port() for name in METRICS_PORTS}
     env = service_env(prefix, SANDAN_MATCH_TIMEOUT=str(plan.match_timeout_s), SANDAN_LOCAL_DIR=str(run_dir),
                       SANDAN_GATEWAY_LISTEN=address, SANDAN_GATEWAY_CLIENTS=str(run_dir / "gateway-clients.json"),
                       **{setting: str(ports[setting]) for setting in METRICS_PORTS})
@@ -154,6 +160,7 @@ async def _run(plan: DemoPlan, out) -> dict:
         after = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
         scraped = {setting: scrape.scrape(port) for setting, port in ports.items()}
         say(metrics_summary(scraped, ports, flow))
+        say(await asyncio.to_thread(prometheus_view, len(flow.verdicts), ports))
         stop.set()
         await desk_task
     finally:
@@ -249,6 +256,26 @@ def metrics_summary(scraped: dict, ports: dict, flow: "Flow") -> str:
              f"  throughput    {len(complete) * 1000 // max(decided - first, 1)} complete declarations/s decided over"
              f" {span_s:.1f} s (workers start cold; `make bench` measures throughput properly)"]
     return "\n".join(lines)
+
+
+def prometheus_view(verdicts: int, ports: dict, wait_s: float = 20) -> str:
+    """The same figures as the local Prometheus server scraped them (it scrapes every 5 s)."""
+    port = config.get_int("SANDAN_PROMETHEUS_PORT")
+    if scrape.prometheus_total("vector(1)", port) is None:
+        return f"(no Prometheus on 127.0.0.1:{port}; `make up` starts one)"
+    if any(ports[name] != config.get_int(name) for name in METRICS_PORTS):
+        return "(the configured metrics ports were taken, so Prometheus did not scrape this run)"
+    query = 'sum(sandan_verdicts_total{job="order-match"})'
+    deadline = time.monotonic() + wait_s
+    seen = scrape.prometheus_total(query, port)
+    while (seen is None or seen < verdicts) and time.monotonic() < deadline:
+        time.sleep(1)
+        seen = scrape.prometheus_total(query, port)
+    cleared = scrape.prometheus_total('sum(sandan_guarantee_deductions_total{job="tax-guarantee"})', port)
+    p99 = scrape.prometheus_total('histogram_quantile(0.99, sum by (le) (sandan_match_latency_seconds_bucket))', port)
+    return (f"local Prometheus (127.0.0.1:{port}) scraped: verdicts {seen}, guarantee deductions {cleared},"
+            f" match latency p99 {p99:.2f} s (interpolated)" if p99 is not None else
+            f"local Prometheus (127.0.0.1:{port}) scraped: verdicts {seen}, guarantee deductions {cleared}")
 
 
 def percentile(values: list[int], q: int) -> int:

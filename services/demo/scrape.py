@@ -1,6 +1,8 @@
 """Reading the services' own Prometheus endpoints, as an operator's dashboard would."""
 from __future__ import annotations
 
+import json
+import urllib.parse
 import urllib.request
 from decimal import Decimal
 
@@ -35,3 +37,15 @@ def histogram_quantile(families: dict, name: str, q: Decimal) -> str:
         if count >= wanted:
             return f"<= {bound} s"
     return "n/a"
+
+
+def prometheus_total(query: str, port: int) -> Decimal | None:
+    """The value of a scalar PromQL query on the local Prometheus, or None when it is not there."""
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    try:
+        with urllib.request.urlopen(url, timeout=3) as answer:
+            data = json.loads(answer.read())
+    except (OSError, ValueError):
+        return None
+    result = data.get("data", {}).get("result") or []
+    return Decimal(result[0]["value"][1]) if result else None
