@@ -43,3 +43,11 @@ def pid_from_file(path) -> int | None:
         return pid
     except (OSError, ValueError):
         return None
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot (/proc/stat): sample twice for a share."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)

@@ -1,6 +1,7 @@
 """The customs side of the benchmark: a gateway subscriber in its own process.
 
-Writes one line per delivered declaration, ``<declarationId> <wall-clock ms>``, to ``--out``
+Writes one line per delivered declaration, ``<declarationId> <wall-clock ms> <decidedAt ms>``
+(when order_match decided it), to ``--out``
 (flushed every 100 ms so the benchmark can follow progress), until it is terminated.
 A process of its own, so that its receive times are not delayed by the load producer.
 
@@ -26,7 +27,7 @@ async def follow(credentials: Credentials, out_path: str) -> None:
             while not stop.is_set():
                 async for item in gw.subscribe(cursor, idle_timeout=0.5):
                     cursor = item.cursor
-                    out.write(f"{item.declaration_id} {time.time() * 1000:.1f}\n")
+                    out.write(f"{item.declaration_id} {time.time() * 1000:.1f} {item.decided_at_ms}\n")
                     if time.monotonic() - last_flush > 0.1:
                         out.flush()
                         last_flush = time.monotonic()

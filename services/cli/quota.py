@@ -58,7 +58,7 @@ async def _rebuild(sources, repair: bool) -> int:
         hashes = quota_rebuild.RedisQuotaHashes(client, f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}")
         differences = quota_rebuild.compare(rebuilt, await hashes.read_all())
         print(f"{sources.records} records: {len(sources.verified)} verdicts, {len(sources.refused)} refusals,"
-              f" {len(sources.returns_buckets)} returns states; {len(rebuilt.held)} buyer-year quotas")
+              f" {len(sources.returns_buckets)} returns states; {len(rebuilt.quotas)} buyer-year quotas")
         for problem in rebuilt.problems:
             print(f"warning: {problem}")
         for topic in sources.truncated:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from services.common import config, kafka_io, metrics
+from services.common import config, kafka_io, metrics, rebalance_guard
 
 WORKERS = {
     "order-match": ("services.order_match.app", "SANDAN_ORDER_MATCH_METRICS_PORT"),
@@ -27,6 +27,7 @@ def run(args) -> int:
     kafka_io.create_topics()  # idempotent; a worker never starts against missing topics
     metrics.serve(config.get_int(port_setting))
     app = importlib.import_module(module_name).create_app()
+    rebalance_guard.install(app)  # exit 75 on a rebalance, no commit on SIGTERM: see that module
     worker = faust.Worker(app, loglevel=logging.getLevelName(logging.getLogger().level), quiet=True)
     worker.execute_from_commandline()
     return 0

@@ -4,19 +4,29 @@
 * Static group membership: a worker restarted after a crash takes its old place in the
   group at once, without a rebalance (faust loses or skips partitions on some rebalances).
 * A short session timeout, so a dead worker's partitions move on in seconds, not a minute.
+* Table files under a folder of the worker's own identity: two workers of one app on a host
+  (SANDAN_WORKER_INDEX 0 and 1) never open the same RocksDB files, and a restarted worker
+  finds its own again.
+* The producer lingers a few milliseconds and batches up to SANDAN_KAFKA_BATCH_BYTES: on this
+  kind of machine a produce request costs far more than the records in it.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+import weakref
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import faust
+import faust.streams
 from kafka.errors import KafkaError
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
 from services.common import config, topics
+from services.common.avro import AvroCodec
+from services.common.outputs import Output
 
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, asyncio.TimeoutError, KafkaError)
 
@@ -32,7 +42,8 @@ def worker_instance_id(app: str) -> str:
 def new_app(name: str, *, store: str = "memory://", **overrides) -> faust.App:
     """A faust app named ``sandan-<name>`` (with the topic prefix) configured for sandan."""
     ident = app_id(name)
-    datadir = Path(config.get("SANDAN_LOCAL_DIR")) / "faust"
+    instance = worker_instance_id(ident)
+    datadir = Path(config.get("SANDAN_LOCAL_DIR")) / "faust" / instance
     datadir.mkdir(parents=True, exist_ok=True)
     settings = dict(
         broker=f"kafka://{config.get('SANDAN_KAFKA_BOOTSTRAP')}", store=store, datadir=str(datadir),
@@ -40,15 +51,68 @@ def new_app(name: str, *, store: str = "memory://", **overrides) -> faust.App:
         key_serializer="raw", value_serializer="raw", web_enabled=False, consumer_auto_offset_reset="earliest",
         table_standby_replicas=0, producer_acks=-1, broker_commit_every=1000, broker_commit_interval=1.0,
         broker_session_timeout=config.get_int("SANDAN_SESSION_TIMEOUT"), broker_heartbeat_interval=2.0,
-        consumer_group_instance_id=worker_instance_id(ident),
+        consumer_group_instance_id=instance,
+        producer_linger=config.get_int("SANDAN_KAFKA_LINGER_MS") / 1000,
+        producer_max_batch_size=config.get_int("SANDAN_KAFKA_BATCH_BYTES"),
+        producer_max_request_size=max(config.get_int("SANDAN_KAFKA_BATCH_BYTES") * 4, 1_000_000),
     )
     settings.update(overrides)
     return faust.App(ident, **settings)
 
 
+def rocksdb_options() -> dict:
+    """RocksDB sizes for one table partition from SANDAN_ROCKSDB_MEMORY_MB (faust's defaults,
+    a 2 GiB block cache and three 64 MiB write buffers per partition, are for big servers):
+    half for the block cache, half for two write buffers. Data beyond that stays on disk."""
+    budget = config.get_int("SANDAN_ROCKSDB_MEMORY_MB") * 1024 * 1024
+    return {"block_cache_size": budget // 2, "write_buffer_size": budget // 4, "max_write_buffer_number": 2}
+
+
 def output_topics(app: faust.App) -> dict:
     """Every declared topic as a faust topic, by short name."""
     return {t.name: app.topic(t.full_name, key_type=bytes, value_type=bytes) for t in topics.TOPICS}
+
+
+class Publisher:
+    """Encodes outputs and hands them straight to the app's Kafka producer.
+
+    Faust flushes that producer before it commits the input offsets, so delivery stays
+    at-least-once; going around faust's topic objects saves most of the cost of a send. A
+    record that appears in several outputs (a verdict on two topics) is encoded once, and
+    ``encoded`` can name records whose bytes are already at hand (an input passed on as is).
+    """
+
+    def __init__(self, app: faust.App, wire: AvroCodec, log: logging.Logger,
+                 count: Callable[[Output], None] | None = None) -> None:
+        self.app, self.wire, self.log, self.count = app, wire, log, count
+        self.names = {t.name: t.full_name for t in topics.TOPICS}
+
+    async def publish(self, outputs: Iterable[Output], *, count: bool = True,
+                      encoded: dict[int, bytes] | None = None) -> None:
+        done: dict[int, bytes] = dict(encoded or {})
+        send = self.app.producer.send
+        for o in outputs:
+            value = done.get(id(o.record))
+            if value is None:
+                value = done[id(o.record)] = self.wire.encode(o.schema, o.record)
+            delivery = await send(self.names[o.topic], o.key, value, None, None, None)
+            delivery.add_done_callback(self._delivered)
+            if count and self.count is not None:
+                self.count(o)
+
+    def _delivered(self, delivery: asyncio.Future) -> None:
+        if not delivery.cancelled() and delivery.exception() is not None:
+            self.log.error("Kafka did not take an output record: %r", delivery.exception())
+
+
+def in_event(event) -> None:
+    """Let this task read and write tables as if it were iterating ``event``.
+
+    faust finds the partition of a table read or write in the current event, a context
+    variable its stream iteration sets; a task that takes events in batches
+    (``stream.take_events``) sets it itself, for each event in turn.
+    """
+    faust.streams._current_event.set(weakref.ref(event))
 
 
 _LAG = None

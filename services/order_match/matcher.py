@@ -17,14 +17,21 @@ is then delivered again (its offset was not committed) and would be a no-op dupl
 record whose position equals a declaration's ``decidedBy`` is that replay, and the caller
 emits the decision again. To be able to, bodies are kept for ``replay_window`` after a
 verification; then only guids and fingerprints stay, which is all LOCKED and DUPLICATE need.
+
+A bucket keeps each document as the wire record it came in (``sandan.MatchBucket``): the
+table stores and reloads a bucket on every document, and bytes cost nothing to re-encode,
+where decoded documents were most of the worker's time. The wire record is canonical for a
+document's content (amounts are scale-5 integers, fields in schema order), so its hash is
+the fingerprint, and the documents are decoded only when their declaration is decided.
+What the matching itself needs of a held document is kept beside it: guid, fingerprint and
+the waybill key (``waybillKey`` of a declaration, ``key`` of an unclaimed waybill).
 """
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
-from decimal import Decimal
 
+from services.common.avro import SCHEMA_OF_KIND, codec
 from services.common.documents import DECLARATION_KINDS, kind_of
 from services.order_match import codes
 
@@ -52,16 +59,21 @@ class Withdrawn:
     document: dict
 
 
-def _canonical(value):
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
-    raise TypeError(type(value).__name__)
+def wire_record(doc: dict) -> bytes:
+    """A document as the wire record it travels in (``services.common.avro``)."""
+    return codec().encode(SCHEMA_OF_KIND[kind_of(doc)], doc)
 
 
-def fingerprint(doc: dict) -> str:
-    """Content identity of a document: equal for the same content, whatever the decimal scale."""
-    body = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=_canonical, separators=(",", ":"))
-    return hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
+def document(raw: bytes | None) -> dict | None:
+    """A held wire record decoded (None stays None)."""
+    return None if raw is None else codec().decode(raw)[1]
+
+
+def fingerprint(doc: dict | bytes) -> str:
+    """Content identity of a document (or of its wire record): equal for the same content,
+    whatever the decimal scale, since amounts travel as scale-5 integers."""
+    raw = doc if isinstance(doc, bytes) else wire_record(doc)
+    return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 
 def new_bucket(order_no: str) -> dict:
@@ -71,7 +83,7 @@ def new_bucket(order_no: str) -> dict:
 def _new_declaration(ebp_code: str, now_ms: int, timeout_ms: int) -> dict:
     return {"ebpCode": ebp_code, "status": OPEN, "order": None, "payment": None, "logistics": None,
             "inventory": None, "guids": {}, "fingerprints": {}, "firstAt": now_ms, "lastAt": now_ms,
-            "deadline": now_ms + timeout_ms}
+            "deadline": now_ms + timeout_ms, "decidedAt": None, "decidedBy": None, "waybillKey": None}
 
 
 def find_declaration(bucket: dict, ebp_code: str) -> dict | None:
@@ -81,35 +93,39 @@ def find_declaration(bucket: dict, ebp_code: str) -> dict | None:
     return None
 
 
-def _waybill_key(doc: dict) -> tuple[str, str]:
-    return (doc.get("logisticsCode") or "").strip(), (doc.get("logisticsNo") or "").strip()
+def _waybill_key(doc: dict) -> list[str]:
+    return [(doc.get("logisticsCode") or "").strip(), (doc.get("logisticsNo") or "").strip()]
 
 
-def _declaration_naming(bucket: dict, key: tuple[str, str]) -> dict | None:
+def _declaration_naming(bucket: dict, key: list[str]) -> dict | None:
+    """The declaration whose inventory names this waybill: it holds the inventory, or it was
+    verified and its documents were dropped (the key stays)."""
     for decl in bucket["declarations"]:
-        inv = decl["inventory"]
-        if inv is not None and _waybill_key(inv) == key:
+        if decl["waybillKey"] == key:
             return decl
-        if inv is None and decl["guids"].get("logistics") and decl.get("waybillKey") == list(key):
-            return decl  # verified: the body is gone, the key it named is kept
     return None
 
 
-def _unattached(bucket: dict, key: tuple[str, str]) -> dict | None:
+def _unattached(bucket: dict, key: list[str]) -> dict | None:
     for entry in bucket["waybills"]:
-        if _waybill_key(entry["doc"]) == key:
+        if entry["key"] == key:
             return entry
     return None
 
 
-def apply(bucket: dict, doc: dict, now_ms: int, timeout_ms: int) -> list:
-    """Take one order, payment, waybill or inventory into its bucket; mutates ``bucket``."""
+def apply(bucket: dict, doc: dict, now_ms: int, timeout_ms: int, raw: bytes | None = None) -> list:
+    """Take one order, payment, waybill or inventory into its bucket; mutates ``bucket``.
+
+    ``raw`` is the document's wire record when the caller has it (else it is encoded here).
+    """
     kind = kind_of(doc)
+    if raw is None:
+        raw = wire_record(doc)
     if kind == "logistics":
         key = _waybill_key(doc)
         decl = _declaration_naming(bucket, key)
         if decl is None:
-            return _apply_unattached_waybill(bucket, doc, key, now_ms)
+            return _apply_unattached_waybill(bucket, doc, raw, key, now_ms)
     else:
         ebp = (doc.get("ebpCode") or "").strip()
         decl = find_declaration(bucket, ebp)
@@ -118,7 +134,7 @@ def apply(bucket: dict, doc: dict, now_ms: int, timeout_ms: int) -> list:
                 return [Refusal(doc, codes.NOT_FOUND, f"appType 3: no {kind} of declaration {ebp}:{bucket['orderNo']} to withdraw")]
             decl = _new_declaration(ebp, now_ms, timeout_ms)
             bucket["declarations"].append(decl)
-    return _apply_to_declaration(bucket, decl, kind, doc, now_ms)
+    return _apply_to_declaration(bucket, decl, kind, doc, raw, now_ms)
 
 
 def _slot_refusal(kind: str, held_guid: str | None, held_fp: str | None, doc: dict, fp: str, status: str) -> Refusal | None | bool:
@@ -138,8 +154,8 @@ def _slot_refusal(kind: str, held_guid: str | None, held_fp: str | None, doc: di
     return None
 
 
-def _apply_to_declaration(bucket: dict, decl: dict, kind: str, doc: dict, now_ms: int) -> list:
-    fp = fingerprint(doc)
+def _apply_to_declaration(bucket: dict, decl: dict, kind: str, doc: dict, raw: bytes, now_ms: int) -> list:
+    fp = fingerprint(raw)
     verdict = _slot_refusal(kind, decl["guids"].get(kind), decl["fingerprints"].get(kind), doc, fp, decl["status"])
     if verdict is True:
         return []
@@ -154,12 +170,14 @@ def _apply_to_declaration(bucket: dict, decl: dict, kind: str, doc: dict, now_ms
         decl["fingerprints"].pop(kind, None)
         events.append(Withdrawn(doc))
     else:
-        decl[kind] = doc
+        decl[kind] = raw
         decl["guids"][kind] = doc.get("guid")
         decl["fingerprints"][kind] = fp
     decl["lastAt"] = now_ms
     if kind == "inventory":
-        _reattach_waybill(bucket, decl, now_ms)
+        named_before = decl["waybillKey"]
+        decl["waybillKey"] = _waybill_key(doc) if decl["inventory"] is not None else None
+        _reattach_waybill(bucket, decl, named_before, now_ms)
     if decl["status"] == REJECTED:
         decl["status"] = OPEN  # a corrected document re-opens a rejected declaration
     if all(decl[k] is not None for k in DECLARATION_KINDS):
@@ -167,28 +185,31 @@ def _apply_to_declaration(bucket: dict, decl: dict, kind: str, doc: dict, now_ms
     return events
 
 
-def _reattach_waybill(bucket: dict, decl: dict, now_ms: int) -> None:
-    """After the inventory changed, hold the waybill it names (and let go of one it no longer names)."""
-    held = decl["logistics"]
-    inv = decl["inventory"]
-    wanted = _waybill_key(inv) if inv is not None else None
-    if held is not None and _waybill_key(held) != wanted:
-        bucket["waybills"].append({"doc": held, "fingerprint": decl["fingerprints"].pop("logistics"), "at": now_ms})
+def _reattach_waybill(bucket: dict, decl: dict, named_before: list[str] | None, now_ms: int) -> None:
+    """After the inventory changed, hold the waybill it names (and let go of one it no longer names).
+
+    A held waybill is always the one the inventory named (``named_before``): it attaches
+    only by that key.
+    """
+    wanted = decl["waybillKey"]
+    if decl["logistics"] is not None and named_before != wanted:
+        bucket["waybills"].append({"doc": decl["logistics"], "guid": decl["guids"].pop("logistics"),
+                                   "key": named_before, "fingerprint": decl["fingerprints"].pop("logistics"),
+                                   "at": now_ms})
         decl["logistics"] = None
-        decl["guids"].pop("logistics", None)
     if wanted is not None and decl["logistics"] is None:
         entry = _unattached(bucket, wanted)
         if entry is not None:
             bucket["waybills"].remove(entry)
             decl["logistics"] = entry["doc"]
-            decl["guids"]["logistics"] = entry["doc"].get("guid")
+            decl["guids"]["logistics"] = entry["guid"]
             decl["fingerprints"]["logistics"] = entry["fingerprint"]
 
 
-def _apply_unattached_waybill(bucket: dict, doc: dict, key: tuple[str, str], now_ms: int) -> list:
-    fp = fingerprint(doc)
+def _apply_unattached_waybill(bucket: dict, doc: dict, raw: bytes, key: list[str], now_ms: int) -> list:
+    fp = fingerprint(raw)
     entry = _unattached(bucket, key)
-    held_guid = entry["doc"].get("guid") if entry else None
+    held_guid = entry["guid"] if entry else None
     verdict = _slot_refusal("waybill", held_guid, entry["fingerprint"] if entry else None, doc, fp, OPEN)
     if verdict is True:
         return []
@@ -200,14 +221,19 @@ def _apply_unattached_waybill(bucket: dict, doc: dict, key: tuple[str, str], now
         bucket["waybills"].remove(entry)
         return [Withdrawn(doc)]
     if entry is not None:
-        entry["doc"], entry["fingerprint"] = doc, fp
+        entry["doc"], entry["guid"], entry["fingerprint"] = raw, doc.get("guid"), fp
     else:
-        bucket["waybills"].append({"doc": doc, "fingerprint": fp, "at": now_ms})
+        bucket["waybills"].append({"doc": raw, "guid": doc.get("guid"), "key": key, "fingerprint": fp, "at": now_ms})
     return []
 
 
+def complete(decl: dict) -> bool:
+    return all(decl[k] is not None for k in DECLARATION_KINDS)
+
+
 def documents(decl: dict) -> tuple[dict | None, dict | None, dict | None, dict | None]:
-    return decl["order"], decl["payment"], decl["logistics"], decl["inventory"]
+    """The declaration's order, payment, waybill and inventory, decoded (None where missing)."""
+    return document(decl["order"]), document(decl["payment"]), document(decl["logistics"]), document(decl["inventory"])
 
 
 def missing_kinds(bucket: dict, decl: dict) -> list[str]:
@@ -225,9 +251,6 @@ def record_verdict(bucket: dict, ebp_code: str, status: str, now_ms: int, decide
     decl["status"] = status
     decl["decidedAt"] = now_ms
     decl["decidedBy"] = decided_by
-    if status == VERIFIED:
-        inv = decl["inventory"]
-        decl["waybillKey"] = list(_waybill_key(inv)) if inv is not None else None
 
 
 def replayed(bucket: dict, position: str) -> list[dict]:
@@ -245,8 +268,7 @@ def drop_old_bodies(bucket: dict, now_ms: int, replay_window_ms: int) -> None:
 
 def expired(bucket: dict, now_ms: int) -> list[dict]:
     """Open declarations past their deadline (the caller gives each an INCOMPLETE verdict)."""
-    return [d for d in bucket["declarations"] if d["status"] == OPEN and d["deadline"] <= now_ms
-            and not all(d[k] is not None for k in DECLARATION_KINDS)]
+    return [d for d in bucket["declarations"] if d["status"] == OPEN and d["deadline"] <= now_ms and not complete(d)]
 
 
 def expired_waybills(bucket: dict, now_ms: int, timeout_ms: int) -> list[dict]:
@@ -256,7 +278,7 @@ def expired_waybills(bucket: dict, now_ms: int, timeout_ms: int) -> list[dict]:
     gone = [e for e in bucket["waybills"] if e["at"] + timeout_ms <= now_ms]
     for entry in gone:
         bucket["waybills"].remove(entry)
-    return [e["doc"] for e in gone]
+    return [document(e["doc"]) for e in gone]
 
 
 def next_deadline(bucket: dict, timeout_ms: int, replay_window_ms: int = 0) -> int | None:

@@ -18,7 +18,7 @@ from services.common import pii
 from services.common.documents import DECLARATION_KINDS, kind_of
 from services.common.money import fen_str
 from services.order_match import matcher
-from services.order_match.processor import MatchProcessor
+from services.order_match.processor import MatchProcessor, Settling
 from services.order_match.quota import MemoryQuotaStore
 from services.order_match.rates import RateTable, load_rates
 from services.order_match.rules import RuleSettings
@@ -75,13 +75,11 @@ async def check_documents(documents: list[dict], *, year_to_date: dict | None = 
         key = (doc.get("orderNo") or "").strip()
         bucket = buckets.setdefault(key, matcher.new_bucket(key))
         processor.take(bucket, doc, now)
-    ready = [(decl["inventory"].get("appTime") or "", decl["ebpCode"], key)
+    ready = [(matcher.document(decl["inventory"]).get("appTime") or "", decl["ebpCode"], key)
              for key, bucket in buckets.items() for decl in bucket["declarations"]
-             if decl["status"] == matcher.OPEN and all(d is not None for d in matcher.documents(decl))]
-    records: list[dict] = []
-    for _, ebp_code, key in sorted(ready):
-        records += [o.record for o in await processor.settle(buckets[key], ebp_code, now)
-                    if o.topic == "declarations.verdicts"]
+             if decl["status"] == matcher.OPEN and matcher.complete(decl)]
+    settled = await processor.settle_many([Settling(buckets[key], ebp_code) for _, ebp_code, key in sorted(ready)], now)
+    records = [o.record for o in settled if o.topic == "declarations.verdicts"]
     for bucket in buckets.values():
         records += [o.record for o in processor.expire(bucket, now, all_open=True) if o.topic == "declarations.verdicts"]
     lines = [verdict_line(r) for r in records]

@@ -1,24 +1,42 @@
 """order_match's engine, the same for the stream worker and for ``sandan check``.
 
-``take`` puts one document into its bucket (pure); ``settle`` decides a declaration that
-has its four documents (rules + quota + waybill registry); ``expire`` gives INCOMPLETE
-verdicts to declarations past their deadline. Each returns the records to publish; the
-adapters only move bytes.
+``take`` puts one document into its bucket (pure); ``settle_many`` decides declarations that
+have their four documents (rules + quota + waybill registry, one round trip to each store
+for the lot); ``expire`` gives INCOMPLETE verdicts to declarations past their deadline. Each
+returns the records to publish; the adapters only move bytes.
 """
 from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from services.common.money import ZERO
 from services.common.outputs import Output
 from services.order_match import matcher
-from services.order_match.decide import Decision, decide, declaration_id
+from services.order_match.decide import Decision, decide_many, declaration_id
 from services.order_match.quota import QuotaStore
 from services.order_match.rates import RateTable
 from services.order_match.receipts import ACCEPTED, REJECTED, receipt, receiver_of, refusal_receipt, verdict_info
-from services.common.documents import MESSAGE_OF_KIND, MESSAGE_TYPES
+from services.common.documents import DECLARATION_KINDS, MESSAGE_OF_KIND, MESSAGE_TYPES
 from services.order_match import codes
 from services.order_match.rules import RuleSettings
 from services.order_match.verdict import INCOMPLETE, Failure, Verdict
 from services.order_match.waybills import WaybillRegistry
+
+
+@dataclass(frozen=True)
+class Settling:
+    """A declaration that has its four documents, to be decided."""
+    bucket: dict
+    ebp_code: str
+    position: str | None = None      # the input record that completed it (see matcher's docstring)
+    arrived_ms: int | None = None    # when that record entered Kafka (latency counts from there)
+
+
+# Documents decoded on arrival, by wire record, so that deciding a declaration whose documents
+# came recently needs no second decode (~3 KB each: about 30 MB at most).
+DECODED_KEPT = 10_000
 
 
 class MatchProcessor:
@@ -30,12 +48,19 @@ class MatchProcessor:
         self.rates = rates
         self.timeout_ms = timeout_ms
         self.replay_window_ms = replay_window_ms
+        self._decoded: OrderedDict[bytes, dict] = OrderedDict()
 
-    def take(self, bucket: dict, doc: dict, now_ms: int) -> tuple[list[Output], list[str]]:
-        """Buffer one document. Returns refusal receipts and the declarations now ready."""
+    def take(self, bucket: dict, doc: dict, now_ms: int, raw: bytes | None = None) -> tuple[list[Output], list[str]]:
+        """Buffer one document. ``raw`` is its wire record when at hand (``doc`` is then that
+        record decoded, and is kept to decide its declaration without decoding it again).
+        Returns refusal receipts and the declarations now ready."""
         outputs: list[Output] = []
         ready: list[str] = []
-        for event in matcher.apply(bucket, doc, now_ms, self.timeout_ms):
+        if raw is not None:
+            self._decoded[raw] = doc
+            if len(self._decoded) > DECODED_KEPT:
+                self._decoded.popitem(last=False)
+        for event in matcher.apply(bucket, doc, now_ms, self.timeout_ms, raw):
             if isinstance(event, matcher.Refusal):
                 outputs.append(_receipt_output(refusal_receipt(event.document, event.code, event.message, now_ms)))
             elif isinstance(event, matcher.Ready):
@@ -43,24 +68,36 @@ class MatchProcessor:
         return outputs, ready
 
     async def settle(self, bucket: dict, ebp_code: str, now_ms: int, position: str | None = None) -> list[Output]:
-        decl = matcher.find_declaration(bucket, ebp_code)
-        if decl is None or any(d is None for d in matcher.documents(decl)):
-            return []
-        order, payment, logistics, inventory = matcher.documents(decl)
-        decision = await decide(order, payment, logistics, inventory, quota=self.quota, waybills=self.waybills,
-                                settings=self.settings, rates=self.rates)
-        outputs = self._verdict_outputs(bucket, decl, decision, now_ms)
-        matcher.record_verdict(bucket, ebp_code, decision.verdict.status, now_ms, position)
+        return await self.settle_many([Settling(bucket, ebp_code, position)], now_ms)
+
+    async def settle_many(self, settling: Sequence[Settling], now_ms: int) -> list[Output]:
+        """Decide each (in the given order, see ``decide_many``); record and return the verdicts."""
+        found = []
+        for item in settling:
+            decl = matcher.find_declaration(item.bucket, item.ebp_code)
+            if decl is not None and matcher.complete(decl):
+                found.append((item, decl, self._documents(decl)))
+        decisions = await decide_many([docs for _, _, docs in found], quota=self.quota, waybills=self.waybills,
+                                      settings=self.settings, rates=self.rates)
+        outputs: list[Output] = []
+        for (item, decl, docs), decision in zip(found, decisions):
+            outputs += self._verdict_outputs(item.bucket, decl, docs, decision, now_ms, item.arrived_ms)
+            matcher.record_verdict(item.bucket, item.ebp_code, decision.verdict.status, now_ms, item.position)
         return outputs
 
-    async def on_document(self, bucket: dict, doc: dict, now_ms: int, position: str | None = None) -> list[Output]:
+    def _documents(self, decl: dict) -> tuple:
+        """The declaration's documents, decoded (those seen on arrival are not decoded again)."""
+        return tuple(self._decoded.get(raw) or matcher.document(raw) if raw is not None else None
+                     for raw in (decl[kind] for kind in DECLARATION_KINDS))
+
+    async def on_document(self, bucket: dict, doc: dict, now_ms: int, position: str | None = None,
+                          raw: bytes | None = None) -> list[Output]:
         """One document; ``position`` ("topic:partition:offset") lets a replay after a crash
         emit again the decision it caused (see matcher's docstring)."""
         outputs = await self.replay(bucket, position, now_ms) if position else []
-        taken, ready = self.take(bucket, doc, now_ms)
+        taken, ready = self.take(bucket, doc, now_ms, raw)
         outputs += taken
-        for ebp_code in ready:
-            outputs += await self.settle(bucket, ebp_code, now_ms, position)
+        outputs += await self.settle_many([Settling(bucket, ebp_code, position) for ebp_code in ready], now_ms)
         return outputs
 
     async def replay(self, bucket: dict, position: str, now_ms: int) -> list[Output]:
@@ -73,7 +110,8 @@ class MatchProcessor:
         for decl in matcher.replayed(bucket, position):
             if decl["status"] == matcher.INCOMPLETE:
                 verdict = incomplete_verdict(decl["ebpCode"], bucket["orderNo"], matcher.missing_kinds(bucket, decl))
-                outputs += self._verdict_outputs(bucket, decl, Decision(verdict, None, None), now_ms)
+                outputs += self._verdict_outputs(bucket, decl, matcher.documents(decl), Decision(verdict, None, None),
+                                                 now_ms)
             else:
                 outputs += await self.settle(bucket, decl["ebpCode"], now_ms, position)
         return outputs
@@ -82,12 +120,12 @@ class MatchProcessor:
         """INCOMPLETE verdicts for open declarations past their deadline (or all, offline)."""
         outputs: list[Output] = []
         matcher.drop_old_bodies(bucket, now_ms, self.replay_window_ms)
-        due = [d for d in bucket["declarations"] if d["status"] == matcher.OPEN
-               and any(x is None for x in matcher.documents(d))
+        due = [d for d in bucket["declarations"] if d["status"] == matcher.OPEN and not matcher.complete(d)
                and (all_open or d["deadline"] <= now_ms)]
         for decl in due:
             verdict = incomplete_verdict(decl["ebpCode"], bucket["orderNo"], matcher.missing_kinds(bucket, decl))
-            outputs += self._verdict_outputs(bucket, decl, Decision(verdict, None, None), now_ms)
+            outputs += self._verdict_outputs(bucket, decl, matcher.documents(decl), Decision(verdict, None, None),
+                                             now_ms)
             matcher.record_verdict(bucket, decl["ebpCode"], matcher.INCOMPLETE, now_ms, position)
         orphans = matcher.expired_waybills(bucket, now_ms if not all_open else 2**62, self.timeout_ms)
         for waybill in orphans:
@@ -97,16 +135,19 @@ class MatchProcessor:
                                                    verdict.failures, now_ms)))
         return outputs
 
-    def _verdict_outputs(self, bucket: dict, decl: dict, decision: Decision, now_ms: int) -> list[Output]:
+    def _verdict_outputs(self, bucket: dict, decl: dict, docs: tuple, decision: Decision, now_ms: int,
+                         arrived_ms: int | None = None) -> list[Output]:
+        """The verdict (on declarations.matched too when verified; the same record, so an
+        adapter encodes it once) and a receipt for each of its documents."""
         verdict = decision.verdict
-        inventory = decl["inventory"]
-        record = verdict_record(verdict, decision, inventory, decl["lastAt"], now_ms)
+        inventory = docs[3]
+        record = verdict_record(verdict, decision, inventory, arrived_ms or decl["lastAt"], now_ms)
         outputs = [Output("declarations.verdicts", verdict.order_no.encode(), "sandan.Verdict", record)]
         if verdict.verified:
             outputs.append(Output("declarations.matched", verdict.order_no.encode(), "sandan.Verdict", record))
         status = ACCEPTED if verdict.verified else REJECTED
         info = verdict_info(verdict.status, verdict.failures, verdict.missing)
-        for doc in matcher.documents(decl):
+        for doc in docs:
             if doc is not None:
                 outputs.append(_receipt_output(receipt(doc, status, info, verdict.failures, now_ms)))
         return outputs
@@ -143,4 +184,4 @@ def verdict_record(verdict: Verdict, decision: Decision, inventory: dict | None,
     }
 
 
-__all__ = ["MatchProcessor", "Output", "verdict_record", "receiver_of"]
+__all__ = ["MatchProcessor", "Output", "Settling", "verdict_record", "receiver_of"]

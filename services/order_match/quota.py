@@ -4,11 +4,21 @@ State lives in Redis because one buyer's declarations land on any partition. One
 buyer and year holds the running ``total`` and one field per declaration, so a reservation
 is idempotent (a redelivered declaration finds its own field and changes nothing), a
 release gives back exactly what was reserved, and the total can be rebuilt from the fields.
+A declaration whose reservation has all gone back (refused by the guarantee, cancelled,
+returned) leaves a ``released:<declaration id>`` field: order_match may decide a declaration
+again after a crash (a replay re-emits a decision whose outputs were lost), possibly after
+the guarantee service already released its quota, and the replay must not take it again.
 Amounts are integers of 0.00001 CNY. ``MemoryQuotaStore`` is the same contract in a dict,
 for ``sandan check`` and unit tests.
+
+``run`` takes the reservations and look-ups of a whole batch of declarations in one round
+trip (a pipeline): each step is still atomic on its own and they apply in the given order,
+so the outcome is what taking them one by one gives.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
@@ -18,7 +28,9 @@ _RESERVE = """
 local key, decl = KEYS[1], ARGV[1]
 local amount, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local total = tonumber(redis.call('HGET', key, 'total') or '0')
-if redis.call('HEXISTS', key, decl) == 1 then return {1, total} end
+if redis.call('HEXISTS', key, decl) == 1 or redis.call('HEXISTS', key, 'released:' .. decl) == 1 then
+  return {1, total}
+end
 if total + amount > limit then return {0, total} end
 redis.call('HSET', key, decl, amount)
 return {1, redis.call('HINCRBY', key, 'total', amount)}
@@ -31,10 +43,37 @@ local held = tonumber(redis.call('HGET', key, decl) or '-1')
 if held < 0 then return 0 end
 local part = held
 if ARGV[2] ~= '' then part = math.min(held, tonumber(ARGV[2])) end
-if part == held then redis.call('HDEL', key, decl) else redis.call('HSET', key, decl, held - part) end
+if part == held then
+  redis.call('HDEL', key, decl)
+  redis.call('HSET', key, 'released:' .. decl, 1)
+else
+  redis.call('HSET', key, decl, held - part)
+end
 redis.call('HINCRBY', key, 'total', -part)
 return part
 """
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Reserve ``amount`` for the declaration if the buyer's year stays within ``limit``."""
+    decl_id: str
+    buyer_key: str
+    year: int
+    amount: Decimal
+    limit: Decimal
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The buyer's year-to-date total."""
+    buyer_key: str
+    year: int
+
+
+QuotaStep = Reservation | Lookup
+# A reservation answers (reserved, year-to-date total after it); a look-up the total.
+StepResult = tuple[bool, Decimal] | Decimal
 
 
 class QuotaStore(Protocol):
@@ -45,9 +84,19 @@ class QuotaStore(Protocol):
 
     async def release(self, decl_id: str, buyer_key: str, year: int, amount: Decimal | None = None) -> Decimal: ...
 
+    async def run(self, steps: Sequence[QuotaStep]) -> list[StepResult]:
+        """Every step in order, each atomic, in one round trip."""
+
 
 def quota_key(namespace: str, buyer_key: str, year: int) -> str:
     return f"{namespace}quota:{buyer_key}:{year}"
+
+
+RELEASED = "released:"  # field prefix marking a declaration whose reservation has all gone back (as in the scripts)
+
+
+def released_field(decl_id: str) -> str:
+    return RELEASED + decl_id
 
 
 class RedisQuotaStore:
@@ -71,10 +120,26 @@ class RedisQuotaStore:
                                    args=[decl_id, "" if amount is None else to_units(amount)])
         return from_units(int(part))
 
+    async def run(self, steps):
+        if not steps:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for step in steps:
+            key = quota_key(self._ns, step.buyer_key, step.year)
+            if isinstance(step, Reservation):
+                await self._reserve(keys=[key], args=[step.decl_id, to_units(step.amount), to_units(step.limit)],
+                                    client=pipe)  # queued: the pipeline answers at execute()
+            else:
+                pipe.hget(key, "total")
+        answers = await pipe.execute()
+        return [(bool(a[0]), from_units(int(a[1]))) if isinstance(step, Reservation) else from_units(int(a or 0))
+                for step, a in zip(steps, answers)]
+
 
 class MemoryQuotaStore:
     def __init__(self, initial: dict[tuple[str, int], Decimal] | None = None) -> None:
         self._held: dict[tuple[str, int], dict[str, Decimal]] = {}
+        self._released: set[tuple[tuple[str, int], str]] = set()
         self._base = dict(initial or {})
 
     def _total(self, key) -> Decimal:
@@ -86,12 +151,16 @@ class MemoryQuotaStore:
     async def reserve(self, decl_id, buyer_key, year, amount, limit):
         key = (buyer_key, year)
         held = self._held.setdefault(key, {})
-        if decl_id in held:
+        if decl_id in held or (key, decl_id) in self._released:
             return True, self._total(key)
         if self._total(key) + amount > limit:
             return False, self._total(key)
         held[decl_id] = amount
         return True, self._total(key)
+
+    async def run(self, steps):
+        return [await self.reserve(s.decl_id, s.buyer_key, s.year, s.amount, s.limit) if isinstance(s, Reservation)
+                else await self.year_to_date(s.buyer_key, s.year) for s in steps]
 
     async def release(self, decl_id, buyer_key, year, amount=None):
         held = self._held.get((buyer_key, year), {})
@@ -101,6 +170,7 @@ class MemoryQuotaStore:
         held[decl_id] -= part
         if held[decl_id] == 0:
             del held[decl_id]
+            self._released.add(((buyer_key, year), decl_id))
         return part
 
 
@@ -117,7 +187,12 @@ redis.call('EXPIRE', parts, tonumber(ARGV[4]))
 local held = tonumber(redis.call('HGET', key, decl) or '-1')
 if held < 0 then return 0 end
 local share = math.min(held, tonumber(ARGV[3]))
-if share == held then redis.call('HDEL', key, decl) else redis.call('HSET', key, decl, held - share) end
+if share == held then
+  redis.call('HDEL', key, decl)
+  redis.call('HSET', key, 'released:' .. decl, 1)
+else
+  redis.call('HSET', key, decl, held - share)
+end
 redis.call('HINCRBY', key, 'total', -share)
 return share
 """

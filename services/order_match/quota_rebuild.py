@@ -1,8 +1,9 @@
 """Rebuilding the buyers' annual quotas (DOMAIN §3) from Kafka, the source of truth.
 
-A quota hash in Redis holds one field per declaration that still counts (its taxable value
-P, or what partial returns left of it) and their ``total`` (``quota.py``). Kafka says the
-same thing in three places:
+A quota hash in Redis (``quota.py``) holds one field per declaration that still counts (its
+taxable value P, or what partial returns left of it), their ``total``, and a ``released:``
+mark for each declaration whose reservation has all gone back. Kafka says the same thing in
+three places:
 
 - ``declarations.verdicts``: every verified declaration reserved its P (``buyerKey``,
   ``quotaYear``, ``taxableValue``);
@@ -26,24 +27,31 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from services.common.money import ZERO, from_units, to_units
-from services.order_match.quota import PART_MEMORY_S, parts_key, quota_key
+from services.order_match.quota import PART_MEMORY_S, RELEASED, parts_key, quota_key, released_field
 
 TOTAL = "total"
 QuotaId = tuple[str, int]  # (buyer key, year)
 
 
 @dataclass
+class QuotaHash:
+    held: dict[str, Decimal] = field(default_factory=dict)  # declaration -> what it still holds
+    released: set[str] = field(default_factory=set)         # declarations whose reservation all went back
+    total: Decimal | None = None                            # as stored (None: no total field)
+
+
+@dataclass
 class Rebuilt:
-    held: dict[QuotaId, dict[str, Decimal]] = field(default_factory=dict)  # what each declaration still holds
-    parts: dict[str, set[str]] = field(default_factory=dict)               # declaration -> return parts applied
-    problems: list[str] = field(default_factory=list)                      # the topics contradict themselves
+    quotas: dict[QuotaId, QuotaHash] = field(default_factory=dict)
+    parts: dict[str, set[str]] = field(default_factory=dict)  # declaration -> return parts applied
+    problems: list[str] = field(default_factory=list)         # the topics contradict themselves
 
 
 @dataclass(frozen=True)
 class Difference:
     buyer_key: str  # the keyed hash, never the ID number
     year: int
-    subject: str    # a declaration id, "total", or "hash"
+    subject: str    # a declaration id, "released:<id>", "total", or "hash"
     redis: str
     rebuilt: str
 
@@ -56,12 +64,11 @@ def rebuild(verified: Iterable[dict], refused: Iterable[dict], returns_buckets: 
         if verdict.get("status") != "verified" or not verdict.get("buyerKey") or verdict.get("quotaYear") is None:
             continue
         decl, amount = verdict["declarationId"], verdict["taxableValue"]
-        quota = (verdict["buyerKey"], verdict["quotaYear"])
-        held = out.held.setdefault(quota, {})
-        if decl in held and held[decl] != amount:
-            out.problems.append(f"{decl}: verified twice with different taxable values ({held[decl]}, {amount})")
-        held[decl] = amount
-        owner[decl] = quota
+        quota = out.quotas.setdefault((verdict["buyerKey"], verdict["quotaYear"]), QuotaHash())
+        if decl in quota.held and quota.held[decl] != amount:
+            out.problems.append(f"{decl}: verified twice with different taxable values ({quota.held[decl]}, {amount})")
+        quota.held[decl] = amount
+        owner[decl] = (verdict["buyerKey"], verdict["quotaYear"])
     for verdict in refused:
         _release(out, owner, verdict["declarationId"], None)
     for bucket in returns_buckets:
@@ -71,45 +78,44 @@ def rebuild(verified: Iterable[dict], refused: Iterable[dict], returns_buckets: 
                 _release(out, owner, decl_id, None)
             for request in decl["requests"]:
                 if request["status"] == "completed" and request["quotaRestored"] > ZERO:
-                    part = f"return:{request['guid']}"
-                    out.parts.setdefault(decl_id, set()).add(part)
+                    out.parts.setdefault(decl_id, set()).add(f"return:{request['guid']}")
                     _release(out, owner, decl_id, request["quotaRestored"])
-    for quota in [q for q, held in out.held.items() if not held]:
-        del out.held[quota]
+    for quota in out.quotas.values():
+        quota.total = sum(quota.held.values(), ZERO)
     return out
 
 
 def _release(out: Rebuilt, owner: dict[str, QuotaId], decl: str, amount: Decimal | None) -> None:
-    """The same arithmetic as the release scripts in ``quota.py``: never below zero, a field at
-    zero is removed, a declaration that holds nothing gives nothing back."""
-    quota = owner.get(decl)
-    held = out.held.get(quota, {}) if quota else {}
-    if decl not in held:
+    """The arithmetic of the release scripts in ``quota.py``: never below zero, a declaration
+    that has given everything back is marked released, one that holds nothing gives nothing."""
+    quota = out.quotas.get(owner.get(decl))
+    if quota is None or decl not in quota.held:
         return
-    share = held[decl] if amount is None else min(amount, held[decl])
-    held[decl] -= share
-    if held[decl] == ZERO:
-        del held[decl]
+    share = quota.held[decl] if amount is None else min(amount, quota.held[decl])
+    quota.held[decl] -= share
+    if quota.held[decl] == ZERO:
+        del quota.held[decl]
+        quota.released.add(decl)
 
 
-def compare(rebuilt: Rebuilt, found: dict[QuotaId, dict[str, Decimal]]) -> list[Difference]:
-    """Where Redis (``found``: each hash's fields, ``total`` included) differs from the rebuild."""
+def compare(rebuilt: Rebuilt, found: dict[QuotaId, QuotaHash]) -> list[Difference]:
+    """Where Redis (``found``, as ``RedisQuotaHashes.read_all`` gives it) differs from the rebuild."""
     diffs: list[Difference] = []
-    for quota in sorted(set(rebuilt.held) | set(found)):
-        buyer, year = quota
-        want, have = rebuilt.held.get(quota, {}), dict(found.get(quota, {}))
-        have_total = have.pop(TOTAL, None)
-        if not want and not have:
-            continue  # a hash whose declarations all went back: a total of zero is all it holds
-        if not have and have_total is None:
-            diffs.append(Difference(buyer, year, "hash", "missing", f"{len(want)} declarations"))
+    for quota_id in sorted(set(rebuilt.quotas) | set(found)):
+        buyer, year = quota_id
+        want, have = rebuilt.quotas.get(quota_id, QuotaHash(total=ZERO)), found.get(quota_id)
+        if have is None:
+            diffs.append(Difference(buyer, year, "hash", "missing",
+                                    f"{len(want.held)} declarations, {len(want.released)} released"))
             continue
-        for decl in sorted(set(want) | set(have)):
-            if want.get(decl) != have.get(decl):
-                diffs.append(Difference(buyer, year, decl, _text(have.get(decl)), _text(want.get(decl))))
-        want_total = sum(want.values(), ZERO)
-        if have_total != want_total:
-            diffs.append(Difference(buyer, year, TOTAL, _text(have_total), str(want_total)))
+        for decl in sorted(set(want.held) | set(have.held)):
+            if want.held.get(decl) != have.held.get(decl):
+                diffs.append(Difference(buyer, year, decl, _text(have.held.get(decl)), _text(want.held.get(decl))))
+        for decl in sorted(want.released ^ have.released):
+            diffs.append(Difference(buyer, year, released_field(decl), _mark(decl in have.released),
+                                    _mark(decl in want.released)))
+        if (have.total or ZERO) != want.total:
+            diffs.append(Difference(buyer, year, TOTAL, _text(have.total), str(want.total)))
     return diffs
 
 
@@ -117,11 +123,28 @@ def _text(amount: Decimal | None) -> str:
     return "absent" if amount is None else str(amount)
 
 
+def _mark(present: bool) -> str:
+    return "present" if present else "absent"
+
+
 # --- adapters -------------------------------------------------------------------------------
 
 def _glob(text: str) -> str:
     """``text`` with Redis glob specials escaped, for SCAN patterns."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def hash_of(fields: dict[str, int]) -> QuotaHash:
+    """A quota hash from its raw fields (integers of 0.00001 CNY)."""
+    out = QuotaHash()
+    for name, units in fields.items():
+        if name == TOTAL:
+            out.total = from_units(units)
+        elif name.startswith(RELEASED):
+            out.released.add(name[len(RELEASED):])
+        else:
+            out.held[name] = from_units(units)
+    return out
 
 
 class RedisQuotaHashes:
@@ -132,7 +155,7 @@ class RedisQuotaHashes:
         self._ns = namespace
         self._prefix = quota_key(namespace, "", 0).removesuffix(":0")  # "<ns>quota:", followed by buyer:year
 
-    async def read_all(self) -> dict[QuotaId, dict[str, Decimal]]:
+    async def read_all(self) -> dict[QuotaId, QuotaHash]:
         keys = [k.decode() async for k in self._redis.scan_iter(match=_glob(self._prefix) + "*", count=1000)]
         pipe = self._redis.pipeline(transaction=False)
         for key in keys:
@@ -140,7 +163,7 @@ class RedisQuotaHashes:
         found = {}
         for key, fields in zip(keys, await pipe.execute()):
             buyer, _, year = key[len(self._prefix):].rpartition(":")
-            found[(buyer, int(year))] = {k.decode(): from_units(int(v)) for k, v in fields.items()}
+            found[(buyer, int(year))] = hash_of({k.decode(): int(v) for k, v in fields.items()})
         return found
 
     async def restore(self, rebuilt: Rebuilt, quotas: Iterable[QuotaId]) -> None:
@@ -148,11 +171,12 @@ class RedisQuotaHashes:
         pipe = self._redis.pipeline(transaction=True)
         for buyer, year in quotas:
             key = quota_key(self._ns, buyer, year)
-            held = rebuilt.held.get((buyer, year), {})
+            quota = rebuilt.quotas.get((buyer, year), QuotaHash(total=ZERO))
             pipe.delete(key)
-            if held:
-                fields = {decl: to_units(amount) for decl, amount in held.items()}
-                pipe.hset(key, mapping={**fields, TOTAL: sum(fields.values())})
+            if quota.held or quota.released:
+                fields = {decl: to_units(amount) for decl, amount in quota.held.items()}
+                marks = {released_field(decl): 1 for decl in quota.released}
+                pipe.hset(key, mapping={**fields, **marks, TOTAL: sum(fields.values())})
         for decl, parts in rebuilt.parts.items():
             pipe.sadd(parts_key(self._ns, decl), *sorted(parts))
             pipe.expire(parts_key(self._ns, decl), PART_MEMORY_S)

@@ -3,17 +3,25 @@
 Waybills of different orders sit on different partitions, so the registry is in Redis:
 ``SET key orderNo NX EX 6 months`` claims a number atomically, and a claim by the same
 order again is a no-op (redelivery). ``MemoryWaybillRegistry`` is the offline twin.
+``claim_many`` claims the waybills of a batch of declarations in one round trip, in order.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 SIX_MONTHS_S = 183 * 24 * 3600
 
 
+Claim = tuple[str, str, str]  # logisticsCode, logisticsNo, orderNo
+
+
 class WaybillRegistry(Protocol):
     async def claim(self, logistics_code: str, logistics_no: str, order_no: str) -> str | None:
         """Claim the number for ``order_no``; returns the *other* orderNo holding it, if any."""
+
+    async def claim_many(self, claims: Sequence[Claim]) -> list[str | None]:
+        """``claim`` for each, in order."""
 
 
 class RedisWaybillRegistry:
@@ -23,12 +31,22 @@ class RedisWaybillRegistry:
         self._ttl = ttl_s
 
     async def claim(self, logistics_code, logistics_no, order_no):
-        key = f"{self._ns}waybill:{logistics_code}:{logistics_no}"
-        if await self._redis.set(key, order_no, nx=True, ex=self._ttl):
-            return None
-        holder = await self._redis.get(key)
-        holder = holder.decode() if isinstance(holder, bytes) else holder
-        return None if holder in (None, order_no) else holder
+        return (await self.claim_many([(logistics_code, logistics_no, order_no)]))[0]
+
+    async def claim_many(self, claims):
+        if not claims:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for code, number, order_no in claims:
+            key = f"{self._ns}waybill:{code}:{number}"
+            pipe.set(key, order_no, nx=True, ex=self._ttl)
+            pipe.get(key)  # after a refused SET: who holds it
+        answers = await pipe.execute()
+        holders = []
+        for (_, _, order_no), claimed, holder in zip(claims, answers[::2], answers[1::2]):
+            holder = holder.decode() if isinstance(holder, bytes) else holder
+            holders.append(None if claimed or holder in (None, order_no) else holder)
+        return holders
 
 
 class MemoryWaybillRegistry:
@@ -38,3 +56,6 @@ class MemoryWaybillRegistry:
     async def claim(self, logistics_code, logistics_no, order_no):
         holder = self._held.setdefault((logistics_code, logistics_no), order_no)
         return None if holder == order_no else holder
+
+    async def claim_many(self, claims):
+        return [await self.claim(*c) for c in claims]

@@ -6,12 +6,14 @@ buyer's quota released); ``on_command`` applies an account command, a void or a 
 pure ``rules`` on a snapshot and committed by the store only if the account did not move in
 between (else it is decided again), together with its outcome, so a redelivered input is
 answered from the recorded outcome with exactly the records it produced the first time.
+``on_verdicts`` decides a batch of declarations as one after the other would be, with one
+round trip to read them all and one to commit them all (``store``: chains).
 """
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from services.common.outputs import Output
@@ -20,9 +22,9 @@ from services.order_match.quota import QuotaStore
 from services.order_match.receipts import REJECTED, receipt, verdict_info
 from services.order_match.verdict import VERIFIED, Failure
 from services.tax_guarantee import alerts, codes, ledger, rules
-from services.tax_guarantee.account import china_date
+from services.tax_guarantee.account import Account, china_date
 from services.tax_guarantee.commands import Command, Refusal, parse_command
-from services.tax_guarantee.store import AccountStore, Applied, Outcome, Refused, Snapshot
+from services.tax_guarantee.store import AccountStore, Applied, Chain, Outcome, Refused, Snapshot
 
 MAX_ATTEMPTS = 1000  # commits lost to concurrent changes of the same account before giving up
 
@@ -33,6 +35,15 @@ class Handled:
     rejected_input: Refusal | None = None  # input the service does not act on: the adapter dead-letters it
     replayed: bool = False                 # answered from the outcome recorded for an earlier delivery
     outcome: Outcome | None = None
+
+
+@dataclass
+class _Chaining:
+    """A chain being built: one account's decisions in a batch (see ``store.Chain``)."""
+    base: Snapshot
+    account: Account | None
+    decisions: list = field(default_factory=list)  # (key, outcome, change)
+    members: list = field(default_factory=list)    # (batch index, key, answered from an earlier decision)
 
 
 class GuaranteeProcessor:
@@ -47,12 +58,58 @@ class GuaranteeProcessor:
         problem = _verdict_problem(verdict)
         if problem is not None:
             return Handled([], rejected_input=problem)
-        code = (verdict.get("assureCode") or "").strip()
+        code = _assure_code(verdict)
         decl, tax = verdict["declarationId"], verdict["taxTotal"]
         today = china_date(now_ms)
         outcome, replayed = await self._decide_once(
             code, ledger.deduction_key(decl), (),
             lambda snap: self._outcome(rules.deduct(snap.account, decl, tax, today, code), snap, now_ms))
+        return await self._handled(verdict, outcome, replayed)
+
+    async def on_verdicts(self, verdicts: Sequence[dict], now_ms: int) -> list[Handled]:
+        """``on_verdict`` of each, with the outcomes of taking them one after the other."""
+        problems = {i: p for i, v in enumerate(verdicts) if (p := _verdict_problem(v)) is not None}
+        decided: dict[int, tuple[Outcome, bool]] = {}
+        pending = [i for i in range(len(verdicts)) if i not in problems]
+        today = china_date(now_ms)
+        for _ in range(MAX_ATTEMPTS):
+            if not pending:
+                break
+            snaps = await self.store.snapshots([(_assure_code(verdicts[i]),
+                                                 ledger.deduction_key(verdicts[i]["declarationId"])) for i in pending])
+            chains: dict[str, _Chaining] = {}
+            for i, snap in zip(pending, snaps):
+                if snap.outcome is not None:
+                    decided[i] = (snap.outcome, True)
+                    continue
+                chain = chains.setdefault(snap.assure_code, _Chaining(snap, snap.account))
+                if any(key == snap.key for key, _, _ in chain.decisions):  # delivered twice in one batch
+                    chain.members.append((i, snap.key, True))
+                    continue
+                v = verdicts[i]
+                outcome, change = self._outcome(
+                    rules.deduct(chain.account, v["declarationId"], v["taxTotal"], today, snap.assure_code),
+                    Snapshot(snap.assure_code, snap.key, chain.account), now_ms)
+                chain.decisions.append((snap.key, outcome, change))
+                chain.members.append((i, snap.key, False))
+                if change is not None:
+                    chain.account = change.account
+            committed = await self.store.commit_chains([Chain(c.base, tuple(c.decisions)) for c in chains.values()])
+            pending = []
+            for chain, applied in zip(chains.values(), committed):
+                if not applied:  # lost to a concurrent change: decided again from a fresh read
+                    pending += [i for i, _, _ in chain.members]
+                    continue
+                outcomes = {key: outcome for key, outcome, _ in chain.decisions}
+                for i, key, replayed in chain.members:
+                    decided[i] = (outcomes[key], replayed)
+            pending.sort()
+        if pending:
+            raise RuntimeError(f"{MAX_ATTEMPTS} attempts lost to concurrent changes of the same accounts")
+        return [Handled([], rejected_input=problems[i]) if i in problems else await self._handled(v, *decided[i])
+                for i, v in enumerate(verdicts)]
+
+    async def _handled(self, verdict: dict, outcome: Outcome, replayed: bool) -> Handled:
         if isinstance(outcome, Refused):
             await self._release_quota(verdict)
             return Handled(_refusal_outputs(verdict, outcome), replayed=replayed, outcome=outcome)
@@ -106,6 +163,10 @@ class GuaranteeProcessor:
     async def _release_quota(self, verdict: dict) -> None:
         if self.quota is not None and verdict.get("buyerKey") and verdict.get("quotaYear") is not None:
             await self.quota.release(verdict["declarationId"], verdict["buyerKey"], verdict["quotaYear"])
+
+
+def _assure_code(verdict: dict) -> str:
+    return (verdict.get("assureCode") or "").strip()
 
 
 def _verdict_problem(verdict: dict) -> Refusal | None:

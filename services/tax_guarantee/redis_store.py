@@ -25,7 +25,7 @@ from services.common.money import from_units, to_units
 from services.tax_guarantee.account import Account, Bill, day_text, parse_day
 from services.tax_guarantee.ledger import Rebuilt, entry_id
 from services.tax_guarantee.rules import Change
-from services.tax_guarantee.store import Applied, Outcome, Snapshot, dump_outcome, load_outcome
+from services.tax_guarantee.store import Applied, Chain, Outcome, Snapshot, dump_outcome, load_outcome
 
 # KEYS: 1 account, 2 outcome, 3 accounts index, 4.. bills
 # ARGV: 1 seq the decision read ('' = no account), 2 assureCode, 3 outcome,
@@ -42,6 +42,28 @@ for i = 4, #KEYS do
   for name, value in pairs(cjson.decode(ARGV[i + 1])) do redis.call('HSET', KEYS[i], name, value) end
 end
 redis.call('SET', KEYS[2], ARGV[3])
+return 'applied'
+"""
+
+# The decisions of one account in a batch (store.Chain), all or none, with the same checks.
+# KEYS: 1 account, 2 accounts index, 3..2+n the chain's outcome keys, then its bill keys
+# ARGV: 1 seq the chain read ('' = no account), 2 assureCode, 3 the account after the chain
+#       as a JSON object ('' = unchanged), 4 n, 5..4+n the outcomes, then one JSON object per bill key
+_COMMIT_CHAIN = """
+local n = tonumber(ARGV[4])
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[2 + i]) == 1 then return 'decided' end
+end
+local seq = redis.call('HGET', KEYS[1], 'seq') or ''
+if seq ~= ARGV[1] then return 'moved' end
+if ARGV[3] ~= '' then
+  for name, value in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[1], name, value) end
+  redis.call('SADD', KEYS[2], ARGV[2])
+end
+for i = 3 + n, #KEYS do
+  for name, value in pairs(cjson.decode(ARGV[i + 2])) do redis.call('HSET', KEYS[i], name, value) end
+end
+for i = 1, n do redis.call('SET', KEYS[2 + i], ARGV[4 + i]) end
 return 'applied'
 """
 
@@ -89,6 +111,7 @@ class RedisAccountStore:
         self._redis = redis
         self._ns = f"{namespace}guarantee:"
         self._commit = redis.register_script(_COMMIT)
+        self._commit_chain = redis.register_script(_COMMIT_CHAIN)
 
     # keys
     def account_key(self, code: str) -> str:
@@ -125,6 +148,34 @@ class RedisAccountStore:
                 json.dumps(account_fields(change.account)) if change else "",
                 *(json.dumps(bill_fields(b)) for b in bills)]
         return await self._commit(keys=keys, args=args) == b"applied"
+
+    async def snapshots(self, requests) -> list[Snapshot]:
+        codes = sorted({code for code, _ in requests})
+        pipe = self._redis.pipeline(transaction=False)
+        for code, key in requests:
+            pipe.get(self.outcome_key(code, key))
+        for code in codes:
+            pipe.hgetall(self.account_key(code))
+        answers = await pipe.execute()
+        accounts = {code: account_of(code, fields) for code, fields in zip(codes, answers[len(requests):])}
+        return [Snapshot(code, key, accounts[code], {}, load_outcome(raw) if raw is not None else None)
+                for (code, key), raw in zip(requests, answers[:len(requests)])]
+
+    async def commit_chains(self, chains) -> list[bool]:
+        if not chains:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for chain in chains:
+            code, read, final = chain.base.assure_code, chain.base.account, chain.account
+            bills = [bill for _, _, change in chain.decisions if change is not None for bill in change.bills]
+            keys = [self.account_key(code), self.index_key,
+                    *(self.outcome_key(code, key) for key, _, _ in chain.decisions),
+                    *(self.bill_key(code, b.declaration_id) for b in bills)]
+            args = [str(read.seq) if read else "", code, json.dumps(account_fields(final)) if final else "",
+                    len(chain.decisions), *(dump_outcome(outcome) for _, outcome, _ in chain.decisions),
+                    *(json.dumps(bill_fields(b)) for b in bills)]
+            await self._commit_chain(keys=keys, args=args, client=pipe)  # queued: answered at execute()
+        return [answer == b"applied" for answer in await pipe.execute()]
 
     async def account(self, assure_code: str) -> Account | None:
         return account_of(assure_code, await self._redis.hgetall(self.account_key(assure_code)))

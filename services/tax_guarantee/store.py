@@ -11,11 +11,19 @@ The outcome of a key (the ledger entry and warnings of an applied change, or the
 stored with the change, in the same atomic step: a redelivered declaration or command gets
 the recorded outcome back and re-emits exactly what was emitted the first time.
 ``MemoryAccountStore`` is the same contract in dicts, for unit tests and offline use.
+
+A batch of deductions goes through the same steps with one round trip each: ``snapshots``
+reads every declaration's recorded outcome and each account once; the decisions on one
+account are made one after the other in memory, each on the account as the previous one
+left it, and committed together as a ``Chain``: all or none, under the same two checks
+(no key decided meanwhile, the account's ``seq`` still the one read). A chain that loses
+the race is decided again from fresh snapshots, like a single change.
 """
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
@@ -50,6 +58,19 @@ class Snapshot:
     outcome: Outcome | None = None   # set when the key was decided before (a redelivery)
 
 
+@dataclass(frozen=True)
+class Chain:
+    """Decisions on one account, in order, to be committed together (see the module's doc)."""
+    base: Snapshot                                            # the account as read: its seq is checked
+    decisions: tuple[tuple[str, Outcome, Change | None], ...]  # (idempotency key, outcome, change)
+
+    @property
+    def account(self):
+        """The account after the last change of the chain (None: unchanged)."""
+        changed = [change.account for _, _, change in self.decisions if change is not None]
+        return changed[-1] if changed else None
+
+
 def dump_outcome(outcome: Outcome) -> bytes:
     """Outcome → bytes (records in the Avro wire format, so amounts stay exact)."""
     if isinstance(outcome, Refused):
@@ -80,6 +101,12 @@ class AccountStore(Protocol):
 
     async def commit(self, snapshot: Snapshot, outcome: Outcome, change: Change | None) -> bool:
         """Write the outcome (and the change) unless the key was decided or the account moved meanwhile."""
+
+    async def snapshots(self, requests: Sequence[tuple[str, str]]) -> list[Snapshot]:
+        """``snapshot`` of each (assureCode, key), without bills, in one round trip."""
+
+    async def commit_chains(self, chains: Sequence[Chain]) -> list[bool]:
+        """Each chain atomically, all its decisions or none, in one round trip for all."""
 
     async def account(self, assure_code: str) -> Account | None: ...
 
@@ -115,6 +142,28 @@ class MemoryAccountStore:
                 self._bills[(snapshot.assure_code, bill.declaration_id)] = bill
         self._outcomes[(snapshot.assure_code, snapshot.key)] = dump_outcome(outcome)
         return True
+
+    async def snapshots(self, requests):
+        return [await self.snapshot(code, key) for code, key in requests]
+
+    async def commit_chains(self, chains):
+        applied = []
+        for chain in chains:
+            code = chain.base.assure_code
+            current = self._accounts.get(code)
+            read = chain.base.account
+            if any((code, key) in self._outcomes for key, _, _ in chain.decisions) or \
+                    (current.seq if current else None) != (read.seq if read else None):
+                applied.append(False)
+                continue
+            for key, outcome, change in chain.decisions:
+                if change is not None:
+                    self._accounts[code] = change.account
+                    for bill in change.bills:
+                        self._bills[(code, bill.declaration_id)] = bill
+                self._outcomes[(code, key)] = dump_outcome(outcome)
+            applied.append(True)
+        return applied
 
     async def account(self, assure_code):
         return self._accounts.get(assure_code)

@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 import redis.asyncio as aioredis
 
-from services.order_match.quota import RedisQuotaStore
+from services.order_match.quota import Lookup, MemoryQuotaStore, RedisQuotaStore, Reservation
+from services.order_match.waybills import MemoryWaybillRegistry, RedisWaybillRegistry
 
 pytestmark = pytest.mark.integration
 LIMIT = Decimal(26000)
@@ -62,3 +63,43 @@ def test_release_gives_back_what_was_reserved_once(stack, topic_prefix):
         finally:
             await client.aclose()
     asyncio.run(scenario())
+
+
+def test_a_batch_of_steps_in_one_round_trip_answers_as_the_steps_one_by_one(stack, topic_prefix):
+    """order_match decides a batch of declarations with one pipeline (``run``): the answers
+    and the totals must be those of taking each step alone, in order."""
+    steps = [Reservation("E:P1", "buyerD", 2025, Decimal("20000"), LIMIT),
+             Lookup("buyerD", 2025),
+             Reservation("E:P2", "buyerD", 2025, Decimal("6000.01"), LIMIT),  # one fen too many
+             Reservation("E:P3", "buyerD", 2025, Decimal("6000"), LIMIT),     # exactly the limit
+             Reservation("E:P1", "buyerD", 2025, Decimal("20000"), LIMIT),    # redelivered: counted once
+             Lookup("buyerD", 2026)]
+
+    async def scenario():
+        client, store = await _store(stack, topic_prefix)
+        try:
+            batched = await store.run(steps)
+        finally:
+            await client.aclose()
+        one_by_one = await MemoryQuotaStore().run(steps)
+        return batched, one_by_one
+
+    batched, one_by_one = asyncio.run(scenario())
+    assert batched == one_by_one == [(True, Decimal(20000)), Decimal(20000), (False, Decimal(20000)),
+                                     (True, LIMIT), (True, LIMIT), Decimal(0)]
+
+
+def test_waybill_claims_in_one_round_trip_answer_as_one_by_one(stack, topic_prefix):
+    claims = [("CARRIER", "W1", "O1"), ("CARRIER", "W1", "O2"), ("CARRIER", "W1", "O1"), ("CARRIER", "W2", "O2"),
+              ("OTHER", "W1", "O3")]
+
+    async def scenario():
+        client = aioredis.from_url(stack.redis_url)
+        try:
+            return await RedisWaybillRegistry(client, f"sandan:{topic_prefix}w-").claim_many(claims)
+        finally:
+            await client.aclose()
+
+    one_by_one = asyncio.run(MemoryWaybillRegistry().claim_many(claims))
+    assert asyncio.run(scenario()) == one_by_one == [None, "O1", None, None, None]
+    assert asyncio.run(scenario()) == one_by_one  # claimed again: the same answers

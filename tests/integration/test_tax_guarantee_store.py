@@ -134,3 +134,37 @@ def test_amendments_racing_deductions_never_leave_more_outstanding_than_guarante
     account, bills = asyncio.run(state(stack.redis_url, namespace))
     assert account.outstanding <= account.guaranteed
     assert account.outstanding == sum((b.deducted for b in bills.values()), ZERO)
+
+
+async def deduct_in_batches(redis_url: str, namespace: str, bills: dict[str, Decimal], size: int,
+                            seed: int) -> dict[str, str]:
+    """Every declaration once, in batches of ``size`` (``on_verdicts``, as the worker takes them)."""
+    processor, client = engine(redis_url, namespace)
+    deliveries = list(bills.items())
+    random.Random(seed).shuffle(deliveries)
+    outcomes: dict[str, str] = {}
+    try:
+        for start in range(0, len(deliveries), size):
+            part = deliveries[start:start + size]
+            handled = await processor.on_verdicts([verdict(decl, tax=str(tax)) for decl, tax in part], NOW_MS)
+            outcomes.update({decl: h.outputs[-1].topic for (decl, _), h in zip(part, handled)})
+    finally:
+        await client.aclose()
+    return outcomes
+
+
+def deduct_batches_in_process(args) -> dict[str, str]:
+    return asyncio.run(deduct_in_batches(*args))
+
+
+def test_two_processes_deducting_the_same_declarations_in_batches_deduct_each_once(stack, namespace):
+    amounts = taxes(300, seed=4)
+    asyncio.run(register(stack.redis_url, namespace, str((sum(amounts.values()) * 2 / 3).quantize(Decimal("0.01")))))
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        # Both deliver every declaration, in other orders: batches race batches on one account.
+        results = list(pool.map(deduct_batches_in_process, [(stack.redis_url, namespace, amounts, 25, seed)
+                                                             for seed in (1, 2)]))
+    assert results[0] == results[1], "the two processes saw different outcomes for one declaration"
+    account, bills = asyncio.run(state(stack.redis_url, namespace))
+    check(account, bills, results[0], amounts)
+    assert account.seq == 1 + len(bills)

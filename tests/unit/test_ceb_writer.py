@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from services.common.avro import MAX_UNITS
 from services.common.ceb import CebError, parse_message, write_message, xsd
 from services.common.ceb.schema import FieldSpec, entity
 from services.common.documents import MESSAGE_TYPES, NAMESPACE
@@ -165,8 +166,10 @@ def _value(spec: FieldSpec):
         # The XSD fixes currency to 142 (CNY); the field checks leave that to the FIXED_VALUES rule.
         return st.just("142")
     if spec.kind == "decimal":
-        return st.builds(lambda n, k: Decimal(n).scaleb(-k),
-                         st.integers(-(10**19) + 1, 10**19 - 1), st.integers(0, spec.fraction_digits or 5))
+        # Within the standard's digits and what sandan's wire format carries (±MAX_UNITS of 0.00001).
+        return st.integers(0, spec.fraction_digits or 5).flatmap(
+            lambda k: st.integers(-(MAX_UNITS // 10**(5 - k)), MAX_UNITS // 10**(5 - k)).map(
+                lambda n: Decimal(n).scaleb(-k)))
     if spec.kind == "int":
         limit = min(10 ** (spec.total_digits or 10) - 1, 2**31 - 1)
         return st.integers(max(-limit, -(2**31)), limit)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from services.common.avro import MAX_UNITS
 from services.common.documents import NAMESPACE
-from services.common.money import AmountError, parse_amount
+from services.common.money import SCALE, AmountError, parse_amount
 
 FIELDS_FILE = Path(__file__).with_name("fields.json")
 
@@ -25,6 +26,9 @@ PII_FIELDS = frozenset({
 })
 
 _XS_INT_MIN, _XS_INT_MAX = -(2**31), 2**31 - 1
+# The standard allows 19 digits (up to 10^14); sandan's wire format (a scale-5 long) carries a
+# little less. A larger amount is refused here, with its field, not when it is published.
+_WIRE_MAX = Decimal(MAX_UNITS).scaleb(-SCALE)
 _DECIMAL_FORM = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _INT_FORM = re.compile(r"[+-]?\d+")
 _SHOWN_CHARS = 40
@@ -73,9 +77,13 @@ class FieldSpec:
         fraction = 5 if self.fraction_digits is None else self.fraction_digits
         total = 19 if self.total_digits is None else self.total_digits
         try:
-            return parse_amount(text, fraction_digits=fraction, total_digits=total)
+            value = parse_amount(text, fraction_digits=fraction, total_digits=total)
         except AmountError:
-            pass
+            value = None
+        if value is not None:
+            if abs(value) > _WIRE_MAX:
+                raise FieldProblem(f"{shown(text)} is out of range: at most ±{_WIRE_MAX}")
+            return value
         # Re-derive the reason here so the message quotes a shortened value, whatever its size.
         if not _DECIMAL_FORM.fullmatch(text):
             raise FieldProblem(f"{shown(text)} is not a decimal number") from None

@@ -75,7 +75,7 @@ def test_second_apptype_1_with_another_guid_is_duplicate(sets):
     again["guid"] = "F" * 36
     [refusal] = matcher.apply(bucket, again, 2000, TIMEOUT)
     assert refusal.code == codes.DUPLICATE
-    assert bucket["declarations"][0]["order"]["guid"] == docs[0]["guid"]
+    assert matcher.documents(bucket["declarations"][0])[0]["guid"] == docs[0]["guid"]
 
 
 @pytest.mark.parametrize("kind_index,app_type,code", [(0, "2", codes.LOCKED), (2, "3", codes.LOCKED),
@@ -132,7 +132,7 @@ def test_apptype_2_replaces_an_unmatched_document_and_reopens_a_rejected_one(set
     events = matcher.apply(bucket, fixed, 4000, TIMEOUT)
     assert ready(events) == [matcher.Ready(docs[0]["ebpCode"])]
     decl = bucket["declarations"][0]
-    assert decl["payment"]["guid"] == "D" * 36 and decl["status"] == matcher.OPEN
+    assert matcher.documents(decl)[1]["guid"] == "D" * 36 and decl["status"] == matcher.OPEN
 
 
 def test_apptype_3_withdraws_and_the_declaration_waits_again(sets):
@@ -178,7 +178,7 @@ def test_an_inventory_changed_to_another_waybill_lets_the_old_one_go(sets):
     assert ready(matcher.apply(bucket, changed, 2000, TIMEOUT)) == []
     decl = bucket["declarations"][0]
     assert decl["logistics"] is None
-    assert [w["doc"]["guid"] for w in bucket["waybills"]] == [waybill["guid"]]
+    assert [matcher.document(w["doc"])["guid"] for w in bucket["waybills"]] == [waybill["guid"]]
 
 
 def test_expiry_finds_open_declarations_past_their_deadline(sets):

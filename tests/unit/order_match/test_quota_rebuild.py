@@ -11,7 +11,7 @@ from decimal import Decimal
 from hypothesis import given, settings, strategies as st
 
 from services.order_match.quota import MemoryPartReleases, MemoryQuotaStore
-from services.order_match.quota_rebuild import TOTAL, Difference, compare, rebuild
+from services.order_match.quota_rebuild import Difference, QuotaHash, compare, hash_of, rebuild
 
 D = Decimal
 YEAR = 2025
@@ -28,54 +28,72 @@ def returns_bucket(decl: str, *, cancelled: bool = False, parts: tuple = ()) -> 
         {"declarationId": decl, "cancelledAt": 1 if cancelled else None, "requests": requests}]}
 
 
+def held(rebuilt) -> dict:
+    return {q: h.held for q, h in rebuilt.quotas.items() if h.held}
+
+
 def test_each_verified_declaration_holds_its_taxable_value_once():
     rebuilt = rebuild([verdict("E:1", "310"), verdict("E:1", "310"), verdict("E:2", "90", buyer="b2"),
                        verdict("E:3", "50", status="rejected"), dict(verdict("E:4", "70"), buyerKey=None)], [], [])
-    assert rebuilt.held == {("b1", YEAR): {"E:1": D("310")}, ("b2", YEAR): {"E:2": D("90")}}
+    assert held(rebuilt) == {("b1", YEAR): {"E:1": D("310")}, ("b2", YEAR): {"E:2": D("90")}}
+    assert rebuilt.quotas[("b1", YEAR)].total == D("310")
     assert rebuilt.problems == []
 
 
-def test_a_refusal_and_a_cancellation_give_everything_back():
+def test_a_refusal_and_a_cancellation_give_everything_back_and_mark_it():
     rebuilt = rebuild([verdict("E:1", "310"), verdict("E:2", "90"), verdict("E:3", "10")],
                       [dict(verdict("E:1", "310"), status="rejected")], [returns_bucket("E:2", cancelled=True)])
-    assert rebuilt.held == {("b1", YEAR): {"E:3": D("10")}}
+    assert held(rebuilt) == {("b1", YEAR): {"E:3": D("10")}}
+    assert rebuilt.quotas[("b1", YEAR)].released == {"E:1", "E:2"}
+    assert rebuilt.quotas[("b1", YEAR)].total == D("10")
 
 
 def test_completed_returns_give_back_their_parts_and_are_remembered_by_part_id():
     bucket = returns_bucket("E:1", parts=(("G1", "completed", "100.5"), ("G2", "waiting", "0"),
                                           ("G3", "refused", "0"), ("G4", "completed", "500")))
     rebuilt = rebuild([verdict("E:1", "310"), verdict("E:2", "20")], [], [bucket])
-    assert rebuilt.held == {("b1", YEAR): {"E:2": D("20")}}  # the second part took only what was left
+    assert held(rebuilt) == {("b1", YEAR): {"E:2": D("20")}}  # the second part took only what was left
+    assert rebuilt.quotas[("b1", YEAR)].released == {"E:1"}
     assert rebuilt.parts == {"E:1": {"return:G1", "return:G4"}}
 
 
-def test_a_quota_whose_declarations_all_went_back_is_not_listed():
-    rebuilt = rebuild([verdict("E:1", "310")], [], [returns_bucket("E:1", cancelled=True)])
-    assert rebuilt.held == {}
+def test_a_partial_return_leaves_the_rest_held_and_unmarked():
+    rebuilt = rebuild([verdict("E:1", "310")], [], [returns_bucket("E:1", parts=(("G1", "completed", "10"),))])
+    assert rebuilt.quotas[("b1", YEAR)] == QuotaHash({"E:1": D("300")}, set(), D("300"))
 
 
 def test_the_same_declaration_verified_with_two_values_is_a_problem():
     assert rebuild([verdict("E:1", "310"), verdict("E:1", "311")], [], []).problems
 
 
+def test_raw_fields_split_into_holdings_marks_and_total():
+    assert hash_of({"E:1": 31000000, "released:E:2": 1, "total": 31000000}) == \
+        QuotaHash({"E:1": D("310")}, {"E:2"}, D("310"))
+
+
 def test_compare_names_each_difference_with_both_values():
-    rebuilt = rebuild([verdict("E:1", "310"), verdict("E:2", "90"), verdict("E:9", "5", buyer="b9")], [], [])
-    found = {("b1", YEAR): {"E:1": D("310"), "E:3": D("7"), TOTAL: D("400")},
-             ("b2", YEAR): {TOTAL: D("0")}}
-    assert compare(rebuilt, found) == [Difference("b1", YEAR, "E:2", "absent", "90"),
-                                       Difference("b1", YEAR, "E:3", "7", "absent"),
-                                       Difference("b9", YEAR, "hash", "missing", "1 declarations")]
+    rebuilt = rebuild([verdict("E:1", "310"), verdict("E:2", "90"), verdict("E:9", "5", buyer="b9"),
+                       verdict("E:5", "1")], [dict(verdict("E:5", "1"), status="rejected")], [])
+    found = {("b1", YEAR): QuotaHash({"E:1": D("310"), "E:3": D("7")}, {"E:4"}, D("400")),
+             ("b2", YEAR): QuotaHash(total=D("0"))}
+    assert compare(rebuilt, found) == [
+        Difference("b1", YEAR, "E:2", "absent", "90"),
+        Difference("b1", YEAR, "E:3", "7", "absent"),
+        Difference("b1", YEAR, "released:E:4", "present", "absent"),
+        Difference("b1", YEAR, "released:E:5", "absent", "present"),
+        Difference("b9", YEAR, "hash", "missing", "1 declarations, 0 released"),
+    ]
 
 
 def test_equal_hashes_compare_equal_whatever_the_decimal_scale():
     rebuilt = rebuild([verdict("E:1", "310.5")], [], [])
-    assert compare(rebuilt, {("b1", YEAR): {"E:1": D("310.50000"), TOTAL: D("310.50000")}}) == []
+    assert compare(rebuilt, {("b1", YEAR): QuotaHash({"E:1": D("310.50000")}, set(), D("310.50000"))}) == []
 
 
 def test_a_wrong_total_alone_is_a_difference():
     rebuilt = rebuild([verdict("E:1", "310")], [], [])
-    assert compare(rebuilt, {("b1", YEAR): {"E:1": D("310"), TOTAL: D("620")}}) == [
-        Difference("b1", YEAR, TOTAL, "620", "310")]
+    assert compare(rebuilt, {("b1", YEAR): QuotaHash({"E:1": D("310")}, set(), D("620"))}) == [
+        Difference("b1", YEAR, "total", "620", "310")]
 
 
 # One declaration's history: reserved, then refused, cancelled or returned in parts.
@@ -112,9 +130,12 @@ def test_the_rebuild_lands_where_the_live_stores_land(histories):
                         await parts_store.release_part(decl, f"return:G{n}-{i}", buyer, YEAR, part)
                     done.append((f"G{n}-{i}", "completed" if completed else "refused", str(part)))
                 buckets.append(returns_bucket(decl, parts=tuple(done)))
+        # a replay of every decision must find each declaration reserved or released, never take more
+        for n, (buyer, cents, _) in enumerate(histories):
+            await store.reserve(f"E:{n}", buyer, YEAR, D(cents).scaleb(-2), D("1e12"))
 
     asyncio.run(live())
     rebuilt = rebuild(verified, refused, buckets)
     for buyer in ("b1", "b2"):
-        expected = sum(rebuilt.held.get((buyer, YEAR), {}).values(), D(0))
-        assert asyncio.run(store.year_to_date(buyer, YEAR)) == expected
+        quota = rebuilt.quotas.get((buyer, YEAR), QuotaHash(total=D(0)))
+        assert asyncio.run(store.year_to_date(buyer, YEAR)) == quota.total

@@ -1,0 +1,59 @@
+"""The fault suite (`make test-faults`): tests that break things on purpose.
+
+They run on a private Kafka and Redis (``stack.env``: other ports, another data folder),
+never on the shared stack, because they stop, restart and wipe them. The settings are put
+into the environment when this file is loaded, before any fixture, helper or service
+process reads one. `make test` does not collect this folder (pyproject's addopts).
+
+The session ends with the fault table (``table.py``), also saved as JSON next to the
+private stack's data.
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import pytest
+
+from tests.conftest import Stack
+from tests.faults import private_stack
+from tests.faults.table import TABLE
+
+SETTINGS = private_stack.settings()
+os.environ.update(SETTINGS)
+# One seed per session drives every random choice (kill moments, fuzz data); set it to replay a run.
+SEED = int(os.environ.get("SANDAN_FAULT_SEED") or time.time_ns() % 1_000_000)
+
+
+@pytest.fixture(scope="session")
+def private() -> private_stack.PrivateStack:
+    """The private stack, started for the session; what this session started is stopped at the end."""
+    stack = private_stack.PrivateStack(SETTINGS)
+    before = stack.running()
+    stack.up()
+    yield stack
+    stopped = [name for name in ("kafka", "redis") if name not in before]
+    if stopped:
+        stack.down(*stopped)
+
+
+@pytest.fixture(scope="session")
+def stack(private) -> Stack:
+    """Overrides the shared-stack fixture of tests/conftest.py: here it is the private one."""
+    return Stack(bootstrap=SETTINGS["SANDAN_KAFKA_BOOTSTRAP"], redis_url=SETTINGS["SANDAN_REDIS_URL"])
+
+
+@pytest.fixture
+def rnd(request) -> random.Random:
+    """A random source per test, reproducible from the session seed and the test's name."""
+    return random.Random(f"{SEED}:{request.node.name}")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not TABLE.rows:
+        return
+    terminalreporter.section(f"sandan fault report (SANDAN_FAULT_SEED={SEED})")
+    for line in TABLE.lines():
+        terminalreporter.write_line(line)
+    TABLE.save(private_stack.PrivateStack(SETTINGS).local_dir / "fault-report.json")

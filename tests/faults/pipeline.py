@@ -1,0 +1,465 @@
+"""The whole clearance pipeline on the private stack, under a generated load, for crash tests.
+
+Built from the demo (services/demo): the same generated declarations written as CEB XML
+messages, the same gateway clients, guarantee accounts, customs desk and after-sales
+documents. Added here is what crashes need:
+
+- services that a test kills (SIGKILL), stops and restarts while the load runs;
+- a submitter and a customs desk that reconnect after a gateway crash: the submitter sends
+  again every item the gateway has not answered (an answer comes only once the documents
+  are on Kafka, so what was answered is never sent twice, and what was not may be);
+- a tracker that stamps when each declaration entered the pipeline (its first document
+  acknowledged) and when it left it (refused, rejected, or delivered to customs), so the
+  report can count the declarations in flight at each fault;
+- after-sales during the load: cancellations of declarations customs holds back, full
+  returns (fit and unfit parcels) of released ones.
+
+``run`` returns the ``Evidence`` (``audit.py``) once everything has settled or time is up.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import grpc
+import redis.asyncio as aioredis
+
+from services.common import config, kafka_io, topics
+from services.common.avro import codec
+from services.common.ceb.writer import write_message
+from services.common.clock import now_ms
+from services.common.generator import WAREHOUSES
+from services.common.rebalance_guard import RESTART
+from services.demo import parties, returns_stage, runner
+from services.demo.processes import ServiceProcess, service_env
+from services.gateway.client import Credentials, GatewayClient, xml_item
+from services.order_match.decide import declaration_id
+from services.order_match.quota_rebuild import RedisQuotaHashes
+from services.returns.arrivals import arrival_record
+from services.tax_guarantee.redis_store import RedisAccountStore
+from tests.faults.audit import Evidence
+from tests.integration.workers import with_prefix
+
+WORKERS = ("order-match", "tax-guarantee", "returns")
+COMMANDS = dict(runner.SERVICES)
+# Metrics are off (port 0): scenarios run one after another and must not fight over ports.
+METRICS_OFF = {f"SANDAN_{name}_METRICS_PORT": "0" for name in ("ORDER_MATCH", "TAX_GUARANTEE", "RETURNS", "GATEWAY")}
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
+             grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN}
+
+
+@dataclass
+class Plan:
+    count: int = 150           # declarations
+    seed: int = 1
+    load_s: float = 15.0       # the submissions are spread over this long
+    after_sales: int = 4       # cancellations and returns (each), plus one unfit return
+    match_timeout_s: int = 15  # incomplete declarations get their verdict this long after their first document
+    incomplete: bool = True    # hold back a document of 3 % of the declarations (they end incomplete)
+    spread: int = 20           # a declaration's documents arrive among those of this many declarations
+    settle_s: float = 150.0    # longest wait, after the load, for everything to come out
+    workers: dict[str, int] = field(default_factory=lambda: {name: 1 for name in WORKERS})
+
+
+def environment(prefix: str, run_dir: Path, **extra: str) -> dict:
+    """The environment of a scenario's services: its topics and keys, its folder, no metrics ports."""
+    return service_env(prefix, SANDAN_LOCAL_DIR=str(run_dir), SANDAN_RETURNS_TICK_SECONDS="1", SANDAN_LOG_LEVEL="INFO",
+                       **METRICS_OFF, **extra)
+
+
+class Services:
+    """The sandan processes of one scenario, by name (``order-match``, ``order-match-2``, ``gateway``)."""
+
+    def __init__(self, env: dict, run_dir: Path, workers: dict[str, int], gateway: bool = True) -> None:
+        self.procs: dict[str, ServiceProcess] = {}
+        for kind, copies in workers.items():
+            for index in range(copies):
+                name = kind if index == 0 else f"{kind}-{index + 1}"
+                self.procs[name] = ServiceProcess(name, COMMANDS[kind], dict(env, SANDAN_WORKER_INDEX=str(index)),
+                                                  run_dir)
+        if gateway:
+            self.procs["gateway"] = ServiceProcess("gateway", COMMANDS["gateway"], env, run_dir)
+        self.down: set[str] = set()     # stopped or killed by the test, on purpose
+        self.crashed: set[str] = set()  # found dead without being stopped, and not asking to be restarted
+        self.restarts: dict[str, int] = {}  # exits asking for a restart (rebalance_guard), as a supervisor sees them
+
+    def start_all(self) -> None:
+        for proc in self.procs.values():
+            proc.start()
+
+    def kill(self, name: str) -> None:
+        self.down.add(name)
+        self.procs[name].kill()
+
+    def stop(self, name: str) -> None:
+        self.down.add(name)
+        self.procs[name].stop()
+
+    def start(self, name: str) -> None:
+        self.procs[name].start()
+        self.down.discard(name)
+
+    def check(self) -> None:
+        """Play the supervisor: start again a worker that exited asking for it; note any other death."""
+        for name, proc in self.procs.items():
+            if name in self.down or proc.alive() or name in self.crashed:
+                continue
+            if proc.proc.returncode == RESTART:
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                proc.start()
+            else:
+                self.crashed.add(name)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+
+    def logs(self) -> list[Path]:
+        return sorted({proc.log for proc in self.procs.values()})
+
+
+class Submitter:
+    """Sends CEB XML items over gateway Submit streams and reconnects when a stream breaks."""
+
+    def __init__(self, credentials: Credentials, pace_s: float = 0.0) -> None:
+        self.credentials, self.pace_s = credentials, pace_s
+        self.pending: dict[str, bytes] = {}
+        self.acked_at: dict[str, int] = {}  # document guid -> when the gateway said it is on Kafka
+        self.refused: list[str] = []
+        self.reconnects = 0
+        self._more = asyncio.Event()
+        self._closed = False
+
+    def add(self, item_id: str, payload: bytes) -> None:
+        self.pending[item_id] = payload
+        self._more.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._more.set()
+
+    async def run(self) -> None:
+        while self.pending or not self._closed:
+            if not self.pending:
+                self._more.clear()
+                await self._more.wait()
+                continue
+            try:
+                async with GatewayClient(self.credentials) as gw:
+                    async for answer in gw.submit(self._items()):
+                        stamp = now_ms()
+                        self.pending.pop(answer.item_id, None)
+                        self.acked_at.update((guid, stamp) for guid in answer.accepted)
+                        self.refused += [f"{answer.item_id}: {r.return_info}" for r in answer.refused]
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in RETRYABLE:
+                    raise
+                self.reconnects += 1
+                await asyncio.sleep(0.5)
+
+    async def _items(self):
+        sent: set[str] = set()
+        while True:
+            fresh = [item_id for item_id in self.pending if item_id not in sent]
+            if not fresh:
+                if self._closed:
+                    return
+                self._more.clear()
+                await self._more.wait()
+                continue
+            for item_id in fresh:
+                sent.add(item_id)
+                if item_id in self.pending:
+                    yield xml_item(self.pending[item_id], item_id)
+                    await asyncio.sleep(self.pace_s)
+
+
+async def keep_desk(desk: parties.CustomsDesk, stop: asyncio.Event) -> int:
+    """The demo's customs desk, started again whenever its gateway stream breaks; returns the reconnects.
+    It resumes from the beginning of the topic: a desk de-duplicates by declaration id."""
+    reconnects = 0
+    while not stop.is_set():
+        try:
+            await desk.run(stop)
+        except grpc.aio.AioRpcError:
+            reconnects += 1
+            await asyncio.sleep(0.5)
+    return reconnects
+
+
+class Tracker:
+    """Follows the output topics: when each declaration left the pipeline, what after-sales stand at."""
+
+    SHORT = ("declarations.verdicts", "declarations.cleared", "declarations.refused", "receipts", "returns.waybills")
+
+    def __init__(self, desk: parties.CustomsDesk) -> None:
+        self.desk = desk
+        self.wire = codec()
+        self.tails = {short: kafka_io.TopicTail(topics.name(short)) for short in self.SHORT}
+        self.status: dict[str, str] = {}     # declaration -> order_match status
+        self.guaranteed: set[str] = set()    # verified declarations the guarantee cleared or refused
+        self.cleared: set[str] = set()
+        self.refused: set[str] = set()
+        self.left_at: dict[str, int] = {}    # declaration -> when it left the pipeline
+        self.known_to_returns: set[str] = set()
+        self.released: set[str] = set()      # known to the returns service as released
+        self.receipts: dict[str, set[str]] = {}  # document guid -> receipt statuses
+
+    async def poll(self) -> None:
+        for short, tail in self.tails.items():
+            for record in await asyncio.to_thread(tail.poll, 50):
+                self._take(short, self.wire.decode(record.value)[1], record.timestamp)
+        stamp = now_ms()
+        for decl in self.cleared & self.desk.delivered.keys():
+            self.left_at.setdefault(decl, stamp)
+
+    def _take(self, short: str, record: dict, at: int) -> None:
+        if short == "declarations.verdicts":
+            decl = record["declarationId"]
+            self.status[decl] = record["status"]
+            if record["status"] != "verified":
+                self.left_at.setdefault(decl, at)
+        elif short == "declarations.cleared":
+            self.guaranteed.add(record["declarationId"])
+            self.cleared.add(record["declarationId"])
+        elif short == "declarations.refused":
+            self.guaranteed.add(record["declarationId"])
+            self.refused.add(record["declarationId"])
+            self.left_at.setdefault(record["declarationId"], at)
+        elif short == "receipts":
+            self.receipts.setdefault(record["documentGuid"] or "", set()).add(record["returnStatus"])
+        else:
+            decl = declaration_id(record["ebpCode"], record["orderNo"])
+            self.known_to_returns.add(decl)
+            if record["releasedAt"] is not None:
+                self.released.add(decl)
+
+    def settled(self, submitted: set[str]) -> bool:
+        verified = {d for d, s in self.status.items() if s == "verified"}
+        return (submitted <= self.status.keys() and verified <= self.guaranteed
+                and self.cleared <= self.desk.delivered.keys())
+
+    def close(self) -> None:
+        for tail in self.tails.values():
+            tail.close()
+
+
+FINAL = {"399", "100"}
+
+
+class AfterSales:
+    """Cancels the declarations customs holds, returns released ones, brings their parcels back."""
+
+    def __init__(self, plan: returns_stage.AfterSales, submitter: Submitter, tracker: Tracker) -> None:
+        self.plan, self.submitter, self.tracker = plan, submitter, tracker
+        self.cancels: dict[str, str] = {}    # CEB623 guid -> declaration
+        self.requests: dict[str, object] = {}  # CEB625 guid -> its declaration set
+        self.sorting: dict[str, str] = {}    # CEB625 guid -> fit | unfit
+        self.arrived: set[str] = set()
+
+    def step(self) -> None:
+        t = self.tracker
+        for s in self.plan.cancel:
+            decl = _set_decl(s)
+            if decl not in self.cancels.values() and decl in t.known_to_returns and decl in t.desk.released:
+                doc = returns_stage.cancellation(s)
+                self.cancels[doc["guid"]] = decl
+                self.submitter.add(f"cancel:{decl}", write_message("CEB623", [doc]))
+        for s, sorting in [(s, "fit") for s in self.plan.returns] + [(s, "unfit") for s in self.plan.unfit]:
+            if s not in self.requests.values() and _set_decl(s) in t.released:
+                doc = returns_stage.return_request(s)
+                self.requests[doc["guid"]], self.sorting[doc["guid"]] = s, sorting
+                self.submitter.add(f"return:{_set_decl(s)}", write_message("CEB625", [doc]))
+
+    def parcels_due(self) -> list[dict]:
+        """Arrivals for return requests the service accepted (120) whose parcel was not sent yet."""
+        due = []
+        for guid, s in self.requests.items():
+            if guid not in self.arrived and "120" in self.tracker.receipts.get(guid, ()):
+                self.arrived.add(guid)
+                due.append(arrival_record(logistics_no=s.logistics["logisticsNo"], sorting=self.sorting[guid],
+                                          arrived_at=now_ms() // 1000 * 1000, warehouse_code=WAREHOUSES[0][0],
+                                          logistics_code=s.logistics["logisticsCode"], arrival_id=f"faults:{guid}"))
+        return due
+
+    def out_of_play(self, s) -> bool:
+        """Not cleared after all (incomplete, rejected or refused): nothing to cancel or return."""
+        decl = _set_decl(s)
+        return self.tracker.status.get(decl, "verified") != "verified" or decl in self.tracker.refused
+
+    def done(self) -> bool:
+        sent = {_set_decl(s) for s in self.requests.values()} | set(self.cancels.values())
+        decided = {d for g, (_, d) in self.sent().items() if self.tracker.receipts.get(g, set()) & FINAL}
+        return all(_set_decl(s) in decided if _set_decl(s) in sent else self.out_of_play(s)
+                   for s in self.plan.cancel + self.plan.returns + self.plan.unfit)
+
+    def sent(self) -> dict[str, tuple[str, str]]:
+        """CEB623/625 guid -> (cancel | return, declaration)."""
+        return {**{g: ("cancel", d) for g, d in self.cancels.items()},
+                **{g: ("return", _set_decl(s)) for g, s in self.requests.items()}}
+
+
+def arrival_order(sets, docs: list[dict], expected: dict[str, str], plan: Plan) -> list[dict]:
+    """The documents in an order a crash test can wait for: each declaration's documents close
+    together (in any order among the next ``plan.spread`` declarations'), so a declaration
+    completes well within the match timeout however the load is paced; the declarations
+    meant to stay incomplete first, so their timeout runs out while the load still runs."""
+    rnd = random.Random(plan.seed)
+    position = {d["guid"]: i for i, s in enumerate(sets) for d in s.documents}
+    early = {i for i, s in enumerate(sets) if expected[_set_decl(s)] == "incomplete"}
+
+    def place(doc: dict) -> int:
+        i = position[doc["guid"]]
+        return (0 if i in early else i) * 1000 + rnd.randrange(plan.spread * 1000)
+
+    return sorted(docs, key=place)
+
+
+def produce_arrivals(arrivals: list[dict]) -> None:
+    wire = codec()
+    producer = kafka_io.producer()
+    try:
+        for record in arrivals:
+            producer.send(topics.name("warehouse.arrivals"), key=record["logisticsNo"].encode(),
+                          value=wire.encode("sandan.WarehouseArrival", record)).get(timeout=60)
+    finally:
+        producer.close()
+
+
+@dataclass
+class Faults:
+    """What a scenario did to the pipeline, and when."""
+    at: list[tuple[str, int]] = field(default_factory=list)
+
+    def record(self, what: str) -> None:
+        self.at.append((what, now_ms()))
+
+
+class Pipeline:
+    def __init__(self, name: str, prefix: str, runs_dir: Path, plan: Plan, **env: str) -> None:
+        self.name, self.prefix, self.plan = name, f"{prefix}{name}-", plan
+        self.run_dir = runs_dir / self.prefix.rstrip("-")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.address = f"127.0.0.1:{runner.free_port()}"
+        clients = self.run_dir / "gateway-clients.json"
+        self.parties, self.customs = parties.gateway_clients(clients, self.address)
+        self.env = environment(self.prefix, self.run_dir, SANDAN_GATEWAY_LISTEN=self.address,
+                               SANDAN_GATEWAY_CLIENTS=str(clients), SANDAN_MATCH_TIMEOUT=str(plan.match_timeout_s),
+                               **env)
+        self.services = Services(self.env, self.run_dir, plan.workers)
+        self.faults = Faults()
+        self.tokens = (self.parties.token, self.customs.token)
+
+    async def wait_gateway(self) -> None:
+        await runner.wait_serving(self.address, self.services.procs["gateway"])
+
+    async def run(self, inject: Callable[["Pipeline"], Awaitable[None]]) -> Evidence:
+        """Start everything, run the load with ``inject`` alongside, wait for the flow, gather evidence."""
+        started = time.monotonic()
+        with with_prefix(self.prefix):
+            await asyncio.to_thread(kafka_io.create_topics)
+            self.services.start_all()
+            try:
+                evidence = await self._run(inject)
+            finally:
+                self.services.stop_all()
+        evidence.seconds = time.monotonic() - started
+        return evidence
+
+    async def _run(self, inject) -> Evidence:
+        plan = self.plan
+        sets, docs, expected = runner.build_documents(runner.DemoPlan(
+            count=plan.count, seed=plan.seed, incomplete_share=Decimal("0.03") if plan.incomplete else Decimal(0)))
+        files = runner.write_inbox(arrival_order(sets, docs, expected, plan), self.run_dir / "inbox")
+        amounts, short = parties.guarantee_plan(sets)
+        after_plan = returns_stage.AfterSales.choose(sets, short, plan.after_sales)
+        desk = parties.CustomsDesk(self.customs)
+        desk.hold = after_plan.held()
+        await self.wait_gateway()
+        await asyncio.to_thread(parties.register_guarantees, amounts, self.env)
+        load = Submitter(self.parties, pace_s=plan.load_s / max(len(files), 1))
+        for path in files:
+            load.add(path.name, path.read_bytes())
+        load.close()
+        extra = Submitter(self.parties)
+        tracker = Tracker(desk)
+        after = AfterSales(after_plan, extra, tracker)
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(c) for c in (load.run(), extra.run(), keep_desk(desk, stop))]
+        faults = asyncio.create_task(inject(self))
+        decl_of = {d["guid"]: _set_decl(s) for s in sets for d in s.documents}
+        submitted: set[str] = set()
+        try:
+            deadline = None
+            while True:
+                await tracker.poll()
+                self.services.check()
+                after.step()
+                due = after.parcels_due()
+                if due:
+                    await asyncio.to_thread(produce_arrivals, due)
+                for task in tasks + [faults]:
+                    if task.done() and task.exception() is not None:
+                        raise task.exception()
+                submitted = {decl_of[g] for g in load.acked_at if g in decl_of}
+                if faults.done() and tasks[0].done():
+                    deadline = deadline or time.monotonic() + plan.settle_s
+                    if (tracker.settled(submitted) and after.done()) or time.monotonic() > deadline:
+                        break
+            extra.close()
+            await asyncio.sleep(3)  # anything a restarted worker still re-emits shows up now
+        finally:
+            stop.set()
+            for task in tasks + [faults]:
+                task.cancel()
+            await asyncio.gather(*tasks, faults, return_exceptions=True)
+            tracker.close()
+        entered_at: dict[str, int] = {}
+        for guid, at in load.acked_at.items():
+            if guid in decl_of:
+                entered_at[decl_of[guid]] = min(at, entered_at.get(decl_of[guid], at))
+        return await self._evidence(sets, expected, entered_at, desk, tracker, after,
+                                    load.refused + extra.refused, load.reconnects + extra.reconnects)
+
+    async def _evidence(self, sets, expected, entered_at, desk, tracker, after, refused, reconnects) -> Evidence:
+        wire = codec()
+
+        def read(short: str) -> list[dict]:
+            return [wire.decode(r.value)[1] for r in kafka_io.read_all(topics.name(short), timeout_s=60)]
+
+        outputs = {short: await asyncio.to_thread(read, short) for short in
+                   ("declarations.verdicts", "declarations.cleared", "declarations.refused", "receipts",
+                    "guarantee.ledger")}
+        client = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
+        try:
+            namespace = f"sandan:{self.prefix}"
+            accounts = {a.assure_code: a.outstanding for a in await RedisAccountStore(client, namespace).accounts()}
+            quotas = {q: h.total or Decimal(0) for q, h in (await RedisQuotaHashes(client, namespace).read_all()).items()}
+        finally:
+            await client.aclose()
+        self.services.check()
+        return Evidence(
+            sets={_set_decl(s): s for s in sets}, expected=expected, submitted=set(entered_at),
+            verdicts=outputs["declarations.verdicts"], cleared=outputs["declarations.cleared"],
+            refused=outputs["declarations.refused"], receipts=outputs["receipts"], ledger=outputs["guarantee.ledger"],
+            delivered=set(desk.delivered), after_sales=after.sent(), accounts=accounts, quotas=quotas,
+            entered_at=entered_at, left_at=dict(tracker.left_at), faults=list(self.faults.at),
+            crashed=set(self.services.crashed), logs=self.services.logs(), reconnects=reconnects,
+            refused_items=refused)
+
+    def sandan(self, *args: str) -> tuple[int, str]:
+        """A `sandan` command against this scenario's topics and keys: (exit code, output)."""
+        done = subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env, capture_output=True,
+                              text=True, cwd=config.PROJECT_ROOT, timeout=180)
+        return done.returncode, done.stdout + done.stderr
+
+
+def _set_decl(s) -> str:
+    return declaration_id(s.order["ebpCode"], s.order["orderNo"])
