@@ -14,7 +14,7 @@ PYTEST_ARGS ?= -q
 SERVICES ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv proto setup up down status reset test demo clean
+.PHONY: help venv proto setup up down status reset test demo clean test-faults
 
 help:
 	@echo "make venv     .venv with sandan installed editable (plus test tools)"
@@ -25,8 +25,11 @@ help:
 	@echo "make status   one line per service"
 	@echo "make reset    down, then delete the Kafka, Redis and Prometheus data"
 	@echo "make test     up, then pytest (PYTEST_ARGS='$(PYTEST_ARGS)')"
+	@echo "make test-faults  crash, outage, fuzz and security tests on a private stack; ends with the fault table"
 	@echo "make demo     up, then sandan demo"
 	@echo "make bench-codec  Avro and CEB XML encode/decode figures (JSON)"
+	@echo "make bench    the pipeline at full speed next to raw Kafka (JSON; BENCH_ARGS='--rate 1000' for latency)"
+	@echo "make bench-memory  a million pending declarations in order_match's RocksDB table (JSON; minutes)"
 	@echo "make clean    remove .venv and build output (keeps .local data, see reset, and the Kafka jars in .cache)"
 
 venv: $(STAMP) $(PROTO_GEN)
@@ -67,11 +70,24 @@ reset:
 test: up
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
+# Its own Kafka and Redis (tests/faults/stack.env: other ports, .local/faults), which it stops,
+# restarts and wipes; never the shared stack of `make up`.
+test-faults: setup
+	$(VENV_PY) -m pytest tests/faults $(PYTEST_ARGS)
+
 demo: up
 	$(VENV)/bin/sandan demo
 
 bench-codec: venv
 	$(VENV_PY) bench/codec.py
+
+# Never part of `make test`: minutes of full load. Progress on stderr, one JSON line on stdout.
+BENCH_ARGS ?=
+bench: up
+	@$(VENV_PY) -m bench.pipeline $(BENCH_ARGS)
+
+bench-memory: up
+	@$(VENV_PY) -m bench.memory $(BENCH_ARGS)
 
 # .cache is left alone: a running broker loads classes from those jars lazily.
 clean:

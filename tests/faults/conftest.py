@@ -33,9 +33,9 @@ def private() -> private_stack.PrivateStack:
     before = stack.running()
     stack.up()
     yield stack
-    stopped = [name for name in ("kafka", "redis") if name not in before]
-    if stopped:
-        stack.down(*stopped)
+    started = sorted(stack.running() - before)
+    if started:
+        stack.down(*started)
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +48,11 @@ def stack(private) -> Stack:
 def rnd(request) -> random.Random:
     """A random source per test, reproducible from the session seed and the test's name."""
     return random.Random(f"{SEED}:{request.node.name}")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """The security tests last: their log scans cover every scenario the session ran."""
+    items.sort(key=lambda item: item.path.name == "test_security.py")
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

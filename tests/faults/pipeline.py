@@ -70,8 +70,8 @@ class Plan:
 
 def environment(prefix: str, run_dir: Path, **extra: str) -> dict:
     """The environment of a scenario's services: its topics and keys, its folder, no metrics ports."""
-    return service_env(prefix, SANDAN_LOCAL_DIR=str(run_dir), SANDAN_RETURNS_TICK_SECONDS="1", SANDAN_LOG_LEVEL="INFO",
-                       **METRICS_OFF, **extra)
+    return service_env(prefix, **{"SANDAN_LOCAL_DIR": str(run_dir), "SANDAN_RETURNS_TICK_SECONDS": "1",
+                                  "SANDAN_LOG_LEVEL": "INFO", **METRICS_OFF, **extra})
 
 
 class Services:
@@ -333,6 +333,17 @@ def produce_arrivals(arrivals: list[dict]) -> None:
         producer.close()
 
 
+@dataclass(frozen=True)
+class Run:
+    """What a scenario's logs must never hold: its tokens and its documents' personal data."""
+    logs: list[Path]
+    tokens: set[str]
+    documents: list[dict]
+
+
+RUNS: list[Run] = []  # every pipeline of the session, for the log scans of test_security.py
+
+
 @dataclass
 class Faults:
     """What a scenario did to the pipeline, and when."""
@@ -371,6 +382,7 @@ class Pipeline:
             finally:
                 self.services.stop_all()
         evidence.seconds = time.monotonic() - started
+        RUNS.append(Run(evidence.logs, set(self.tokens), [d for s in evidence.sets.values() for d in s.documents]))
         return evidence
 
     async def _run(self, inject) -> Evidence:

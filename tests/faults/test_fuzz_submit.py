@@ -12,16 +12,21 @@ those records are kept for the worker fuzz (test_fuzz_workers.py).
 from __future__ import annotations
 
 import asyncio
+import re
+import threading
 import time
+from collections import Counter
 
 import grpc
 import pytest
 from hypothesis import given, seed, strategies as st
+from prometheus_client import REGISTRY
 
 from services.common import generator as gen
 from services.common.avro import SCHEMA_OF_KIND, codec
 from services.common.documents import MESSAGE_TYPES, kind_of
 from services.gateway.proto import gateway_pb2 as pb
+from services.gateway.submission import SENDER_FIELDS
 from tests.faults import hostile
 from tests.faults.conftest import SEED
 from tests.faults.fuzz import ACCEPTED_BY_GATEWAY, Tally, budget
@@ -30,8 +35,14 @@ from tests.gateway_harness import MemoryLog, MemoryPublisher, register, running_
 
 TALLY = Tally("fuzz: gateway Submit")
 WIRE = codec()
+# The fuzzing client speaks for every party the samples name, so its items are answered; another
+# enterprise's documents are tried one at a time below. (A call refused with PERMISSION_DENIED
+# while the client still sends a large item can reach the client as INTERNAL "Internal error
+# from Core": a race in the gRPC client, not an answer of the gateway.)
+SENDERS = "|".join(sorted({f for fields in SENDER_FIELDS.values() for f in fields}))
 CODES = sorted({code for table in (gen.PLATFORMS, gen.MERCHANTS, gen.PAYMENT_FIRMS, gen.CARRIERS, gen.AGENTS)
-                for code, *_ in table})
+                for code, *_ in table} | {code.decode() for data in hostile.samples().values()
+                                          for code in re.findall(rb"<ceb:(?:" + SENDERS.encode() + rb")>([^<]+)<", data)})
 SETS = gen.generate(4, fault_share=0, seed=11)
 AVRO = [(d["message"], WIRE.encode(SCHEMA_OF_KIND[kind_of(d)], d)) for s in SETS for d in s.documents]
 XML = [(name.split()[-1] if name.startswith("generated") else name[:6], data) for name, data in hostile.samples().items()]
@@ -50,29 +61,50 @@ class EncodingPublisher(MemoryPublisher):
 
 
 class Server:
-    """One gateway for the whole module, on a loop the examples run on."""
+    """One gateway for the whole module, on an event loop that keeps running in its own thread
+    (as a served gateway's does) while the examples call it."""
 
     def __init__(self, tmp_path) -> None:
         self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
+        self.thread.start()
         self.tokens = register(tmp_path / "clients.json", ("parties", "enterprise", CODES),
                                ("outsider", "enterprise", [gen.OUTSIDERS[0]]))
         self.publisher = EncodingPublisher()
         limits = dict(rate=1_000_000, burst=1_000_000, max_message_bytes=2 * 1024 * 1024)
         self._context = running_gateway(settings(tmp_path, **limits), self.publisher, MemoryLog())
-        self.gw = self.loop.run_until_complete(self._context.__aenter__())
+        self.gw = self._run(self._context.__aenter__())
 
-    def submit(self, token: str, items: list[pb.SubmitItem]):
+    def _run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=120)
+
+    def submit(self, token: str, items: list[pb.SubmitItem]) -> tuple[list, grpc.StatusCode, str, str]:
+        """(answers, status and details as the client saw them, status the gateway ended the call with)."""
         async def call():
             async with self.gw.client(token) as client:
                 try:
                     return [a async for a in client.submit(items, timeout=60)], grpc.StatusCode.OK, ""
                 except grpc.aio.AioRpcError as exc:
                     return [], exc.code(), exc.details() or ""
-        return self.loop.run_until_complete(call())
+        before = submit_calls()
+        answers, status, details = self._run(call())
+        deadline = time.monotonic() + 5
+        while (ended := submit_calls() - before) == Counter() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return answers, status, details, next(iter(ended), "none")
 
     def close(self) -> None:
-        self.loop.run_until_complete(self._context.__aexit__(None, None, None))
+        self._run(self._context.__aexit__(None, None, None))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
         self.loop.close()
+
+
+def submit_calls() -> Counter:
+    """Submit calls the gateway ended, by status (its own metric: what the server answered)."""
+    return Counter({sample.labels["code"]: sample.value for metric in REGISTRY.collect()
+                    if metric.name == "sandan_gateway_calls" for sample in metric.samples
+                    if sample.name.endswith("_total") and sample.labels.get("method") == "Submit"})
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +163,18 @@ def items(draw) -> tuple[str, pb.SubmitItem]:
 @seed(SEED)
 @given(st.lists(items(), min_size=1, max_size=5))
 def test_every_item_is_answered_or_the_call_refused_with_a_reason(server, batch):
-    answers, status, details = server.submit(server.tokens["parties"], [item for _, item in batch])
+    answers, status, details, served = server.submit(server.tokens["parties"], [item for _, item in batch])
+    # What the gateway answered decides; the client may see a refusal as INTERNAL "Internal error
+    # from Core" when it was still sending a large item (a race in the gRPC client).
+    fate = "answered" if served == "OK" else served + ("" if served == status.name else f" (client saw {status.name})")
     for how, _ in batch:
-        TALLY.count(how, "answered" if status == grpc.StatusCode.OK else status.name)
-    if status != grpc.StatusCode.OK:
-        if status not in REFUSING:
-            TALLY.crashes.append(f"Submit ended {status.name}: {details}")
-        assert status in REFUSING and details.strip(), f"{status.name}: {details}"
+        TALLY.count(how, fate)
+    if served != "OK":
+        if served not in {code.name for code in REFUSING}:
+            TALLY.crashes.append(f"Submit ended {served}: {details}")
+        assert served in {code.name for code in REFUSING}, \
+            f"{served}: {details} for {[(how, item.message_type, len(item.payload)) for how, item in batch]}"
+        assert status != grpc.StatusCode.OK and (details.strip() or status == grpc.StatusCode.INTERNAL)
         return
     assert [a.item_id for a in answers] == [item.item_id for _, item in batch], "every item answered, in order"
     for answer in answers:
@@ -151,7 +188,7 @@ def test_every_item_is_answered_or_the_call_refused_with_a_reason(server, batch)
 def test_another_enterprises_documents_are_refused_and_nothing_of_them_published(server, sample):
     code, payload = sample
     before = len(server.publisher.outputs)
-    answers, status, details = server.submit(server.tokens["outsider"], [
+    answers, status, details, _ = server.submit(server.tokens["outsider"], [
         pb.SubmitItem(item_id="x", message_type=code, format=pb.CEB_XML, payload=payload)])
     TALLY.count("another enterprise's documents", status.name)
     published = server.publisher.outputs[before:]
@@ -164,7 +201,7 @@ def test_another_enterprises_documents_are_refused_and_nothing_of_them_published
 
 def test_the_gateway_is_still_healthy_and_takes_good_documents(server):
     code, payload = XML[0]
-    answers, status, _ = server.submit(server.tokens["parties"], [
+    answers, status, _, _ = server.submit(server.tokens["parties"], [
         pb.SubmitItem(item_id="good", message_type=code, format=pb.CEB_XML, payload=payload)])
     assert status == grpc.StatusCode.OK and answers[0].outcome == pb.OUTCOME_ACCEPTED
     assert not TALLY.crashes
