@@ -231,7 +231,7 @@ def run(plan: Plan) -> dict:
         cpu_after = {name: procstats.cpu_seconds(pid) for name, pid in pids.items()}
         busy_after = procstats.machine_busy()
         sampler.stop()
-        peaks = {name: procstats.peak_rss_mb(pid) for name, pid in pids.items() if name not in ("kafka", "redis")}
+        peaks = {name: procstats.peak_rss_mb(pid) for name, pid in pids.items()}  # kafka, redis: over their life
         assignment = partitions_per_member(f"{prefix}sandan-order-match")
         got = {d: deliveries.at[d] for d in measured.cleared if d in deliveries.at}
         last_out = max(got.values()) if got else first_in

@@ -104,11 +104,16 @@ def create_app() -> faust.App:
         if wake is not None and wake != indexed_wake:
             wakeups.add(event.message.partition, wake, key)
 
+    expected_schema = {topics.name(t): topics.BY_NAME[t].value for t in DOCUMENT_TOPICS}
+
     def arrival_of(event, now: int) -> Arrival | Output:
         """The document of a record, or the dead letter of a record that holds none."""
         msg = event.message
         try:
-            _, doc = wire.decode(msg.value)
+            name, doc = wire.decode(msg.value)
+            if name != expected_schema.get(msg.topic):
+                # a well-formed record of another kind (a verdict, a receipt ...) on a document topic
+                raise WireError(f"{msg.topic} carries {expected_schema.get(msg.topic)} records, not {name}")
             key = doc["orderNo"].strip()
         except (WireError, KeyError, AttributeError) as exc:
             m.documents.labels(kind="unknown", outcome="undecodable").inc()

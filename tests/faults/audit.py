@@ -51,7 +51,19 @@ class Evidence:
     logs: list[Path]
     reconnects: int = 0
     refused_items: list[str] = field(default_factory=list)
+    restarts: dict[str, int] = field(default_factory=dict)  # exits asking to be started again (rebalance_guard)
     seconds: float = 0.0
+
+    def summary(self) -> str:
+        """What the scenario went through, for the notes under the fault table."""
+        final = {r["documentGuid"]: r["returnStatus"] for r in self.receipts
+                 if r["documentGuid"] in self.after_sales and r["returnStatus"] in FINAL}
+        done = {kind: sum(1 for g, (k, _) in self.after_sales.items() if k == kind and final.get(g) == "399")
+                for kind in ("cancel", "return")}
+        return (f"{len(self.submitted)} declarations, {len({v['declarationId'] for v in self.cleared})} cleared, "
+                f"{len({v['declarationId'] for v in self.refused})} refused by the guarantee, {done['cancel']} "
+                f"cancelled, {done['return']} returned; {self.reconnects} gateway reconnects, "
+                f"{sum(self.restarts.values())} worker restarts on rebalance")
 
 
 @dataclass

@@ -464,7 +464,7 @@ class Pipeline:
             delivered=set(desk.delivered), after_sales=after.sent(), accounts=accounts, quotas=quotas,
             entered_at=entered_at, left_at=dict(tracker.left_at), faults=list(self.faults.at),
             crashed=set(self.services.crashed), logs=self.services.logs(), reconnects=reconnects,
-            refused_items=refused)
+            refused_items=refused, restarts=dict(self.services.restarts))
 
     def sandan(self, *args: str) -> tuple[int, str]:
         """A `sandan` command against this scenario's topics and keys: (exit code, output)."""

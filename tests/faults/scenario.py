@@ -19,6 +19,7 @@ def run(name: str, pipeline: Pipeline, inject) -> Findings:
         code, out = pipeline.sandan(*args)
         if code != 0:
             findings.mismatched.append(f"`sandan {' '.join(args)}` exit {code}: {out.strip()[-800:]}")
+    TABLE.notes.append(f"{name}: {evidence.summary()}")
     TABLE.add(Row(name, faults=len(evidence.faults), in_flight=in_flight(evidence), lost=len(findings.lost),
                   duplicated=len(findings.duplicated), mismatched=len(findings.mismatched),
                   crashes=len(findings.crashes), seconds=round(evidence.seconds, 1)))

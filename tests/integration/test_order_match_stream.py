@@ -118,3 +118,35 @@ def test_a_worker_killed_mid_stream_loses_and_double_counts_nothing(stack, topic
         assert len(by_id) == len(sets)
         held, wanted = _quota_totals(stack.redis_url, f"sandan:{prefix}", sets, verdicts)
         assert held == wanted, "a quota was reserved twice (or lost) across the crash"
+
+
+def test_records_that_are_not_documents_are_dead_lettered_and_the_worker_goes_on(stack, topic_prefix, tmp_path):
+    from services.common.avro import codec
+    from services.common.topics import name
+
+    prefix = f"{topic_prefix}om3-"
+    [good] = generate(1, fault_share=0, seed=303)
+    wire = codec()
+    with with_prefix(prefix):
+        kafka_io.create_topics()
+        worker = Worker("order-match", worker_env(prefix, tmp_path), tmp_path / "worker.log").start()
+        try:
+            producer = kafka_io.producer()
+            # a well-formed record of another kind, with an orderNo: a verdict where an order belongs
+            verdict = {"declarationId": "E:O-hostile", "ebpCode": "E", "orderNo": "O-hostile", "status": "verified",
+                       "lastDocumentAt": 1, "decidedAt": 2}
+            producer.send(name("documents.order"), key=b"O-hostile", value=wire.encode("sandan.Verdict", verdict))
+            producer.send(name("documents.payment"), key=b"O-hostile", value=b"\xa5\x03abc not avro")
+            producer.flush()
+            producer.close()
+            produce_documents([copy.deepcopy(d) for d in good.documents])
+            expected = {declaration_id(good.order["ebpCode"], good.order["orderNo"])}
+            verdicts = wait_for_verdicts(expected, timeout_s=90, workers=[worker])
+            assert worker.alive()
+        finally:
+            worker.stop()
+        assert {v["declarationId"] for v in verdicts} == expected
+        dead = read_records("deadletter")
+        assert sorted(d["source"].rsplit(".", 1)[-1] for d in dead) == ["order", "payment"]
+        assert all(d["code"] == "UNDECODABLE" for d in dead)
+        assert "crashed" not in (tmp_path / "worker.log").read_text(errors="replace").lower()
