@@ -73,20 +73,49 @@ def services_of(plan: Plan, env: dict) -> list[ServiceProcess]:
 
 class Supervisor:
     """Starts a worker again when it exits asking for it (RESTART: it left a rebalance), as
-    docker compose or systemd do in production; any other exit ends the benchmark."""
+    docker compose or systemd do in production; any other exit ends the benchmark. Counts the
+    CPU time of every process a service had while measuring, restarted ones included."""
 
     def __init__(self, services: list[ServiceProcess]) -> None:
-        self.services, self.restarts = services, 0
+        self.services, self.restarts, self.last_restart = services, 0, time.monotonic()
+        self._cpu: dict[int, list] = {}  # pid -> [service name, CPU s when measuring began, latest]
+        self._measuring = False
 
     def check(self) -> None:
         for service in self.services:
-            if service.alive():
-                continue
-            if service.proc.returncode != RESTART:
-                raise SystemExit(f"bench: {service.name} stopped (exit {service.proc.returncode}); see {service.log}")
-            say(f"  {service.name} left a rebalance; starting it again")
-            service.start()
-            self.restarts += 1
+            if not service.alive():
+                if service.proc.returncode != RESTART:
+                    raise SystemExit(f"bench: {service.name} stopped (exit {service.proc.returncode});"
+                                     f" see {service.log}")
+                say(f"  {service.name} left a rebalance; starting it again")
+                service.start()
+                self.restarts += 1
+                self.last_restart = time.monotonic()
+            self._sample(service)
+
+    def _sample(self, service: ServiceProcess) -> None:
+        pid = service.proc.pid
+        used = procstats.cpu_seconds(pid)
+        entry = self._cpu.setdefault(pid, [service.name, used if not self._measuring else 0.0, used])
+        entry[2] = max(entry[2], used)  # a process that is gone reads 0: keep its last figure
+
+    def settle(self, quiet_s: float) -> None:
+        """Until no worker has had to start again for ``quiet_s`` (the group is stable)."""
+        while time.monotonic() - self.last_restart < quiet_s:
+            self.check()
+            time.sleep(0.5)
+
+    def start_measuring(self) -> None:
+        self._cpu.clear()
+        self.check()
+        self._measuring = True
+
+    def cpu_seconds(self) -> dict[str, float]:
+        self.check()
+        used: dict[str, float] = {}
+        for name, first, latest in self._cpu.values():
+            used[name] = used.get(name, 0.0) + latest - first
+        return used
 
 
 class Deliveries:
@@ -210,16 +239,17 @@ def run(plan: Plan) -> dict:
         deliveries = Deliveries(out)
         asyncio.run(load_mod.send(warm))
         deliveries.wait_for(warm.cleared, supervisor, plan.stall_s, "warm-up")
+        supervisor.settle(quiet_s=20)  # a worker started again rejoins; let the group settle first
         restarts_before = supervisor.restarts
-        pids = {s.name: s.proc.pid for s in services}
-        pids["subscriber"], pids["producer"] = subscriber.pid, os.getpid()
+        pids = {"subscriber": subscriber.pid, "producer": os.getpid()}
         stack = Path(config.get("SANDAN_LOCAL_DIR"))
         for name, pid_file in (("kafka", stack / "kafka" / "kafka.pid"), ("redis", stack / "redis" / "redis.pid")):
             pid = procstats.pid_from_file(pid_file)
             if pid:
                 pids[name] = pid
-        (run_dir / "pids.json").write_text(json.dumps(pids))  # for a profiler to attach to (py-spy)
+        (run_dir / "pids.json").write_text(json.dumps(dict(pids, **{s.name: s.proc.pid for s in services})))
         cpu_before = {name: procstats.cpu_seconds(pid) for name, pid in pids.items()}
+        supervisor.start_measuring()
         load_before = os.getloadavg()[0]
         busy_before = procstats.machine_busy()
         sampler = StageSampler().start()
@@ -231,7 +261,9 @@ def run(plan: Plan) -> dict:
         cpu_after = {name: procstats.cpu_seconds(pid) for name, pid in pids.items()}
         busy_after = procstats.machine_busy()
         sampler.stop()
+        used = dict({name: cpu_after[name] - cpu_before[name] for name in pids}, **supervisor.cpu_seconds())
         peaks = {name: procstats.peak_rss_mb(pid) for name, pid in pids.items()}  # kafka, redis: over their life
+        peaks.update({s.name: procstats.peak_rss_mb(s.proc.pid) for s in services})
         assignment = partitions_per_member(f"{prefix}sandan-order-match")
         got = {d: deliveries.at[d] for d in measured.cleared if d in deliveries.at}
         last_out = max(got.values()) if got else first_in
@@ -243,7 +275,7 @@ def run(plan: Plan) -> dict:
         to_verdict = [deliveries.decided[d] - sent[d] for d in got]
         verdict_to_delivery = [got[d] - deliveries.decided[d] for d in got]
         n = len(measured.declarations)
-        cpu = {name: round((cpu_after[name] - cpu_before[name]) / n * 1000, 3) for name in pids}
+        cpu = {name: round(seconds_used / n * 1000, 3) for name, seconds_used in used.items()}
         for group in ("order-match", "tax-guarantee"):
             cpu[group.replace("-", "_")] = round(sum(v for k, v in cpu.items() if k.startswith(group + "-")), 3)
         result = {
