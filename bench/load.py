@@ -26,6 +26,7 @@ from services.demo.parties import guarantee_plan
 from services.order_match.decide import declaration_id
 
 WINDOW = 250  # declarations whose documents interleave
+KEPT_LOADS = 3
 
 
 @dataclass
@@ -91,6 +92,8 @@ def build(count: int, seed: int) -> Load:
     load = Load(records, closing, declarations, cleared, amounts)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(pickle.dumps(load, protocol=pickle.HIGHEST_PROTOCOL))
+    for old in sorted(cache.parent.glob("load-*.pickle"), key=lambda p: p.stat().st_mtime)[:-KEPT_LOADS]:
+        old.unlink(missing_ok=True)  # ~2.5 KB per declaration each: keep the latest few
     return load
 
 
