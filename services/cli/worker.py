@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from services.common import config, kafka_io, metrics, rebalance_guard
+from services.common import changelogs, config, kafka_io, metrics, rebalance_guard
 
 WORKERS = {
     "order-match": ("services.order_match.app", "SANDAN_ORDER_MATCH_METRICS_PORT"),
@@ -27,7 +27,8 @@ def run(args) -> int:
     kafka_io.create_topics()  # idempotent; a worker never starts against missing topics
     metrics.serve(config.get_int(port_setting))
     app = importlib.import_module(module_name).create_app()
-    rebalance_guard.install(app)  # exit 75 on a rebalance, no commit on SIGTERM: see that module
+    rebalance_guard.install(app)  # exit 75 on a rebalance, 70 on an agent error, no commit on SIGTERM
+    changelogs.declare(app)  # before the consumer takes the topics' metadata
     worker = faust.Worker(app, loglevel=logging.getLevelName(logging.getLogger().level), quiet=True)
     worker.execute_from_commandline()
     return 0

@@ -16,7 +16,10 @@ tests/faults/test_crash.py), so the safe way through is to die instead:
   ``RESTART`` (75, EX_TEMPFAIL), before faust suspends anything; its supervisor (docker
   compose ``restart: unless-stopped``, systemd ``Restart=on-failure``) starts it again, and
   with static membership the new process takes its place from the committed offsets;
-- SIGTERM or SIGINT flushes what the worker produced and exits with 0 without committing.
+- SIGTERM or SIGINT flushes what the worker produced and exits with 0 without committing;
+- an agent that raises (sandan's agents catch what bad input causes, so this is a bug or a
+  faust fault) makes the worker exit with ``CRASHED`` (70) at once, before faust marks the
+  failed record processed and restarts the agent behind it.
 
 Either way, what was processed but not committed is processed again (idempotent), and
 nothing that was not processed is committed.
@@ -31,6 +34,7 @@ import sys
 from collections.abc import Callable
 
 RESTART = 75  # EX_TEMPFAIL: "start me again"
+CRASHED = 70  # EX_SOFTWARE: an agent failed; start again from the committed offsets (and look at the log)
 FLUSH_S = 10.0
 
 log = logging.getLogger("sandan.worker")
@@ -49,6 +53,10 @@ class RebalanceGuard:
         if self.holding:
             self._leave(RESTART, "a rebalance started while this worker holds partitions: exiting to be started"
                                  " again (faust would skip and commit buffered records)")
+
+    async def on_agent_error(self, agent, exc: BaseException) -> None:
+        log.critical("agent %s failed: %r", getattr(agent, "name", agent), exc, exc_info=exc)
+        self._leave(CRASHED, "an agent failed: exiting before faust marks its record processed")
 
     async def on_stop_signal(self, flush) -> None:
         """SIGTERM/SIGINT: what was produced goes out; no offset is committed."""
@@ -76,6 +84,8 @@ def install(app) -> RebalanceGuard:
 
     app.on_rebalance_start = on_rebalance_start  # faust calls it on the app instance
     app.on_partitions_assigned.connect(lambda _sender, assigned, **_: guard.on_assigned(assigned))
+    for agent in app.agents.values():
+        agent._on_error = guard.on_agent_error  # faust's per-agent error hook, called before its restart
 
     @app.task
     async def take_stop_signals() -> None:

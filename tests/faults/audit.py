@@ -47,7 +47,7 @@ class Evidence:
     entered_at: dict[str, int]   # declaration -> first document acknowledged (ms)
     left_at: dict[str, int]      # declaration -> refused, rejected or delivered (ms)
     faults: list[tuple[str, int]]
-    crashed: set[str]            # processes found dead without being stopped
+    crashed: list[str]           # exits of processes nobody stopped (rebalance restarts aside)
     logs: list[Path]
     reconnects: int = 0
     refused_items: list[str] = field(default_factory=list)
@@ -63,7 +63,7 @@ class Evidence:
         return (f"{len(self.submitted)} declarations, {len({v['declarationId'] for v in self.cleared})} cleared, "
                 f"{len({v['declarationId'] for v in self.refused})} refused by the guarantee, {done['cancel']} "
                 f"cancelled, {done['return']} returned; {self.reconnects} gateway reconnects, "
-                f"{sum(self.restarts.values())} worker restarts on rebalance")
+                f"{sum(self.restarts.values())} worker restarts (rebalance or agent error)")
 
 
 @dataclass
@@ -99,7 +99,7 @@ def audit(e: Evidence) -> Findings:
     _balances(e, f, cleared, returned)
     _quotas(e, f, cleared, returned)
     f.mismatched += [f"the gateway refused a document of the load: {item}" for item in e.refused_items]
-    f.crashes += [f"{name} died without being stopped" for name in sorted(e.crashed)]
+    f.crashes += e.crashed
     for log in e.logs:
         text = log.read_text(errors="replace") if log.exists() else ""
         f.crashes += [f"{log.name}: {line.strip()[:200]}" for line in text.splitlines() if CRASH_MARK in line]

@@ -36,7 +36,7 @@ from services.common.avro import codec
 from services.common.ceb.writer import write_message
 from services.common.clock import now_ms
 from services.common.generator import WAREHOUSES
-from services.common.rebalance_guard import RESTART
+from services.common.rebalance_guard import CRASHED, RESTART
 from services.demo import parties, returns_stage, runner
 from services.demo.processes import ServiceProcess, service_env
 from services.gateway.client import Credentials, GatewayClient, xml_item
@@ -57,11 +57,11 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.Status
 
 @dataclass
 class Plan:
-    count: int = 150           # declarations
+    count: int = 120           # declarations
     seed: int = 1
-    load_s: float = 15.0       # the submissions are spread over this long
+    load_s: float = 12.0       # the submissions are spread over this long
     after_sales: int = 4       # cancellations and returns (each), plus one unfit return
-    match_timeout_s: int = 15  # incomplete declarations get their verdict this long after their first document
+    match_timeout_s: int = 12  # incomplete declarations get their verdict this long after their first document
     incomplete: bool = True    # hold back a document of 3 % of the declarations (they end incomplete)
     spread: int = 20           # a declaration's documents arrive among those of this many declarations
     settle_s: float = 150.0    # longest wait, after the load, for everything to come out
@@ -87,7 +87,8 @@ class Services:
         if gateway:
             self.procs["gateway"] = ServiceProcess("gateway", COMMANDS["gateway"], env, run_dir)
         self.down: set[str] = set()     # stopped or killed by the test, on purpose
-        self.crashed: set[str] = set()  # found dead without being stopped, and not asking to be restarted
+        self.crashes: list[str] = []    # every exit that was neither asked for nor a rebalance restart
+        self.dead: set[str] = set()      # exited for good
         self.restarts: dict[str, int] = {}  # exits asking for a restart (rebalance_guard), as a supervisor sees them
 
     def start_all(self) -> None:
@@ -107,15 +108,19 @@ class Services:
         self.down.discard(name)
 
     def check(self) -> None:
-        """Play the supervisor: start again a worker that exited asking for it; note any other death."""
+        """Play the supervisor: start again a worker that exited on a rebalance or an agent error
+        (the latter is also a crash); any other death is a crash and stays dead."""
         for name, proc in self.procs.items():
-            if name in self.down or proc.alive() or name in self.crashed:
+            if name in self.down or name in self.dead or proc.alive():
                 continue
-            if proc.proc.returncode == RESTART:
+            code = proc.proc.returncode
+            if code != RESTART:
+                self.crashes.append(f"{name} exited with {code} without being stopped")
+            if code in (RESTART, CRASHED):
                 self.restarts[name] = self.restarts.get(name, 0) + 1
                 proc.start()
             else:
-                self.crashed.add(name)
+                self.dead.add(name)
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
@@ -395,7 +400,9 @@ class Pipeline:
         desk = parties.CustomsDesk(self.customs)
         desk.hold = after_plan.held()
         await self.wait_gateway()
-        await asyncio.to_thread(parties.register_guarantees, amounts, self.env)
+        # One `sandan guarantee register` per account, side by side (each waits for the worker's outcome).
+        await asyncio.gather(*(asyncio.to_thread(parties.register_guarantees, {code: amount}, self.env)
+                               for code, amount in amounts.items()))
         load = Submitter(self.parties, pace_s=plan.load_s / max(len(files), 1))
         for path in files:
             load.add(path.name, path.read_bytes())
@@ -463,7 +470,7 @@ class Pipeline:
             refused=outputs["declarations.refused"], receipts=outputs["receipts"], ledger=outputs["guarantee.ledger"],
             delivered=set(desk.delivered), after_sales=after.sent(), accounts=accounts, quotas=quotas,
             entered_at=entered_at, left_at=dict(tracker.left_at), faults=list(self.faults.at),
-            crashed=set(self.services.crashed), logs=self.services.logs(), reconnects=reconnects,
+            crashed=list(self.services.crashes), logs=self.services.logs(), reconnects=reconnects,
             refused_items=refused, restarts=dict(self.services.restarts))
 
     def sandan(self, *args: str) -> tuple[int, str]:

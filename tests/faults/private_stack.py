@@ -53,7 +53,15 @@ class PrivateStack:
         return {line.split(":")[0] for line in lines if ": running" in line}
 
     def up(self) -> None:
-        self.sh("up")
+        """Start whatever is stopped and wait until it answers (stack.sh waits; this checks it did)."""
+        out = self.sh("up")
+        missing = {"kafka", "redis"} - self.running()
+        if missing:
+            raise RuntimeError(f"scripts/stack.sh up left {', '.join(sorted(missing))} stopped:\n{out}")
+
+    def reset(self) -> None:
+        """Stopped, its data deleted: the next `up` starts an empty broker and Redis."""
+        self.sh("reset")
 
     def down(self, *services: str) -> None:
         self.sh("down", *services)

@@ -29,7 +29,7 @@ def test_a_worker_leaving_and_rejoining_loses_and_duplicates_nothing(private, to
         for name in leaving:
             p.services.start(name)
 
-    plan = Plan(load_s=25.0, workers={name: 2 for name in WORKERS}, **scenario.LONG_OUTAGE)
+    plan = Plan(load_s=20.0, workers={name: 2 for name in WORKERS}, **scenario.LONG_OUTAGE)
     findings = scenario.run("rebalance: 1 of 2 workers leaves, rejoins",
                             scenario.pipeline("rebalance", private, topic_prefix, plan), inject)
     assert not findings, findings.text()

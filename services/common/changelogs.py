@@ -1,0 +1,53 @@
+"""A worker's table changelog topics, created before it starts and visible with all partitions.
+
+faust creates a table's changelog topic while the worker starts, and its consumer may take
+the topic's metadata in the instant a new topic has no partitions yet; the table's first
+write then fails with ``PartitionsMismatch`` ("the changelog topic has 0 partitions") and
+crashes the agent (seen by the fault suite on a first start of the returns worker). Creating
+the topics beforehand, as ``kafka_io.create_topics`` does for the declared ones, and waiting
+until every partition is there, takes that instant away.
+"""
+from __future__ import annotations
+
+import time
+
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from services.common import kafka_io
+
+WAIT_S = 30.0
+
+
+def changelog_topics(app) -> dict[str, int]:
+    """Changelog topic name -> partitions, of every table of a faust app."""
+    return {table.changelog_topic_name: table.partitions or app.conf.topic_partitions for table in app.tables.values()}
+
+
+def declare(app) -> list[str]:
+    """Create the app's missing changelog topics (compacted, as faust makes them) and wait until
+    every partition has a leader; returns the names created."""
+    wanted = changelog_topics(app)
+    admin = kafka_io.admin()
+    try:
+        existing = set(admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        for name in missing:
+            try:
+                admin.create_topics([NewTopic(name, wanted[name], app.conf.topic_replication_factor,
+                                              topic_configs={"cleanup.policy": "compact"})])
+            except TopicAlreadyExistsError:
+                pass  # another worker of the app made it meanwhile
+        deadline = time.monotonic() + WAIT_S
+        while not all(_ready(topic, wanted) for topic in admin.describe_topics(list(wanted))):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"changelog topics without all their partitions after {WAIT_S:g}s: {sorted(wanted)}")
+            time.sleep(0.2)
+    finally:
+        admin.close()
+    return missing
+
+
+def _ready(topic: dict, wanted: dict[str, int]) -> bool:
+    partitions = [p for p in topic["partitions"] if p["error_code"] == 0 and p["leader_id"] >= 0]
+    return topic["error_code"] == 0 and len(partitions) == wanted[topic["name"]]
