@@ -26,14 +26,13 @@ import asyncio
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common import config, kafka_io
+from services.common import config, kafka_io, runs
 from services.common.rebalance_guard import RESTART
 from services.demo import parties as parties_mod
 from services.demo.processes import ServiceProcess, service_env
@@ -171,30 +170,6 @@ def partitions_per_member(group: str) -> dict[str, int]:
     return counts
 
 
-def cleanup(prefix: str, run_dir: Path) -> None:
-    """Delete the run's topics, Redis keys and table files (the logs stay)."""
-    import redis
-
-    client = kafka_io.admin()
-    try:
-        mine = [t for t in client.list_topics() if t.startswith(prefix)]
-        if mine:
-            client.delete_topics(mine)
-    finally:
-        client.close()
-    r = redis.Redis.from_url(config.get("SANDAN_REDIS_URL"))
-    batch = []
-    for key in r.scan_iter(match=f"sandan:{prefix}*", count=5000):
-        batch.append(key)
-        if len(batch) >= 5000:
-            r.delete(*batch)
-            batch.clear()
-    if batch:
-        r.delete(*batch)
-    r.close()
-    shutil.rmtree(run_dir / "faust", ignore_errors=True)
-
-
 def summary(values: list[float]) -> dict:
     ints = [int(v) for v in values]
     return {"p50": percentile(ints, 50), "p95": percentile(ints, 95), "p99": percentile(ints, 99),
@@ -316,7 +291,7 @@ def run(plan: Plan) -> dict:
         if result["documents_per_s"]:
             result["sandan_over_raw_kafka"] = round(result["documents_per_s"] / raw["produce_consume_records_per_s"], 4)
     if not plan.keep:
-        cleanup(prefix, run_dir)
+        runs.forget(prefix, run_dir)
     return result
 
 

@@ -377,10 +377,11 @@ show_log() {
 
 cmd_wait() {
     select_services "$@"
-    local services=("${SELECTED[@]}") service start deadline answered=" " all
+    local services=("${SELECTED[@]}") service start deadline answered=" " all next_note
     if selected kafka; then jars_ok || die "Kafka jars missing; run scripts/stack.sh setup"; fi
     start=$(now)
     deadline=$((SECONDS + TIMEOUT))
+    next_note=$((SECONDS + 10))
     while :; do
         all=1
         for service in "${services[@]}"; do
@@ -402,6 +403,12 @@ cmd_wait() {
                 [[ $answered == *" $service "* ]] || "${service}_timed_out"
             done
             exit 1
+        fi
+        if ((SECONDS >= next_note)); then
+            # A broker holding many partitions loads their logs for a while before it answers.
+            say "still waiting for$(for service in "${services[@]}"; do
+                [[ $answered == *" $service "* ]] || printf ' %s' "$service"; done) ($(since "$start") s of $TIMEOUT s)"
+            next_note=$((SECONDS + 10))
         fi
         sleep 0.5
     done

@@ -120,8 +120,9 @@ def stack() -> Iterator[Stack]:
 def topic_prefix() -> Iterator[str]:
     """A prefix unique to this test session, for topic names, group ids and Redis keys.
 
-    It is also exported as SANDAN_TOPIC_PREFIX so services started by tests use it; the Kafka
-    topics are left behind (``make reset`` clears them) and never seen by a later session.
+    It is also exported as SANDAN_TOPIC_PREFIX so services started by tests use it. At the end
+    the session's topics and Redis keys are deleted (services/common/runs.py says why), unless
+    SANDAN_KEEP_TEST_TOPICS=1 asks to keep them for a look.
     """
     prefix = f"t{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}-"
     previous = os.environ.get("SANDAN_TOPIC_PREFIX")
@@ -133,3 +134,10 @@ def topic_prefix() -> Iterator[str]:
             os.environ.pop("SANDAN_TOPIC_PREFIX", None)
         else:
             os.environ["SANDAN_TOPIC_PREFIX"] = previous
+        if os.environ.get("SANDAN_KEEP_TEST_TOPICS") != "1" and kafka_answers(config.get("SANDAN_KAFKA_BOOTSTRAP")):
+            from services.common import runs
+
+            try:
+                runs.forget(prefix)
+            except Exception as exc:  # noqa: BLE001 - a clean-up problem must not hide the tests' outcome
+                print(f"could not delete the session's topics and keys ({prefix}*): {exc!r}")

@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from decimal import Decimal
 from pathlib import Path
 
-from services.common import config, kafka_io, topics
+from services.common import config, kafka_io, runs, topics
 from services.common.avro import codec
 from services.common.ceb.writer import write_message
 from services.common.documents import MESSAGE_OF_KIND, kind_of
@@ -113,6 +113,18 @@ async def wait_serving(address: str, service: ServiceProcess, timeout_s: float =
             await asyncio.sleep(0.5)
 
 
+DEMO_PREFIX = r"demo\d{14}-"
+
+
+def forget_earlier_demos(prefix: str, say) -> None:
+    """Each demo leaves its topics to be looked at, until the next demo deletes them."""
+    earlier = runs.earlier_runs(DEMO_PREFIX, keep=prefix)
+    if earlier:
+        removed = [runs.forget(p) for p in earlier]
+        say(f"  deleted the topics and keys of {len(earlier)} earlier demo run(s):"
+            f" {sum(r['topics'] for r in removed)} topics, {sum(r['redis_keys'] for r in removed)} Redis keys")
+
+
 def run(plan: DemoPlan, out=sys.stdout) -> dict:
     return asyncio.run(_run(plan, out))
 
@@ -124,6 +136,7 @@ async def _run(plan: DemoPlan, out) -> dict:
     run_dir = Path(config.get("SANDAN_LOCAL_DIR")) / "demo" / prefix.rstrip("-")
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731 - a local shorthand
     say(f"sandan demo: run {prefix.rstrip('-')}, {plan.count} declarations; logs and files in {run_dir}")
+    await asyncio.to_thread(forget_earlier_demos, prefix, say)
     await asyncio.to_thread(kafka_io.create_topics)
     address = f"127.0.0.1:{free_port()}"
     parties, customs = parties_mod.gateway_clients(run_dir / "gateway-clients.json", address)
