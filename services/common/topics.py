@@ -28,8 +28,12 @@ class TopicSpec:
         return config.get("SANDAN_TOPIC_PREFIX") + self.name
 
     def configs(self) -> dict[str, str]:
-        return {"cleanup.policy": "compact" if self.compacted else "delete",
-                "retention.ms": str(self.retention_ms)}
+        configs = {"cleanup.policy": "compact" if self.compacted else "delete", "retention.ms": str(self.retention_ms)}
+        if self.document_topic:
+            # A document's arrival is when the broker took it, by the broker's clock: the match
+            # timeout counts from there, whatever clock the sender's producer had.
+            configs["message.timestamp.type"] = "LogAppendTime"
+        return configs
 
 
 TOPICS: list[TopicSpec] = [

@@ -36,6 +36,7 @@ from services.order_match.processor import MatchProcessor
 from services.order_match.quota import RedisQuotaStore
 from services.order_match.rates import load_rates
 from services.order_match.rules import RuleSettings
+from services.order_match.stream_clock import StreamClock
 from services.order_match.wakeups import Wakeups
 from services.order_match.waybills import RedisWaybillRegistry
 
@@ -64,6 +65,7 @@ def create_app() -> faust.App:
     out = streaming.output_topics(app)
     ticks_topic = topics.name("order_match.ticks")
     wakeups = Wakeups()
+    clock = StreamClock(tuple(topics.name(t) for t in DOCUMENT_TOPICS), config.get_int("SANDAN_MATCH_IDLE_SECONDS") * 1000)
     loaded_wake: dict[str, int | None] = {}  # of the buckets read in this batch: index only what changed
     scanned_for: set = set()
     # Buckets whose INCOMPLETE verdicts a tick caused, by that tick's position: if the tick
@@ -119,6 +121,7 @@ def create_app() -> faust.App:
             m.documents.labels(kind="unknown", outcome="undecodable").inc()
             return dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, "UNDECODABLE", None, str(exc))
         arrived = int(msg.timestamp * 1000) if msg.timestamp else now
+        clock.read(msg.topic, msg.partition, arrived, now)
         return Arrival(key, doc, msg.value, f"{msg.topic}:{msg.partition}:{msg.offset}", arrived, event)
 
     def keep(done: batch.Batch) -> None:
@@ -164,6 +167,7 @@ def create_app() -> faust.App:
         if assigned == frozenset(scanned_for):
             return
         wakeups.clear()
+        clock.forget()
         scanned_for.clear()
         scanned_for.update(assigned)
         for raw_key, raw in buckets.items():
@@ -183,11 +187,12 @@ def create_app() -> faust.App:
         streaming.in_event(event)
         assigned = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == ticks_topic)
         rescan_if_reassigned(assigned)
-        now = now_ms()
+        wall = now_ms()
+        now = clock.now(partition, wall)  # not past what has been read: see stream_clock
         for key in tick_decisions.pop(position, []):
             raw = buckets.get(key.encode())
             if raw is not None:
-                await publish(await processor.replay(wire.decode(raw)[1], position, now))
+                await publish(await processor.replay(wire.decode(raw)[1], position, wall))
         for key in wakeups.due(partition, now):
             raw = buckets.get(key.encode())
             if raw is None:
@@ -203,7 +208,7 @@ def create_app() -> faust.App:
         m.pending.set(len(wakeups))
         # how late the earliest scheduled wake-up is; stays ~0 unless expiry has stalled
         earliest = wakeups.earliest_ms()
-        m.expiry_overdue.set(max(0, now - (earliest if earliest is not None else now)) / 1000)
+        m.expiry_overdue.set(max(0, wall - (earliest if earliest is not None else wall)) / 1000)
 
     @app.agent(source, concurrency=1)
     async def match(stream):

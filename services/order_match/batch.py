@@ -46,7 +46,8 @@ class Batch:
         bucket = held[0] if held is not None else self.load(arrival)
         self.buckets[arrival.key] = (bucket, arrival)
         self.outputs += await self.processor.replay(bucket, arrival.position, self.now_ms)
-        taken, ready = self.processor.take(bucket, arrival.doc, self.now_ms, arrival.raw)
+        taken, ready = self.processor.take(bucket, arrival.doc, self.now_ms, arrival.raw, arrival.arrived_ms,
+                                           arrival.position)
         self.outputs += taken
         for ebp_code in ready:
             self._settling.append(Settling(bucket, ebp_code, arrival.position, arrival.arrived_ms))

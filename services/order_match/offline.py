@@ -64,11 +64,14 @@ def verdict_line(record: dict) -> dict:
     }
 
 
+OFFLINE_NO_TIMEOUT = 2**62  # all documents are at hand: nothing expires until the end, where all open ones do
+
+
 async def check_documents(documents: list[dict], *, year_to_date: dict | None = None,
                           settings: RuleSettings | None = None, rates: RateTable | None = None) -> list[dict]:
     processor = MatchProcessor(quota=MemoryQuotaStore(year_to_date), waybills=MemoryWaybillRegistry(),
                                settings=settings or RuleSettings.from_env(), rates=rates or load_rates(),
-                               timeout_ms=0)
+                               timeout_ms=OFFLINE_NO_TIMEOUT)
     buckets: dict[str, dict] = {}
     now = 0
     for doc in sorted(documents, key=_doc_order):

@@ -50,17 +50,24 @@ class MatchProcessor:
         self.replay_window_ms = replay_window_ms
         self._decoded: OrderedDict[bytes, dict] = OrderedDict()
 
-    def take(self, bucket: dict, doc: dict, now_ms: int, raw: bytes | None = None) -> tuple[list[Output], list[str]]:
+    def take(self, bucket: dict, doc: dict, now_ms: int, raw: bytes | None = None,
+             arrived_ms: int | None = None, position: str | None = None) -> tuple[list[Output], list[str]]:
         """Buffer one document. ``raw`` is its wire record when at hand (``doc`` is then that
         record decoded, and is kept to decide its declaration without decoding it again).
-        Returns refusal receipts and the declarations now ready."""
+        ``arrived_ms`` is when it entered Kafka (default ``now_ms``): deadlines count from
+        arrivals, and a declaration whose deadline passed before this document arrived is
+        INCOMPLETE whether or not a tick came first (decided by ``position``, this document).
+        Returns refusal receipts (and such INCOMPLETE verdicts) and the declarations now ready."""
+        arrived = now_ms if arrived_ms is None else arrived_ms
         outputs: list[Output] = []
+        if any(d["status"] == matcher.OPEN and d["deadline"] <= arrived for d in bucket["declarations"]):
+            outputs += self.expire(bucket, arrived, position=position)
         ready: list[str] = []
         if raw is not None:
             self._decoded[raw] = doc
             if len(self._decoded) > DECODED_KEPT:
                 self._decoded.popitem(last=False)
-        for event in matcher.apply(bucket, doc, now_ms, self.timeout_ms, raw):
+        for event in matcher.apply(bucket, doc, arrived, self.timeout_ms, raw):
             if isinstance(event, matcher.Refusal):
                 outputs.append(_receipt_output(refusal_receipt(event.document, event.code, event.message, now_ms)))
             elif isinstance(event, matcher.Ready):

@@ -150,3 +150,57 @@ def test_records_that_are_not_documents_are_dead_lettered_and_the_worker_goes_on
         assert sorted(d["source"].rsplit(".", 1)[-1] for d in dead) == ["order", "payment"]
         assert all(d["code"] == "UNDECODABLE" for d in dead)
         assert "crashed" not in (tmp_path / "worker.log").read_text(errors="replace").lower()
+
+
+def _committed_covers(group: str, short_topic: str) -> bool:
+    """The group has committed everything on the topic (all of it was processed)."""
+    from kafka.structs import TopicPartition
+
+    from services.common.topics import name
+
+    client = kafka_io.admin()
+    try:
+        committed = client.list_group_offsets(group).get(group, {})
+    finally:
+        client.close()
+    ends = kafka_io.end_offsets(name(short_topic))
+    return all(committed.get(TopicPartition(name(short_topic), p)) is not None
+               and committed[TopicPartition(name(short_topic), p)].offset >= end for p, end in ends.items() if end)
+
+
+def test_a_worker_down_past_the_timeout_still_verifies_declarations_whose_documents_arrived_in_time(
+        stack, topic_prefix, tmp_path):
+    """DOMAIN §2: INCOMPLETE only when the documents did not *arrive* within MATCH_TIMEOUT. The
+    orders are read before the worker stops; payments, waybills and inventories arrive in time,
+    behind a backlog, while it is down; it comes back after the deadline. Expiring by the wall
+    clock, the first ticks after the restart beat the backlog and make declarations INCOMPLETE."""
+    prefix = f"{topic_prefix}om4-"
+    timeout_s = 20
+    sets = generate(40, buyers=40, fault_share=0, seed=404)
+    backlog = generate(600, buyers=600, fault_share=0, seed=405)
+    expected, _ = _expectations(sets + backlog, incomplete=0)
+    env = worker_env(prefix, tmp_path, SANDAN_MATCH_TIMEOUT=str(timeout_s), SANDAN_STORE="rocksdb://")
+    with with_prefix(prefix):
+        kafka_io.create_topics()
+        worker = Worker("order-match", env, tmp_path / "worker.log").start()
+        restarted = None
+        try:
+            started = time.monotonic()
+            produce_documents([copy.deepcopy(s.order) for s in sets])
+            deadline = time.monotonic() + 15
+            while not _committed_covers(f"{prefix}sandan-order-match", "documents.order"):
+                assert time.monotonic() < deadline, "the worker did not take the orders"
+                time.sleep(0.3)
+            worker.stop()
+            produce_documents([copy.deepcopy(d) for s in backlog for d in s.documents])
+            produce_documents([copy.deepcopy(d) for s in sets for d in s.documents if d["message"] != "CEB311"])
+            assert time.monotonic() - started < timeout_s - 2, "too slow to make the point: documents arrived late"
+            time.sleep(max(0.0, started + timeout_s + 3 - time.monotonic()))  # down past every deadline
+            restarted = Worker("order-match", env, tmp_path / "worker2.log").start()
+            verdicts = wait_for_verdicts(set(expected), timeout_s=180, workers=[restarted])
+        finally:
+            worker.stop()
+            if restarted:
+                restarted.stop()
+        by_id = _check(expected, verdicts)
+        assert len(by_id) == len(expected)

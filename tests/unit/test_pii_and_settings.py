@@ -26,3 +26,8 @@ def test_every_setting_is_documented_in_the_markdown_table():
     for setting in config.SETTINGS:
         assert f"`{setting.env}`" in table
         assert setting.doc
+
+
+def test_the_readme_settings_table_is_the_generated_one():
+    readme = (config.PROJECT_ROOT / "README.md").read_text()
+    assert config.markdown_table().strip() in readme, "README's settings table is stale: paste `sandan config`"
