@@ -19,7 +19,9 @@ tests/faults/test_crash.py), so the safe way through is to die instead:
 - SIGTERM or SIGINT flushes what the worker produced and exits with 0 without committing;
 - an agent that raises (sandan's agents catch what bad input causes, so this is a bug or a
   faust fault) makes the worker exit with ``CRASHED`` (70) at once, before faust marks the
-  failed record processed and restarts the agent behind it.
+  failed record processed and restarts the agent behind it;
+- an output record Kafka refuses after the producer's retries does the same, before the
+  offsets of its input are committed.
 
 Either way, what was processed but not committed is processed again (idempotent), and
 nothing that was not processed is committed.
@@ -58,6 +60,13 @@ class RebalanceGuard:
         log.critical("agent %s failed: %r", getattr(agent, "name", agent), exc, exc_info=exc)
         self._leave(CRASHED, "an agent failed: exiting before faust marks its record processed")
 
+    def on_output_lost(self, exc: BaseException) -> None:
+        """Kafka refused an output record after the producer's own retries (a broker away for
+        longer than its request timeout): its input must not be committed, so exit now, before
+        faust's next commit (the producer flush it waits on resumes after this callback)."""
+        log.critical("Kafka did not take an output record: %r", exc)
+        self._leave(CRASHED, "an output record was lost: exiting so that its input is taken again")
+
     async def on_stop_signal(self, flush) -> None:
         """SIGTERM/SIGINT: what was produced goes out; no offset is committed."""
         try:
@@ -84,6 +93,7 @@ def install(app) -> RebalanceGuard:
 
     app.on_rebalance_start = on_rebalance_start  # faust calls it on the app instance
     app.on_partitions_assigned.connect(lambda _sender, assigned, **_: guard.on_assigned(assigned))
+    app.sandan_output_lost = guard.on_output_lost  # see streaming.Publisher
     for agent in app.agents.values():
         agent._on_error = guard.on_agent_error  # faust's per-agent error hook, called before its restart
 

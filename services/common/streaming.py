@@ -101,8 +101,13 @@ class Publisher:
                 self.count(o)
 
     def _delivered(self, delivery: asyncio.Future) -> None:
-        if not delivery.cancelled() and delivery.exception() is not None:
+        if delivery.cancelled() or delivery.exception() is None:
+            return
+        lost = getattr(self.app, "sandan_output_lost", None)  # the worker's guard (rebalance_guard.install)
+        if lost is None:
             self.log.error("Kafka did not take an output record: %r", delivery.exception())
+        else:
+            lost(delivery.exception())
 
 
 def in_event(event) -> None:

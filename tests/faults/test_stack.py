@@ -47,7 +47,7 @@ def test_kafka_broker_restarted_mid_load_loses_nothing_acknowledged(private, top
     async def inject(p):
         await asyncio.sleep(rnd.uniform(3.0, 7.0))
         p.faults.record("Kafka broker stopped and restarted")
-        await asyncio.to_thread(private.restart, "kafka", rnd.uniform(0.5, 2.0))
+        await asyncio.to_thread(private.restart, "kafka", rnd.uniform(1.0, 4.0))
 
     plan = Plan(**scenario.LONG_OUTAGE)
     findings = scenario.run("Kafka broker restart", scenario.pipeline("kafka-restart", private, topic_prefix, plan),
