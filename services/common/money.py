@@ -14,6 +14,8 @@ _FACTOR = 10**SCALE
 FEN = Decimal("0.01")
 ZERO = Decimal(0)
 MAX_TOTAL_DIGITS = 19
+# The largest amount a record carries: a signed 64-bit count of 1/10^SCALE CNY (services/common/avro.py).
+MAX_AMOUNT = Decimal(2**63 - 1).scaleb(-SCALE)
 
 
 class AmountError(ValueError):

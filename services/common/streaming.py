@@ -87,18 +87,31 @@ class Publisher:
         self.app, self.wire, self.log, self.count = app, wire, log, count
         self.names = {t.name: t.full_name for t in topics.TOPICS}
 
-    async def publish(self, outputs: Iterable[Output], *, count: bool = True,
-                      encoded: dict[int, bytes] | None = None) -> None:
+    def prepare(self, outputs: Iterable[Output], *, encoded: dict[int, bytes] | None = None
+                ) -> list[tuple[Output, bytes]]:
+        """Every output with its wire bytes; raises WireError before anything is sent, so a
+        caller that encodes before it keeps its state never keeps a state whose outputs
+        cannot go out."""
         done: dict[int, bytes] = dict(encoded or {})
-        send = self.app.producer.send
+        prepared = []
         for o in outputs:
             value = done.get(id(o.record))
             if value is None:
                 value = done[id(o.record)] = self.wire.encode(o.schema, o.record)
+            prepared.append((o, value))
+        return prepared
+
+    async def send(self, prepared: Iterable[tuple[Output, bytes]], *, count: bool = True) -> None:
+        send = self.app.producer.send
+        for o, value in prepared:
             delivery = await send(self.names[o.topic], o.key, value, None, None, None)
             delivery.add_done_callback(self._delivered)
             if count and self.count is not None:
                 self.count(o)
+
+    async def publish(self, outputs: Iterable[Output], *, count: bool = True,
+                      encoded: dict[int, bytes] | None = None) -> None:
+        await self.send(self.prepare(outputs, encoded=encoded), count=count)
 
     def _delivered(self, delivery: asyncio.Future) -> None:
         if delivery.cancelled() or delivery.exception() is None:

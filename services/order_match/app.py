@@ -137,6 +137,7 @@ def create_app() -> faust.App:
         dead = [a for a in taken if not isinstance(a, Arrival)]
         try:
             done = await streaming.with_retry(lambda: batch.run(processor, arrivals, load, now), log)
+            outputs = publisher.prepare(dead + done.outputs)  # encoded before the state is kept
         except Exception:  # noqa: BLE001 - find the document at fault: take them one by one
             log.exception("a batch of %d documents failed; taking them one at a time", len(arrivals))
             await publish(dead)
@@ -146,12 +147,13 @@ def create_app() -> faust.App:
         keep(done)
         for kind, n in Counter(matcher.kind_of(a.doc) for a in arrivals).items():
             m.documents.labels(kind=kind, outcome="processed").inc(n)
-        await publish(dead + done.outputs)
+        await publisher.send(outputs)
 
     async def on_document(arrival: Arrival) -> None:
         kind = matcher.kind_of(arrival.doc)
         try:
             done = await streaming.with_retry(lambda: batch.run(processor, [arrival], load, now_ms()), log)
+            outputs = publisher.prepare(done.outputs)
         except Exception as exc:  # noqa: BLE001 - one bad document must not stop the partition
             msg = arrival.source.message
             log.exception("document %s on %s failed", arrival.doc.get("guid"), arrival.position)
@@ -161,7 +163,7 @@ def create_app() -> faust.App:
             return
         keep(done)
         m.documents.labels(kind=kind, outcome="processed").inc()
-        await publish(done.outputs)
+        await publisher.send(outputs)
 
     def rescan_if_reassigned(assigned: frozenset) -> None:
         if assigned == frozenset(scanned_for):

@@ -27,8 +27,8 @@ DUPLICATE = "DUPLICATE"
 LOCKED = "LOCKED"
 WAYBILL_REUSED = "WAYBILL_REUSED"
 INCOMPLETE = "INCOMPLETE"
-NOT_FOUND = "NOT_FOUND"
 NOT_FOUND = "NOT_FOUND"  # appType 3 for a document that is not there
+AMOUNT_RANGE = "AMOUNT_RANGE"
 # Electronic tax guarantee (§4)
 GUARANTEE_UNKNOWN = "GUARANTEE_UNKNOWN"
 GUARANTEE_INACTIVE = "GUARANTEE_INACTIVE"
@@ -66,8 +66,8 @@ _ALL = (
     Code(LOCKED, "an order or waybill changed after its declaration was verified", (-301011,)),
     Code(WAYBILL_REUSED, "a carrier's logisticsNo names a second orderNo within 6 months"),
     Code(INCOMPLETE, "not all four documents arrived within the match timeout"),
-    Code(NOT_FOUND, "appType 3 withdraws a document that is not there"),
     Code(NOT_FOUND, "an appType 3 withdrawal of a document that was never declared"),
+    Code(AMOUNT_RANGE, "a computed amount (taxable value, tax) beyond what a record carries (±92,233,720,368,547.75807 CNY)"),
     Code(GUARANTEE_UNKNOWN, "no tax guarantee account for the assureCode"),
     Code(GUARANTEE_INACTIVE, "the tax guarantee is expired or frozen"),
     Code(GUARANTEE_INSUFFICIENT, "the tax guarantee's available balance is below the tax"),
@@ -83,5 +83,5 @@ CODES: dict[str, Code] = {c.name: c for c in _ALL}
 DOCUMENT_RULES = (
     ORDER_TOTAL, ORDER_LINES, PAYMENT_AMOUNT, PAYER_IDENTITY, PAYMENT_REFERENCE, CONSIGNEE,
     INVENTORY_PARTIES, INVENTORY_BUYER, INVENTORY_LINES, FIXED_VALUES, ASSURE_CODE, TAX_TOTAL,
-    SINGLE_LIMIT, ANNUAL_LIMIT,
+    SINGLE_LIMIT, ANNUAL_LIMIT, AMOUNT_RANGE,
 )

@@ -21,7 +21,7 @@ from decimal import Context, Decimal, InvalidOperation, localcontext
 
 from services.common import config
 from services.common.documents import DECLARATION_KINDS, MESSAGE_OF_KIND
-from services.common.money import ZERO, plain
+from services.common.money import MAX_AMOUNT, ZERO, plain
 from services.order_match import codes
 from services.order_match.rates import RateTable
 from services.order_match.tax import TaxResult, compute_tax
@@ -81,6 +81,10 @@ def evaluate(order: Mapping | None, payment: Mapping | None, logistics: Mapping 
         tax = declaration_tax(order, inventory, rates)
         _tax_total(order, tax, settings.tax_tolerance, add)
         _limits(tax.taxable_value, year_to_date, settings, add)
+        if not _amounts_in_range(tax, add):
+            # Documents at the edge of the wire range add up beyond it: no record could carry
+            # this tax, so the verdict names the failure and carries none.
+            return Verdict(REJECTED, tuple(failures), (), None, None, ebp_code, order_no)
     status = REJECTED if failures else VERIFIED
     return Verdict(status, tuple(failures), (), tax, tax.taxable_value, ebp_code, order_no)
 
@@ -110,6 +114,16 @@ def taxable_value(order: Mapping | None, inventory: Mapping | None) -> Decimal:
         else:
             return ZERO
         return goods + freight + insured
+
+
+def _amounts_in_range(tax: TaxResult, add) -> bool:
+    computed = (("taxableValue", tax.taxable_value), ("taxTotal", tax.total), ("customsTax", tax.customs),
+                ("consumptionTax", tax.consumption), ("valueAddedTax", tax.vat))
+    beyond = [name for name, value in computed if abs(value) > MAX_AMOUNT]
+    if beyond:
+        add(Failure(codes.AMOUNT_RANGE, "InventoryHead", f"{', '.join(beyond)} beyond ±{plain(MAX_AMOUNT)} CNY:"
+                                                        " the declared amounts add up to more than a record carries"))
+    return not beyond
 
 
 def buyer_id(document: Mapping) -> tuple[str, str]:
