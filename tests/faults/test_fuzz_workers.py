@@ -15,6 +15,7 @@ import time
 from decimal import Decimal
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import CoordinatorNotAvailableError
 
 from services.common import generator as gen
 from services.common import kafka_io, topics
@@ -134,7 +135,10 @@ def unconsumed(prefix: str) -> dict[str, int]:
         behind = {}
         for worker, shorts in INPUTS.items():
             group = f"{prefix}sandan-{worker}"
-            committed = admin.list_group_offsets(group).get(group, {})
+            try:
+                committed = admin.list_group_offsets(group).get(group, {})
+            except CoordinatorNotAvailableError:  # a fresh broker makes its offsets topic first
+                committed = {}
             parts = [TopicPartition(name, p) for name in map(topics.name, shorts)
                      for p in consumer.partitions_for_topic(name) or ()]
             ends = consumer.end_offsets(parts)
