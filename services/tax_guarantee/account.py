@@ -53,6 +53,7 @@ class Bill:
     deducted: Decimal
     voided: Decimal = ZERO
     settled_by: str = ""  # entDutyNo of the payment notice that settled it
+    refunded: Decimal = ZERO  # voided after settlement: paid tax customs owes back (not the balance's)
 
     @property
     def remaining(self) -> Decimal:

@@ -36,7 +36,7 @@ def entry_id(assure_code: str, key: str) -> str:
 def entry(change: Change, *, key: str, at: int, command: Command | None = None) -> dict:
     """The ledger record of one applied change (``key``: its idempotency key)."""
     acct = change.account
-    bill_actions = change.action in ("deduct", "void")
+    bill_actions = change.action in ("deduct", "void", "refund")
     return {
         "entryId": entry_id(acct.assure_code, key), "assureCode": acct.assure_code, "seq": acct.seq,
         "action": change.action, "amount": change.amount, "guaranteed": acct.guaranteed,
@@ -80,13 +80,15 @@ def _replay_account(ordered: list[dict]) -> Rebuilt:
     for rec in ordered:
         if rec["action"] == "deduct":
             bills[rec["declarationId"]] = Bill(rec["declarationId"], rec["amount"])
-        elif rec["action"] in ("void", "settle"):
+        elif rec["action"] in ("void", "settle", "refund"):
             for decl in rec["bills"] or [rec["declarationId"]]:
                 bill = bills.get(decl)
                 if bill is None:
                     problems.append(f"{rec['entryId']} names bill {decl}, which no earlier entry deducted")
                 elif rec["action"] == "void":
                     bills[decl] = replace(bill, voided=bill.voided + rec["amount"])
+                elif rec["action"] == "refund":
+                    bills[decl] = replace(bill, refunded=bill.refunded + rec["amount"])
                 else:
                     bills[decl] = replace(bill, settled_by=rec["entDutyNo"])
     rebuilt = Rebuilt(account_after(ordered[-1]), bills, ordered, problems)

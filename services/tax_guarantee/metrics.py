@@ -27,6 +27,8 @@ class GuaranteeMetrics:
     voided: Counter
     settlements: Counter
     settled: Counter
+    refunds: Counter
+    refunded: Counter
     commands: Counter
     warnings: Counter
     dead_letters: Counter
@@ -49,6 +51,8 @@ def guarantee() -> GuaranteeMetrics:
             voided=Counter("sandan_guarantee_voided_fen_total", "Tax given back by voids, fen"),
             settlements=Counter("sandan_guarantee_settlements_total", "Payment notices settled"),
             settled=Counter("sandan_guarantee_settled_fen_total", "Tax given back by settlements, fen"),
+            refunds=Counter("sandan_guarantee_refunds_total", "Settled tax bills voided: refunds customs owes"),
+            refunded=Counter("sandan_guarantee_refunded_fen_total", "Paid tax owed back by refunds, fen"),
             commands=Counter("sandan_guarantee_commands_total", "Guarantee commands", ["action", "outcome"]),
             warnings=Counter("sandan_guarantee_warnings_total", "Warnings published", ["kind"]),
             dead_letters=Counter("sandan_guarantee_dead_letters_total", "Inputs sent to the dead-letter topic",
@@ -62,7 +66,8 @@ def show_account(m: GuaranteeMetrics, account: Account) -> None:
     m.utilisation.labels(assure_code=account.assure_code).set(utilisation(account.guaranteed, account.outstanding))
 
 
-_MOVES = {"deduct": ("deductions", "deducted"), "void": ("voids", "voided"), "settle": ("settlements", "settled")}
+_MOVES = {"deduct": ("deductions", "deducted"), "void": ("voids", "voided"), "settle": ("settlements", "settled"),
+          "refund": ("refunds", "refunded")}
 
 
 def count_output(m: GuaranteeMetrics, output: Output) -> None:

@@ -5,7 +5,7 @@ Keys (``ns`` = ``sandan:<topic prefix>``):
 - ``{ns}guarantee:account:<assureCode>`` hash: kind, guaranteed, outstanding, state,
   validFrom, validTo, seq (amounts as integers of 0.00001 CNY);
 - ``{ns}guarantee:accounts`` set of every assureCode with an account;
-- ``{ns}guarantee:bill:<assureCode>:<declarationId>`` hash: deducted, voided, settledBy;
+- ``{ns}guarantee:bill:<assureCode>:<declarationId>`` hash: deducted, voided, settledBy, refunded;
 - ``{ns}guarantee:outcome:<assureCode>/<idempotency key>``: the recorded outcome (ledger
   entry and warnings, or the refusal) of a deduction or command;
 - ``{ns}guarantee:expiry-warned:<assureCode>:<YYYYMMDD>``: expiry warned that day (expires).
@@ -96,14 +96,15 @@ def account_of(assure_code: str, fields: dict) -> Account | None:
 
 def bill_fields(bill: Bill) -> dict[str, str]:
     return {"deducted": str(to_units(bill.deducted)), "voided": str(to_units(bill.voided)),
-            "settledBy": bill.settled_by}
+            "settledBy": bill.settled_by, "refunded": str(to_units(bill.refunded))}
 
 
 def bill_of(declaration_id: str, fields: dict) -> Bill | None:
     if not fields:
         return None
     f = {k.decode(): v.decode() for k, v in fields.items()}
-    return Bill(declaration_id, from_units(int(f["deducted"])), from_units(int(f["voided"])), f["settledBy"])
+    return Bill(declaration_id, from_units(int(f["deducted"])), from_units(int(f["voided"])), f["settledBy"],
+                from_units(int(f.get("refunded", 0))))  # bills written before refunds existed have none
 
 
 class RedisAccountStore:

@@ -116,13 +116,25 @@ def _void(command: Command, account: Account, bills: Mapping[str, Bill]) -> Chan
     if bill is None:
         return Refusal(codes.BILL_UNKNOWN, "declarationId", f"no tax of {decl} was deducted from {account.assure_code}")
     if bill.settled_by:
-        return Refusal(codes.BILL_SETTLED, "declarationId",
-                       f"the tax bill of {decl} was settled by payment notice {bill.settled_by}; it cannot be voided")
+        return _refund(command, account, bill)
     if bill.remaining <= ZERO:
         return Refusal(codes.BILL_FULLY_VOIDED, "declarationId", f"the tax bill of {decl} is voided in full already")
     restored = min(command.amount, bill.remaining)
     return Change("void", restored, account.changed(outstanding=account.outstanding - restored),
                   (replace(bill, voided=bill.voided + restored),), decl)
+
+
+def _refund(command: Command, account: Account, bill: Bill) -> Change | Refusal:
+    """A void of a bill the enterprise has paid already (a return completed after settlement,
+    which customs allows until day 45 while bills are settled from day 31): the balance is not
+    touched, since the payment restored it; the tax becomes a refund customs owes."""
+    refundable = bill.deducted - bill.refunded
+    if refundable <= ZERO:
+        return Refusal(codes.BILL_FULLY_VOIDED, "declarationId",
+                       f"the tax bill of {bill.declaration_id} (settled by {bill.settled_by}) is refunded in full already")
+    refunded = min(command.amount, refundable)
+    return Change("refund", refunded, account.changed(), (replace(bill, refunded=bill.refunded + refunded),),
+                  bill.declaration_id)
 
 
 def _settle(command: Command, account: Account, bills: Mapping[str, Bill]) -> Change | Refusal:

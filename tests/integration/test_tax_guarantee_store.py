@@ -168,3 +168,26 @@ def test_two_processes_deducting_the_same_declarations_in_batches_deduct_each_on
     account, bills = asyncio.run(state(stack.redis_url, namespace))
     check(account, bills, results[0], amounts)
     assert account.seq == 1 + len(bills)
+
+
+def test_a_refund_of_a_settled_bill_is_kept_in_redis_and_given_once(stack, namespace):
+    """A return completed after its bill was paid: Redis keeps the refund on the bill, the
+    balance stays where the payment put it, and the same void delivered again refunds nothing more."""
+    async def scenario():
+        await register(stack.redis_url, namespace, "1000")
+        processor, client = engine(stack.redis_url, namespace)
+        try:
+            await processor.on_verdict(verdict("1", tax="40"), NOW_MS)
+            await processor.on_command(command_record("settle", commandId="s1", entDutyNo="N1", bills=["EBP:O1"]), NOW_MS)
+            void = command_record("void", commandId="v1", declarationId="EBP:O1", amount=Decimal("15"))
+            first = await processor.on_command(void, NOW_MS)
+            again = await processor.on_command(void, NOW_MS)
+        finally:
+            await client.aclose()
+        return first, again, await state(stack.redis_url, namespace)
+
+    first, again, (account, bills) = asyncio.run(scenario())
+    assert [o.record["action"] for o in first.outputs if o.topic == "guarantee.ledger"] == ["refund"]
+    assert again.outputs == first.outputs  # the recorded outcome, not a second refund
+    assert account.outstanding == ZERO and account.available == Decimal(1000)
+    assert (bills["EBP:O1"].settled_by, bills["EBP:O1"].refunded) == ("N1", Decimal(15))

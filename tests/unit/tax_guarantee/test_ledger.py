@@ -13,7 +13,8 @@ from .samples import CODE, NOW_MS, TODAY, command
 
 
 def history() -> list[dict]:
-    """register, three deductions, a partial void, a settlement, an amendment: as ledger entries."""
+    """register, three deductions, a partial void, a settlement, an amendment, a void of the
+    settled bill (a refund): as ledger entries."""
     entries = []
     change = rules.apply(command("register", kind="bank_guarantee", amount="1000", valid_from=date(2025, 1, 1),
                                  valid_to=date(2025, 12, 31), command_id="c1"), None, {})
@@ -26,7 +27,8 @@ def history() -> list[dict]:
         acct, bills = change.account, {**bills, decl: change.bills[0]}
     for cid, cmd in (("c2", command("void", declaration_id="E:2", amount="10", command_id="c2")),
                      ("c3", command("settle", bills=("E:1",), ent_duty_no="N1", command_id="c3")),
-                     ("c4", command("amend", amount="900", command_id="c4"))):
+                     ("c4", command("amend", amount="900", command_id="c4")),
+                     ("c5", command("void", declaration_id="E:1", amount="30", command_id="c5"))):
         change = rules.apply(cmd, acct, bills)
         entries.append(ledger.entry(change, key=ledger.command_key(cid), at=NOW_MS, command=cmd))
         acct = change.account
@@ -38,8 +40,9 @@ def test_an_entry_id_comes_from_what_caused_it():
     entries = history()
     assert [e["entryId"] for e in entries] == [
         f"{CODE}/command/c1", f"{CODE}/deduct/E:1", f"{CODE}/deduct/E:2", f"{CODE}/deduct/E:3",
-        f"{CODE}/command/c2", f"{CODE}/command/c3", f"{CODE}/command/c4"]
-    assert [e["seq"] for e in entries] == list(range(1, 8))
+        f"{CODE}/command/c2", f"{CODE}/command/c3", f"{CODE}/command/c4", f"{CODE}/command/c5"]
+    assert [e["seq"] for e in entries] == list(range(1, 9))
+    assert (entries[-1]["action"], entries[-1]["declarationId"]) == ("refund", "E:1")
     assert entries == history()  # the same changes give the very same entries
 
 
@@ -52,8 +55,8 @@ def test_entries_fit_the_avro_schema_exactly():
 def test_replay_rebuilds_the_account_and_its_bills():
     rebuilt = ledger.replay(history())[CODE]
     a = rebuilt.account
-    assert (a.guaranteed, a.outstanding, a.seq) == (Decimal(900), Decimal("60.5"), 7)
-    assert rebuilt.bills == {"E:1": Bill("E:1", Decimal(100), settled_by="N1"),
+    assert (a.guaranteed, a.outstanding, a.seq) == (Decimal(900), Decimal("60.5"), 8)
+    assert rebuilt.bills == {"E:1": Bill("E:1", Decimal(100), settled_by="N1", refunded=Decimal(30)),
                              "E:2": Bill("E:2", Decimal("50.5"), Decimal(10)), "E:3": Bill("E:3", Decimal(20))}
     assert rebuilt.problems == []
 

@@ -127,15 +127,17 @@ def test_a_malformed_command_is_rejected_input(engine):
     assert handled.rejected_input.code == codes.INVALID_AMOUNT
 
 
-def test_void_after_settlement_is_refused_and_settlement_restores_the_balance(engine):
+def test_void_after_settlement_is_a_refund_and_settlement_restores_the_balance(engine):
     run(engine.on_verdict(verdict("1", tax="40"), NOW_MS))
     settle = run(engine.on_command(command_record("settle", commandId="s1", entDutyNo="N1", bills=["EBP:O1"]),
                                    NOW_MS))
     assert settle.outputs[0].record["available"] == 100
     void = run(engine.on_command(command_record("void", commandId="v1", declarationId="EBP:O1",
                                                 amount=Decimal(40)), NOW_MS))
-    assert void.rejected_input.code == codes.BILL_SETTLED
-    assert balance(engine) == 100
+    assert void.rejected_input is None
+    [entry] = [o.record for o in void.outputs if o.topic == "guarantee.ledger"]
+    assert (entry["action"], entry["amount"], entry["declarationId"]) == ("refund", 40, "EBP:O1")
+    assert balance(engine) == 100  # the payment restored it; the refund is customs' to pay back
 
 
 def test_a_threshold_crossing_warns_once_and_a_redelivery_repeats_the_same_warning(engine):

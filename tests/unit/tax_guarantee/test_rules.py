@@ -138,9 +138,21 @@ def test_a_fully_voided_bill_cannot_be_voided_again():
                         {"EBP:1": bill(deducted="100", voided="100")}), codes.BILL_FULLY_VOIDED)
 
 
-def test_a_settled_bill_cannot_be_voided():
+def test_a_void_of_a_settled_bill_is_a_refund_that_leaves_the_balance_alone():
+    change = rules.apply(command("void", declaration_id="EBP:1", amount="30"), account(outstanding="0"),
+                         {"EBP:1": bill(settled_by="N1")})
+    assert isinstance(change, Change) and change.action == "refund"
+    assert change.amount == Decimal("30") and change.account.outstanding == 0
+    assert change.bills[0].refunded == Decimal("30") and change.bills[0].remaining == 0
+
+
+def test_a_refund_is_capped_at_what_was_paid_and_a_second_full_one_is_refused():
+    settled = bill(settled_by="N1")
+    change = rules.apply(command("void", declaration_id="EBP:1", amount="1000000"), account(outstanding="0"),
+                         {"EBP:1": settled})
+    assert change.amount == settled.deducted
     refused(rules.apply(command("void", declaration_id="EBP:1", amount="1"), account(outstanding="0"),
-                        {"EBP:1": bill(settled_by="N1")}), codes.BILL_SETTLED)
+                        {"EBP:1": change.bills[0]}), codes.BILL_FULLY_VOIDED)
 
 
 def test_a_void_of_a_bill_never_deducted_is_refused():
