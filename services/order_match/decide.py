@@ -57,7 +57,8 @@ async def decide_many(batch: Sequence[Documents], *, quota: QuotaStore, waybills
         return []
     verdicts = [evaluate(*docs, year_to_date=None, settings=settings, rates=rates) for docs in batch]
     holders = await waybills.claim_many([((docs[2].get("logisticsCode") or "").strip(),
-                                          (docs[2].get("logisticsNo") or "").strip(), verdict.order_no)
+                                          (docs[2].get("logisticsNo") or "").strip(), verdict.order_no,
+                                          docs[3].get("appTime") or "")
                                          for docs, verdict in zip(batch, verdicts)])
     steps = []
     for docs, verdict, holder in zip(batch, verdicts, holders):

@@ -4,20 +4,25 @@ Waybills of different orders sit on different partitions, so the registry is in 
 ``SET key orderNo NX EX 6 months`` claims a number atomically, and a claim by the same
 order again is a no-op (redelivery). ``MemoryWaybillRegistry`` is the offline twin.
 ``claim_many`` claims the waybills of a batch of declarations in one round trip, in order.
+
+A claim carries the time of its declaration (the inventory's ``appTime``): Redis counts the six
+months from when it takes the claim, the offline twin, which has no "now", from that time.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
 
+from services.common.clock import parse_app_time
+
 SIX_MONTHS_S = 183 * 24 * 3600
 
 
-Claim = tuple[str, str, str]  # logisticsCode, logisticsNo, orderNo
+Claim = tuple[str, str, str, str]  # logisticsCode, logisticsNo, orderNo, the inventory's appTime
 
 
 class WaybillRegistry(Protocol):
-    async def claim(self, logistics_code: str, logistics_no: str, order_no: str) -> str | None:
+    async def claim(self, logistics_code: str, logistics_no: str, order_no: str, app_time: str = "") -> str | None:
         """Claim the number for ``order_no``; returns the *other* orderNo holding it, if any."""
 
     async def claim_many(self, claims: Sequence[Claim]) -> list[str | None]:
@@ -30,32 +35,44 @@ class RedisWaybillRegistry:
         self._ns = namespace
         self._ttl = ttl_s
 
-    async def claim(self, logistics_code, logistics_no, order_no):
-        return (await self.claim_many([(logistics_code, logistics_no, order_no)]))[0]
+    async def claim(self, logistics_code, logistics_no, order_no, app_time=""):
+        return (await self.claim_many([(logistics_code, logistics_no, order_no, app_time)]))[0]
 
     async def claim_many(self, claims):
         if not claims:
             return []
         pipe = self._redis.pipeline(transaction=False)
-        for code, number, order_no in claims:
+        for code, number, order_no, _ in claims:
             key = f"{self._ns}waybill:{code}:{number}"
             pipe.set(key, order_no, nx=True, ex=self._ttl)
             pipe.get(key)  # after a refused SET: who holds it
         answers = await pipe.execute()
         holders = []
-        for (_, _, order_no), claimed, holder in zip(claims, answers[::2], answers[1::2]):
+        for (_, _, order_no, _), claimed, holder in zip(claims, answers[::2], answers[1::2]):
             holder = holder.decode() if isinstance(holder, bytes) else holder
             holders.append(None if claimed or holder in (None, order_no) else holder)
         return holders
 
 
 class MemoryWaybillRegistry:
-    def __init__(self) -> None:
-        self._held: dict[tuple[str, str], str] = {}
+    def __init__(self, ttl_s: int = SIX_MONTHS_S) -> None:
+        self._held: dict[tuple[str, str], tuple[str, float]] = {}  # -> (orderNo, claimed at, s)
+        self._ttl = ttl_s
 
-    async def claim(self, logistics_code, logistics_no, order_no):
-        holder = self._held.setdefault((logistics_code, logistics_no), order_no)
-        return None if holder == order_no else holder
+    async def claim(self, logistics_code, logistics_no, order_no, app_time=""):
+        at = _seconds(app_time)
+        held = self._held.get((logistics_code, logistics_no))
+        if held is None or (at is not None and held[1] is not None and at - held[1] >= self._ttl):
+            self._held[(logistics_code, logistics_no)] = (order_no, at)  # free, or the last claim ran out
+            return None
+        return None if held[0] == order_no else held[0]
 
     async def claim_many(self, claims):
         return [await self.claim(*c) for c in claims]
+
+
+def _seconds(app_time: str) -> float | None:
+    try:
+        return parse_app_time(app_time).timestamp()
+    except (ValueError, AttributeError):
+        return None  # no usable time: the claim never runs out

@@ -90,8 +90,9 @@ def test_a_batch_of_steps_in_one_round_trip_answers_as_the_steps_one_by_one(stac
 
 
 def test_waybill_claims_in_one_round_trip_answer_as_one_by_one(stack, topic_prefix):
-    claims = [("CARRIER", "W1", "O1"), ("CARRIER", "W1", "O2"), ("CARRIER", "W1", "O1"), ("CARRIER", "W2", "O2"),
-              ("OTHER", "W1", "O3")]
+    t = "20250303101010"
+    claims = [("CARRIER", "W1", "O1", t), ("CARRIER", "W1", "O2", t), ("CARRIER", "W1", "O1", t),
+              ("CARRIER", "W2", "O2", t), ("OTHER", "W1", "O3", t)]
 
     async def scenario():
         client = aioredis.from_url(stack.redis_url)

@@ -102,3 +102,26 @@ def test_a_waybill_number_reused_for_another_order_is_refused():
                             key=lambda line: (first if line is first_line else second).inventory["appTime"])
     assert earlier["status"] == "verified"
     assert [f["code"] for f in later["failures"]] == [codes.WAYBILL_REUSED]
+
+
+def _sharing_a_waybill(months_apart: int):
+    """Two declarations whose waybill and inventory name the same carrier number, the second
+    declared ``months_apart`` months after the first."""
+    first, second = generate(2, fault_share=0, seed=9)
+    first_docs = [copy.deepcopy(d) for d in first.documents]
+    second_docs = [copy.deepcopy(d) for d in second.documents]
+    later = f"{int(first.inventory['appTime'][:4]) + (int(first.inventory['appTime'][4:6]) - 1 + months_apart) // 12:04d}" \
+            f"{(int(first.inventory['appTime'][4:6]) - 1 + months_apart) % 12 + 1:02d}" + first.inventory["appTime"][6:]
+    for doc in second_docs:
+        if doc["message"] in ("CEB511", "CEB621"):
+            doc["logisticsCode"], doc["logisticsNo"] = first.logistics["logisticsCode"], first.logistics["logisticsNo"]
+        doc["appTime"] = later
+    for doc in first_docs:
+        doc["appTime"] = first.inventory["appTime"]
+    lines = by_key(check(first_docs + second_docs))
+    return lines[(second.order["ebpCode"], second.order["orderNo"])]
+
+
+def test_a_waybill_number_is_held_for_six_months_offline_as_in_the_stream():
+    assert [f["code"] for f in _sharing_a_waybill(5)["failures"]] == [codes.WAYBILL_REUSED]
+    assert codes.WAYBILL_REUSED not in {f["code"] for f in _sharing_a_waybill(7)["failures"]}
