@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from pathlib import Path
 
 import faust
 import redis.asyncio as aioredis
@@ -37,7 +38,7 @@ from services.order_match.quota import RedisQuotaStore
 from services.order_match.rates import load_rates
 from services.order_match.rules import RuleSettings
 from services.order_match.stream_clock import StreamClock
-from services.order_match.wakeups import Wakeups
+from services.order_match.wakeup_store import WakeupStore
 from services.order_match.waybills import RedisWaybillRegistry
 
 log = logging.getLogger("sandan.order_match")
@@ -64,9 +65,9 @@ def create_app() -> faust.App:
                        key_type=bytes, value_type=bytes)
     out = streaming.output_topics(app)
     ticks_topic = topics.name("order_match.ticks")
-    wakeups = Wakeups()
+    wakeups = WakeupStore(Path(app.conf.datadir) / "wakeups")
     clock = StreamClock(tuple(topics.name(t) for t in DOCUMENT_TOPICS), config.get_int("SANDAN_MATCH_IDLE_SECONDS") * 1000)
-    loaded_wake: dict[str, int | None] = {}  # of the buckets read in this batch: index only what changed
+    loaded_wake: dict[str, int | None] = {}  # the wake-up each bucket of this batch had when read: where its index entry is
     scanned_for: set = set()
     # Buckets whose INCOMPLETE verdicts a tick caused, by that tick's position: if the tick
     # comes again after a crash, its verdicts are emitted again (see matcher's docstring).
@@ -98,13 +99,13 @@ def create_app() -> faust.App:
     def save(key: str, bucket: dict, event, indexed_wake: int | None = None) -> None:
         """Write the bucket (or forget an empty one); index its next wake-up if it moved."""
         streaming.in_event(event)  # written to the input's partition (and its changelog)
+        partition = event.message.partition
         if not bucket["declarations"] and not bucket["waybills"]:
             buckets.pop(key.encode(), None)
+            wakeups.move(partition, key, indexed_wake, None)
             return
         buckets[key.encode()] = wire.encode("sandan.MatchBucket", bucket)
-        wake = wake_of(bucket)
-        if wake is not None and wake != indexed_wake:
-            wakeups.add(event.message.partition, wake, key)
+        wakeups.move(partition, key, indexed_wake, wake_of(bucket))
 
     expected_schema = {topics.name(t): topics.BY_NAME[t].value for t in DOCUMENT_TOPICS}
 
