@@ -22,13 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-from services.common import config, generator, kafka_io, topics
+from services.common import config, generator, kafka_io, runs, topics
 from services.common.avro import codec
 from services.demo.processes import ServiceProcess, service_env
 from services.order_match import matcher
 
 from bench import load as load_mod, procstats
-from bench.pipeline import Supervisor, cleanup, say
+from bench.pipeline import Supervisor, say
 
 
 def orders(count: int, seed: int = 11):
@@ -137,7 +137,7 @@ def run(count: int, bound_mb: float, keep: bool) -> dict:
         "rss_samples": samples[:: max(1, len(samples) // 20)],
     }
     if not keep:
-        cleanup(prefix, run_dir)
+        runs.forget(prefix, run_dir)
     return result
 
 
