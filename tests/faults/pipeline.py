@@ -251,6 +251,20 @@ class Tracker:
         return (submitted <= self.status.keys() and verified <= self.guaranteed
                 and self.cleared <= self.desk.delivered.keys())
 
+    def waiting_for(self, submitted: set[str], after: "AfterSales") -> str:
+        verified = {d for d, s in self.status.items() if s == "verified"}
+        open_after = [f"{kind} {decl}: receipts {sorted(self.receipts.get(guid, ()))}"
+                      for guid, (kind, decl) in after.sent().items() if not self.receipts.get(guid, set()) & FINAL]
+        unsent = [_set_decl(s) for s in after.plan.cancel + after.plan.returns + after.plan.unfit
+                  if _set_decl(s) not in {d for _, d in after.sent().values()} and not after.out_of_play(s)]
+        return "\n".join([
+            f"without a verdict: {sorted(submitted - self.status.keys())}",
+            f"verified, no guarantee outcome: {sorted(verified - self.guaranteed)}",
+            f"cleared, not delivered: {sorted(self.cleared - self.desk.delivered.keys())}",
+            f"after-sales sent, no final answer: {open_after}",
+            f"after-sales planned, never sent (not released?): {unsent}",
+        ]) + "\n"
+
     def close(self) -> None:
         for tail in self.tails.values():
             tail.close()
@@ -430,7 +444,11 @@ class Pipeline:
                 submitted = {decl_of[g] for g in load.acked_at if g in decl_of}
                 if faults.done() and tasks[0].done():
                     deadline = deadline or time.monotonic() + plan.settle_s
-                    if (tracker.settled(submitted) and after.done()) or time.monotonic() > deadline:
+                    if tracker.settled(submitted) and after.done():
+                        break
+                    if time.monotonic() > deadline:
+                        # The audit decides; this says what the harness was still waiting for.
+                        (self.run_dir / "settle-timeout.txt").write_text(tracker.waiting_for(submitted, after))
                         break
             extra.close()
             await asyncio.sleep(3)  # anything a restarted worker still re-emits shows up now
