@@ -46,6 +46,8 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_PII_KEY", "sandan-dev-key-change-me", "Secret for keyed hashes of buyer ID numbers (set it in production)"),
     Setting("SANDAN_MATCH_RETENTION", "2592000", "Seconds a decided orderNo is remembered (DUPLICATE/LOCKED checks)"),
     Setting("SANDAN_MATCH_REPLAY_WINDOW", "3600", "Seconds a verified declaration's documents are kept so a crash replay can re-emit its verdict"),
+    Setting("SANDAN_FETCH_MAX_WAIT_MS", "100",
+            "Longest a stream worker's fetch waits at the broker for new records (faust's own: 1500 ms)"),
     Setting("SANDAN_MATCH_IDLE_SECONDS", "5",
             "Seconds a document topic partition may have nothing to read before order_match takes it as caught up"
             " (expiry follows the documents' arrival times while the worker reads a backlog)"),
