@@ -61,7 +61,11 @@ class Plan:
     seed: int = 1
     load_s: float = 12.0       # the submissions are spread over this long
     after_sales: int = 4       # cancellations and returns (each), plus one unfit return
-    match_timeout_s: int = 12  # incomplete declarations get their verdict this long after their first document
+    # Incomplete declarations get their verdict this long after their first document *arrived*.
+    # It must outlast what a fault delays a declaration's last document by (a gateway killed
+    # and restarted, the submitter reconnecting and sending again): the audit expects every
+    # other declaration verified, and a document arriving after the timeout makes it INCOMPLETE.
+    match_timeout_s: int = 20
     incomplete: bool = True    # hold back a document of 3 % of the declarations (they end incomplete)
     spread: int = 20           # a declaration's documents arrive among those of this many declarations
     settle_s: float = 150.0    # longest wait, after the load, for everything to come out
@@ -343,7 +347,9 @@ def arrival_order(sets, docs: list[dict], expected: dict[str, str], plan: Plan) 
 
 def produce_arrivals(arrivals: list[dict]) -> None:
     wire = codec()
-    producer = kafka_io.producer()
+    # The warehouse keeps trying while the broker is away (a broker-restart scenario), as a real
+    # client would; the services' own clients retry the same way.
+    producer = kafka_io.producer(bootstrap_timeout_ms=120_000)
     try:
         for record in arrivals:
             producer.send(topics.name("warehouse.arrivals"), key=record["logisticsNo"].encode(),
