@@ -1,6 +1,7 @@
 """`sandan worker NAME`: run one stream-processing service in the foreground."""
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from services.common import changelogs, config, kafka_io, metrics, rebalance_guard
@@ -26,7 +27,13 @@ def run(args) -> int:
     module_name, port_setting = WORKERS[args.name]
     kafka_io.create_topics()  # idempotent; a worker never starts against missing topics
     metrics.serve(config.get_int(port_setting))
-    app = importlib.import_module(module_name).create_app()
+    module = importlib.import_module(module_name)
+    if hasattr(module, "create_worker"):  # on aiokafka alone (services/common/partition_worker.py)
+        worker, handle = module.create_worker()
+        changelogs.declare_topics({table.topic: config.get_int("SANDAN_TOPIC_PARTITIONS") for table in worker.tables})
+        asyncio.run(worker.run(handle))
+        return 0
+    app = module.create_app()
     rebalance_guard.install(app)  # exit 75 on a rebalance, 70 on an agent error, no commit on SIGTERM
     changelogs.declare(app)  # before the consumer takes the topics' metadata
     worker = faust.Worker(app, loglevel=logging.getLevelName(logging.getLogger().level), quiet=True)

@@ -25,16 +25,20 @@ def changelog_topics(app) -> dict[str, int]:
 
 
 def declare(app) -> list[str]:
-    """Create the app's missing changelog topics (compacted, as faust makes them) and wait until
-    every partition has a leader; returns the names created."""
-    wanted = changelog_topics(app)
+    """Create the faust app's missing changelog topics and wait for them (``declare_topics``)."""
+    return declare_topics(changelog_topics(app))
+
+
+def declare_topics(wanted: dict[str, int]) -> list[str]:
+    """Create the missing changelog topics (name -> partitions; compacted, as faust makes them)
+    and wait until every partition has a leader; returns the names created."""
     admin = kafka_io.admin()
     try:
         existing = set(admin.list_topics())
         missing = [name for name in wanted if name not in existing]
         for name in missing:
             try:
-                admin.create_topics([NewTopic(name, wanted[name], app.conf.topic_replication_factor,
+                admin.create_topics([NewTopic(name, wanted[name], 1,
                                               topic_configs={"cleanup.policy": "compact"})])
             except TopicAlreadyExistsError:
                 pass  # another worker of the app made it meanwhile

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import socket
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import faust
@@ -90,6 +90,14 @@ def new_app(name: str, *, store: str = "memory://", **overrides) -> faust.App:
     return faust.App(ident, **settings)
 
 
+def state_folder(name: str) -> Path:
+    """Where a worker of service ``name`` keeps its local state: a folder of its own identity,
+    so two workers on one host never share files and a restarted one finds its own again."""
+    folder = Path(config.get("SANDAN_LOCAL_DIR")) / "state" / worker_instance_id(app_id(name))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def rocksdb_options() -> dict:
     """RocksDB sizes for one table partition from SANDAN_ROCKSDB_MEMORY_MB (faust's defaults,
     a 2 GiB block cache and three 64 MiB write buffers per partition, are for big servers):
@@ -104,18 +112,35 @@ def output_topics(app: faust.App) -> dict:
 
 
 class Publisher:
-    """Encodes outputs and hands them straight to the app's Kafka producer.
+    """Encodes outputs and hands them straight to a Kafka producer.
 
-    Faust flushes that producer before it commits the input offsets, so delivery stays
-    at-least-once; going around faust's topic objects saves most of the cost of a send. A
-    record that appears in several outputs (a verdict on two topics) is encoded once, and
-    ``encoded`` can name records whose bytes are already at hand (an input passed on as is).
+    The worker flushes that producer before it commits the input offsets, so delivery stays
+    at-least-once. A record that appears in several outputs (a verdict on two topics) is
+    encoded once, and ``encoded`` can name records whose bytes are already at hand (an input
+    passed on as is). ``send(topic, key, value)`` hands one record over and returns its
+    delivery future; ``lost`` is called when Kafka refuses one for good.
     """
 
-    def __init__(self, app: faust.App, wire: AvroCodec, log: logging.Logger,
-                 count: Callable[[Output], None] | None = None) -> None:
-        self.app, self.wire, self.log, self.count = app, wire, log, count
+    def __init__(self, send: Callable[[str, bytes | None, bytes], Awaitable[asyncio.Future]], wire: AvroCodec,
+                 log: logging.Logger, count: Callable[[Output], None] | None = None,
+                 lost: Callable[[BaseException], None] | None = None) -> None:
+        self._send, self.wire, self.log, self.count, self.lost = send, wire, log, count, lost
         self.names = {t.name: t.full_name for t in topics.TOPICS}
+
+    @classmethod
+    def of_faust(cls, app: faust.App, wire: AvroCodec, log: logging.Logger,
+                 count: Callable[[Output], None] | None = None) -> Publisher:
+        """Going around faust's topic objects saves most of the cost of a send."""
+        async def send(topic: str, key: bytes | None, value: bytes) -> asyncio.Future:
+            return await app.producer.send(topic, key, value, None, None, None)
+
+        def lost(exc: BaseException) -> None:
+            guard = getattr(app, "sandan_output_lost", None)  # the worker's guard (rebalance_guard.install)
+            if guard is None:
+                log.error("Kafka did not take an output record: %r", exc)
+            else:
+                guard(exc)
+        return cls(send, wire, log, count, lost)
 
     def prepare(self, outputs: Iterable[Output], *, encoded: dict[int, bytes] | None = None
                 ) -> list[tuple[Output, bytes]]:
@@ -132,10 +157,11 @@ class Publisher:
         return prepared
 
     async def send(self, prepared: Iterable[tuple[Output, bytes]], *, count: bool = True) -> None:
-        send = self.app.producer.send
+        send = self._send
         for o, value in prepared:
-            delivery = await send(self.names[o.topic], o.key, value, None, None, None)
-            delivery.add_done_callback(self._delivered)
+            delivery = await send(self.names[o.topic], o.key, value)
+            if self.lost is not None:
+                delivery.add_done_callback(self._delivered)
             if count and self.count is not None:
                 self.count(o)
 
@@ -144,13 +170,8 @@ class Publisher:
         await self.send(self.prepare(outputs, encoded=encoded), count=count)
 
     def _delivered(self, delivery: asyncio.Future) -> None:
-        if delivery.cancelled() or delivery.exception() is None:
-            return
-        lost = getattr(self.app, "sandan_output_lost", None)  # the worker's guard (rebalance_guard.install)
-        if lost is None:
-            self.log.error("Kafka did not take an output record: %r", delivery.exception())
-        else:
-            lost(delivery.exception())
+        if not delivery.cancelled() and delivery.exception() is not None:
+            self.lost(delivery.exception())
 
 
 def in_event(event) -> None:
@@ -166,15 +187,20 @@ def in_event(event) -> None:
 _LAG = None
 
 
-def watch_consumer_lag(app: faust.App, interval_s: float = 5.0) -> None:
-    """Export ``sandan_consumer_lag{topic,partition}``: messages on the broker this worker has
-    not consumed yet, for the partitions it owns (alerts fire when it keeps growing)."""
+def lag_gauge():
+    """``sandan_consumer_lag{topic,partition}``: messages on the broker a worker has not consumed
+    yet, for the partitions it owns (alerts fire when it keeps growing)."""
     global _LAG
     if _LAG is None:
         from prometheus_client import Gauge
         _LAG = Gauge("sandan_consumer_lag", "Messages behind the end of each owned input partition",
                      ["topic", "partition"])
-    gauge = _LAG
+    return _LAG
+
+
+def watch_consumer_lag(app: faust.App, interval_s: float = 5.0) -> None:
+    """Export ``lag_gauge`` for a faust worker's input partitions."""
+    gauge = lag_gauge()
     known: set = set()
 
     @app.timer(interval=interval_s)

@@ -61,7 +61,7 @@ def create_app() -> faust.App:
     wire = codec()
     processor = create_processor(aioredis.from_url(config.get("SANDAN_REDIS_URL")))
     m = metrics.guarantee()
-    publish = streaming.Publisher(app, wire, log, count=lambda o: metrics.count_output(m, o)).publish
+    publish = streaming.Publisher.of_faust(app, wire, log, count=lambda o: metrics.count_output(m, o)).publish
     batch_size = config.get_int("SANDAN_STREAM_BATCH")
     batch_wait = config.get_int("SANDAN_STREAM_BATCH_WAIT_MS") / 1000
 

@@ -95,7 +95,7 @@ def test_the_publisher_hands_a_refused_output_to_the_guard():
             return deliveries[-1]
 
         app = SimpleNamespace(producer=SimpleNamespace(send=send), sandan_output_lost=lost.append)
-        publisher = Publisher(app, codec(), logging.getLogger("test"))
+        publisher = Publisher.of_faust(app, codec(), logging.getLogger("test"))
         await publisher.publish([dead_letter("documents.order", 0, 1, b"k", b"x", "UNDECODABLE", None, "test")])
         deliveries[0].set_exception(TimeoutError("batch expired"))
         await asyncio.sleep(0)

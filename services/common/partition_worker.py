@@ -1,0 +1,200 @@
+"""A stream worker on aiokafka alone: batches of records in, outputs and table changes out.
+
+faust spent about half of order_match's CPU on its per-record machinery (a message object,
+conductor, channel, stream buffer and acknowledgement per record; a changelog future per
+table write): ~0.1 ms a record, more than sandan's own work (bench/RESULTS.md). Here a fetch
+is handed over as one list, and table changes go out with the outputs as plain sends.
+
+What it keeps from sandan's faust workers (services/common/streaming.py, rebalance_guard.py):
+
+* at-least-once: every second the producer is flushed (outputs and changelog records), then
+  the offsets of the records processed before the flush are committed; an output Kafka
+  refuses makes the worker exit (70) before that commit;
+* static group membership (a restarted worker takes its old place without a rebalance), and
+  the range assignor, so a worker gets the same partition numbers of every input topic
+  (co-partitioned inputs meet in one worker);
+* a rebalance that starts while the worker holds partitions makes it exit (75) to be started
+  again from the committed offsets; SIGTERM/SIGINT flush and exit (0) without committing; a
+  handler that raises makes it exit (70) before anything of its batch is committed;
+* tables rebuilt from their changelogs for the partitions assigned, before any of their
+  records is handled (``changelog_table``);
+* ``sandan_consumer_lag`` per owned input partition.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from services.common import config, streaming
+from services.common.changelog_table import ChangelogTable
+from services.common.rebalance_guard import RebalanceGuard
+
+log = logging.getLogger("sandan.worker")
+
+Handler = Callable[[list], Awaitable[None]]
+COMMIT_INTERVAL_S = 1.0
+LAG_INTERVAL_S = 5.0
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, worker: PartitionWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        self.worker.guard.on_rebalance_start()  # exits if this worker holds partitions
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        self.worker.assigned(assigned)
+
+
+class PartitionWorker:
+    """``name``: the service (group ``<prefix>sandan-<name>``); ``inputs``: full topic names."""
+
+    def __init__(self, name: str, inputs: Sequence[str], *, tables: Sequence[ChangelogTable] = (),
+                 guard: RebalanceGuard | None = None) -> None:
+        self.name = name
+        self.inputs = tuple(inputs)
+        self.tables = tuple(tables)
+        self.guard = guard or RebalanceGuard()
+        self.group = streaming.app_id(name)
+        self.instance = streaming.worker_instance_id(self.group)
+        self.bootstrap = config.get("SANDAN_KAFKA_BOOTSTRAP")
+        self.batch_size = config.get_int("SANDAN_STREAM_BATCH")
+        self.batch_wait_ms = config.get_int("SANDAN_STREAM_BATCH_WAIT_MS")
+        self.producer: AIOKafkaProducer | None = None  # made in ``run``: aiokafka wants a running loop
+        self.consumer: AIOKafkaConsumer | None = None
+        self.partitions: frozenset[int] = frozenset()  # input partition numbers this worker owns
+        self._to_recover: set[int] = set()
+        self._done: dict[TopicPartition, int] = {}  # next offset to commit, per input partition
+        self._timers: list[tuple[float, Callable[[], Awaitable[None]]]] = []
+        self._stopping = False
+
+    # --- what a service adds ----------------------------------------------------------------
+    def timer(self, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` every ``interval_s`` seconds while the worker runs (not in the batch loop)."""
+        self._timers.append((interval_s, step))
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+                   ) -> asyncio.Future:
+        """Hand a record to the producer; the future is watched: a refusal stops the worker."""
+        delivery = await self.producer.send(topic, value=value, key=key, partition=partition)
+        delivery.add_done_callback(self._delivered)
+        return delivery
+
+    def _delivered(self, delivery: asyncio.Future) -> None:
+        if not delivery.cancelled() and delivery.exception() is not None:
+            self.guard.on_output_lost(delivery.exception())
+
+    # --- the group ---------------------------------------------------------------------------
+    def assigned(self, assigned) -> None:
+        self.guard.on_assigned(assigned)
+        partitions = frozenset(tp.partition for tp in assigned)
+        self._to_recover |= partitions - self.partitions
+        self.partitions = partitions
+
+    def _producer(self) -> AIOKafkaProducer:
+        batch_bytes = config.get_int("SANDAN_KAFKA_BATCH_BYTES")
+        return AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", linger_ms=config.get_int("SANDAN_KAFKA_LINGER_MS"),
+            max_batch_size=batch_bytes, max_request_size=max(batch_bytes * 4, 1_000_000))
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.group, group_instance_id=self.instance,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=config.get_int("SANDAN_SESSION_TIMEOUT") * 1000, heartbeat_interval_ms=2000,
+            fetch_max_wait_ms=config.get_int("SANDAN_FETCH_MAX_WAIT_MS"),
+            partition_assignment_strategy=(RangePartitionAssignor,))
+
+    # --- running -------------------------------------------------------------------------------
+    async def run(self, handle: Handler) -> None:
+        """Until a signal or an exit of the guard; ``handle`` gets each fetched batch (a list of
+        aiokafka ConsumerRecords, in offset order per partition)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop)
+        self.producer, self.consumer = self._producer(), self._consumer()
+        await self.producer.start()
+        self.consumer.subscribe(list(self.inputs), listener=_Listener(self))
+        await self.consumer.start()
+        tasks = [asyncio.ensure_future(self._every(interval, step)) for interval, step in self._timers]
+        tasks.append(asyncio.ensure_future(self._every(LAG_INTERVAL_S, self._measure_lag)))
+        log.info("%s: worker %s consuming %s", self.group, self.instance, ", ".join(self.inputs))
+        try:
+            await self._loop(handle)
+        except Exception as exc:  # noqa: BLE001 - a bug or an unexpected fault: start again from the commit
+            await self.guard.on_agent_error(self, exc)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def _stop(self) -> None:
+        self._stopping = True  # nothing is committed from now on
+        asyncio.ensure_future(self.guard.on_stop_signal(self.producer.flush))
+
+    async def _loop(self, handle: Handler) -> None:
+        next_commit = time.monotonic() + COMMIT_INTERVAL_S
+        while True:
+            fetched = await self.consumer.getmany(timeout_ms=self.batch_wait_ms, max_records=self.batch_size)
+            if self._to_recover:  # before any record of a newly assigned partition is handled
+                await self._recover()
+            records = [r for batch in fetched.values() for r in batch]
+            if records:
+                await handle(records)
+                await self._send_changes()
+                for tp, batch in fetched.items():
+                    self._done[tp] = batch[-1].offset + 1
+            if time.monotonic() >= next_commit:
+                await self._commit()
+                next_commit = time.monotonic() + COMMIT_INTERVAL_S
+
+    async def _recover(self) -> None:
+        partitions, self._to_recover = set(self._to_recover), set()
+        for table in self.tables:
+            await table.recover(self.bootstrap, partitions)
+
+    async def _send_changes(self) -> None:
+        for table in self.tables:
+            for partition, key, value in table.changes():
+                delivery = await self.send(table.topic, key, value, partition)
+                delivery.add_done_callback(_changelog_sent(table, partition))
+
+    async def _commit(self) -> None:
+        if not self._done or self._stopping:
+            return
+        offsets, self._done = dict(self._done), {}
+        await self.producer.flush()  # every output and table change of those records is in Kafka
+        if self._stopping:
+            return
+        await self.consumer.commit(offsets)
+        for table in self.tables:
+            table.save_offsets()
+
+    async def _every(self, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await step()
+            except Exception:  # noqa: BLE001 - a timer step that fails is tried again next time
+                log.exception("%s: timer step %s failed", self.group, getattr(step, "__name__", step))
+
+    async def _measure_lag(self) -> None:
+        gauge = streaming.lag_gauge()
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                position = await self.consumer.position(tp)
+                gauge.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, highwater - position))
+
+
+def _changelog_sent(table: ChangelogTable, partition: int) -> Callable[[asyncio.Future], None]:
+    def sent(delivery: asyncio.Future) -> None:
+        if not delivery.cancelled() and delivery.exception() is None:
+            table.sent(partition, delivery.result().offset)
+    return sent
