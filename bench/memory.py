@@ -119,7 +119,7 @@ def run(count: int, bound_mb: float, keep: bool) -> dict:
             time.sleep(5)
         time.sleep(5)  # settled: what it holds with every declaration pending
         final_rss, peak_rss = procstats.rss_mb(worker.proc.pid), procstats.peak_rss_mb(worker.proc.pid)
-        tables = disk_bytes(run_dir / "faust")
+        tables = disk_bytes(run_dir / "state")
     finally:
         consumer.close()
         worker.stop()

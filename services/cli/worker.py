@@ -30,7 +30,8 @@ def run(args) -> int:
     module = importlib.import_module(module_name)
     if hasattr(module, "create_worker"):  # on aiokafka alone (services/common/partition_worker.py)
         worker, handle = module.create_worker()
-        changelogs.declare_topics({table.topic: config.get_int("SANDAN_TOPIC_PARTITIONS") for table in worker.tables})
+        if worker.tables:
+            changelogs.declare_topics({t.topic: config.get_int("SANDAN_TOPIC_PARTITIONS") for t in worker.tables})
         asyncio.run(worker.run(handle))
         return 0
     app = module.create_app()

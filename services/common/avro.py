@@ -47,8 +47,13 @@ def _to_units(value: Decimal) -> int:
     return units
 
 
+_UNIT = Decimal(1).scaleb(-SCALE)
+
+
 def _from_units(units: int) -> Decimal:
-    return Decimal(units).scaleb(-SCALE)
+    # The same value and exponent as Decimal(units).scaleb(-SCALE) (0.00100 stays 0.00100), at
+    # a third of the cost: a wire long has at most 19 digits, so the product is exact.
+    return _UNIT * units
 
 
 Converter = Callable[[dict], dict]
@@ -75,18 +80,52 @@ def _array_items(avro_type, named: dict) -> dict | None:
     return None
 
 
+def _union_record_name(avro_type, named: dict) -> str | None:
+    """The full name of the named record a nullable union field refers to, if it is one."""
+    if isinstance(avro_type, list):
+        refs = [b for b in avro_type if isinstance(b, str) and b in named]
+        if len(refs) == 1:
+            return refs[0]
+    return None
+
+
+def _dependencies(avro_type, raw_named: dict, found: list | None = None) -> list[str]:
+    """Full names of the already parsed schemas ``avro_type`` refers to, each after its own."""
+    found = [] if found is None else found
+    if isinstance(avro_type, str):
+        if avro_type in raw_named and avro_type not in found:
+            _dependencies(raw_named[avro_type], raw_named, found)
+            found.append(avro_type)
+    elif isinstance(avro_type, list):
+        for branch in avro_type:
+            _dependencies(branch, raw_named, found)
+    elif isinstance(avro_type, dict):
+        for f in avro_type.get("fields", ()):
+            _dependencies(f["type"], raw_named, found)
+        for key in ("items", "values"):
+            if key in avro_type:
+                _dependencies(avro_type[key], raw_named, found)
+    return found
+
+
 def _converters(schema: dict, named: dict, amount: Callable, restore: bool = False, in_ceb: bool = False) -> Converter:
     """Build a function that copies a record and converts its scaled fields with ``amount``.
 
     Built once per schema, so the per-record work is a dict copy and a few lookups. With
     ``restore`` (the decoding direction) a CEB document, wherever it is nested, gets the
     document shape back: no keys for absent optional fields, and its ``"message"``.
+
+    In the encoding direction a record in a union (Verdict's inventory) goes to fastavro in
+    its tuple notation, ``(record name, record)``: without it fastavro picks the branch by
+    validating the whole record against each branch first, a third of a Verdict's encoding
+    time. The bytes are the same; a record that does not fit is still refused, by the writer.
     """
     message = schema.get("sandan.message")
     ceb = in_ceb or bool(message)
     scaled = [f["name"] for f in schema["fields"] if f.get("sandan.scale")]
     nested: list[tuple[str, Converter]] = []
     arrays: list[tuple[str, Converter]] = []
+    tagged: list[tuple[str, Converter, str]] = []
     for f in schema["fields"]:
         items = _array_items(f["type"], named)
         if items is not None:
@@ -97,10 +136,13 @@ def _converters(schema: dict, named: dict, amount: Callable, restore: bool = Fal
         sub = _record_schema(f["type"], named)
         if sub is not None:
             inner = _converters(sub, named, amount, restore)
-            if inner is not _copy:
+            branch = None if restore else _union_record_name(f["type"], named)
+            if branch is not None:
+                tagged.append((f["name"], inner, branch))
+            elif inner is not _copy:
                 nested.append((f["name"], inner))
     shape = restore and ceb
-    if not (scaled or nested or arrays or shape):
+    if not (scaled or nested or arrays or tagged or shape):
         return _copy
 
     def convert(rec: dict) -> dict:
@@ -117,6 +159,10 @@ def _converters(schema: dict, named: dict, amount: Callable, restore: bool = Fal
             value = out.get(name)
             if value:
                 out[name] = [inner(item) for item in value]
+        for name, inner, branch in tagged:
+            value = out.get(name)
+            if value is not None:
+                out[name] = (branch, inner(value))
         if shape and message:
             out["message"] = message
         return out
@@ -151,10 +197,15 @@ class AvroCodec:
         raws = [json.loads(p.read_text(encoding="utf-8")) for p in self.schema_dir.glob("*.avsc")]
         # Named types other schemas refer to are parsed first: Failure, then the CEB documents.
         raws.sort(key=lambda r: (r["name"] != "Failure", r["namespace"] != "sandan.ceb", r["name"]))
-        named: dict = {}
         raw_named: dict = {}
         for raw in raws:
             full = f"{raw['namespace']}.{raw['name']}"
+            # Each schema gets named types of its own, only those it refers to: fastavro copies
+            # a parsed schema's named types into a fresh dict on every read and write, and
+            # with one dict shared by all schemas that was ~40 entries per record (~1 µs).
+            named: dict = {}
+            for dep in _dependencies(raw, raw_named):
+                fastavro.parse_schema(raw_named[dep], named_schemas=named)
             parsed = fastavro.parse_schema(raw, named_schemas=named)
             raw_named[full] = raw
             version = int(raw.get("sandan.version", 1))
@@ -190,7 +241,10 @@ class AvroCodec:
         if entry is None:
             raise WireError(f"unknown schema {tag.decode(errors='replace')!r}")
         try:
-            record = fastavro.schemaless_reader(io.BytesIO(data[2 + data[1]:]), entry.parsed, None)
+            # The body is read in place (a BytesIO over bytes shares them) rather than sliced off.
+            body = io.BytesIO(data)
+            body.seek(2 + data[1])
+            record = fastavro.schemaless_reader(body, entry.parsed, None)
         except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError, OverflowError) as exc:
             raise WireError(f"{entry.name}: corrupt Avro body: {exc}") from exc
         return entry.name, entry.from_wire(record)

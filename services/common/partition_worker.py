@@ -13,11 +13,17 @@ What it keeps from sandan's faust workers (services/common/streaming.py, rebalan
 * static group membership (a restarted worker takes its old place without a rebalance), and
   the range assignor, so a worker gets the same partition numbers of every input topic
   (co-partitioned inputs meet in one worker);
-* a rebalance that starts while the worker holds partitions makes it exit (75) to be started
-  again from the committed offsets; SIGTERM/SIGINT flush and exit (0) without committing; a
-  handler that raises makes it exit (70) before anything of its batch is committed;
+* SIGTERM/SIGINT flush and exit (0) without committing; a handler that raises makes the worker
+  exit (70) before anything of its batch is committed;
 * tables rebuilt from their changelogs for the partitions assigned, before any of their
   records is handled (``changelog_table``);
+
+and it goes through a rebalance instead of dying on it (the faust workers exit with 75 to
+step around faust's losses, rebalance_guard.py): when partitions are taken away, the batch in
+hand is finished, everything it produced is flushed and its offsets committed before the
+callback returns, so the next owner starts where this one stopped; records fetched for a
+partition that has left meanwhile are dropped unhandled (their offsets were not committed, the
+new owner takes them); partitions assigned are recovered before their first record.
 * ``sandan_consumer_lag`` per owned input partition.
 """
 from __future__ import annotations
@@ -30,6 +36,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from services.common import config, streaming
 from services.common.changelog_table import ChangelogTable
@@ -43,11 +50,13 @@ LAG_INTERVAL_S = 5.0
 
 
 class _Listener(ConsumerRebalanceListener):
+    """aiokafka awaits these from its coordinator task, concurrently with the batch loop."""
+
     def __init__(self, worker: PartitionWorker) -> None:
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked) -> None:
-        self.worker.guard.on_rebalance_start()  # exits if this worker holds partitions
+        await self.worker.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned) -> None:
         self.worker.assigned(assigned)
@@ -74,6 +83,7 @@ class PartitionWorker:
         self._done: dict[TopicPartition, int] = {}  # next offset to commit, per input partition
         self._timers: list[tuple[float, Callable[[], Awaitable[None]]]] = []
         self._stopping = False
+        self._lock = asyncio.Lock()  # a batch, a commit and a revocation never interleave
 
     # --- what a service adds ----------------------------------------------------------------
     def timer(self, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
@@ -92,11 +102,19 @@ class PartitionWorker:
             self.guard.on_output_lost(delivery.exception())
 
     # --- the group ---------------------------------------------------------------------------
+    async def revoked(self, revoked) -> None:
+        async with self._lock:  # the batch in hand finishes first
+            if revoked:
+                log.info("%s: partitions %s taken away; committing what was handled", self.group,
+                         sorted({tp.partition for tp in revoked}))
+            await self._commit()
+            self.partitions = frozenset()
+
     def assigned(self, assigned) -> None:
-        self.guard.on_assigned(assigned)
-        partitions = frozenset(tp.partition for tp in assigned)
-        self._to_recover |= partitions - self.partitions
-        self.partitions = partitions
+        # every partition is recovered: one kept across the rebalance has nothing new to read
+        self.partitions = frozenset(tp.partition for tp in assigned)
+        self._to_recover = set(self.partitions)
+        log.info("%s: partitions %s assigned", self.group, sorted(self.partitions))
 
     def _producer(self) -> AIOKafkaProducer:
         batch_bytes = config.get_int("SANDAN_KAFKA_BATCH_BYTES")
@@ -142,17 +160,20 @@ class PartitionWorker:
         next_commit = time.monotonic() + COMMIT_INTERVAL_S
         while True:
             fetched = await self.consumer.getmany(timeout_ms=self.batch_wait_ms, max_records=self.batch_size)
-            if self._to_recover:  # before any record of a newly assigned partition is handled
-                await self._recover()
-            records = [r for batch in fetched.values() for r in batch]
-            if records:
-                await handle(records)
-                await self._send_changes()
-                for tp, batch in fetched.items():
-                    self._done[tp] = batch[-1].offset + 1
-            if time.monotonic() >= next_commit:
-                await self._commit()
-                next_commit = time.monotonic() + COMMIT_INTERVAL_S
+            async with self._lock:
+                if self._to_recover:  # before any record of a newly assigned partition is handled
+                    await self._recover()
+                owned = self.consumer.assignment()  # a partition taken away meanwhile is its new owner's
+                fetched = {tp: batch for tp, batch in fetched.items() if tp in owned}
+                records = [r for batch in fetched.values() for r in batch]
+                if records:
+                    await handle(records)
+                    await self._send_changes()
+                    for tp, batch in fetched.items():
+                        self._done[tp] = batch[-1].offset + 1
+                if time.monotonic() >= next_commit:
+                    await self._commit()
+                    next_commit = time.monotonic() + COMMIT_INTERVAL_S
 
     async def _recover(self) -> None:
         partitions, self._to_recover = set(self._to_recover), set()
@@ -172,7 +193,13 @@ class PartitionWorker:
         await self.producer.flush()  # every output and table change of those records is in Kafka
         if self._stopping:
             return
-        await self.consumer.commit(offsets)
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # the group moved on (a rebalance this worker was too slow for): whoever owns the
+            # partitions now takes these records again; every effect is idempotent
+            log.warning("%s: offsets not committed (%s); their records will be handled again", self.group, exc)
+            return
         for table in self.tables:
             table.save_offsets()
 

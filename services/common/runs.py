@@ -72,13 +72,14 @@ def delete_redis_keys(prefix: str) -> int:
 
 
 def forget(prefix: str, run_dir: Path | None = None) -> dict[str, int]:
-    """Delete a run's topics and Redis keys (and its faust table files under ``run_dir``)."""
+    """Delete a run's topics and Redis keys (and its workers' table files under ``run_dir``)."""
     if not prefix:
         raise ValueError("refusing to forget the unprefixed (production) topics")
     topics = delete_topics(topics_with_prefix(prefix))
     keys = delete_redis_keys(prefix)
     if run_dir is not None:
-        shutil.rmtree(run_dir / "faust", ignore_errors=True)
+        for folder in ("faust", "state"):  # faust's (returns) and partition_worker's tables
+            shutil.rmtree(run_dir / folder, ignore_errors=True)
     return {"topics": topics, "redis_keys": keys}
 
 

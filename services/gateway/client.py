@@ -145,8 +145,11 @@ async def _bounded(call, limit: int | None, idle_timeout: float | None):
     try:
         while limit is None or taken < limit:
             try:
-                message = await asyncio.wait_for(call.read(), idle_timeout)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: wait_for wraps every read in a task of its own,
+                # which cost a subscriber more CPU than the message (bench/RESULTS.md)
+                async with asyncio.timeout(idle_timeout):
+                    message = await call.read()
+            except TimeoutError:
                 return
             if message is grpc.aio.EOF:
                 return

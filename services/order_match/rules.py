@@ -325,6 +325,8 @@ def _key(*documents) -> tuple[str, str]:
 
 def _text(doc: Mapping, key: str) -> str:
     value = doc.get(key)
+    if type(value) is str:  # nearly always: the exact type test is cheaper than the checks below
+        return value.strip()
     if value is None:
         return ""
     return value.strip() if isinstance(value, str) else str(value).strip()

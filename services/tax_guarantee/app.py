@@ -1,34 +1,35 @@
-"""tax_guarantee as a faust stream processor: the wiring around ``GuaranteeProcessor``.
+"""tax_guarantee as a stream worker (``partition_worker``): the wiring around ``GuaranteeProcessor``.
 
 Flow: declarations.matched (verified declarations with their tax) → deduct once from the
 assureCode's guarantee → declarations.cleared, or declarations.refused + a receipt + the
 buyer's quota released; guarantee.commands (register, amend, extend, freeze, unfreeze,
 close, void, settle) → the account changed; every change → guarantee.ledger, threshold
 crossings → guarantee.warnings; refused or unreadable input → deadletter. A timer on the
-leader warns of guarantees that expire soon and refreshes the per-account gauges.
+worker that owns partition 0 warns of guarantees that expire soon and refreshes the
+per-account gauges.
 
-No faust table: a guarantee is shared by every partition (declarations.matched is keyed by
+No table: a guarantee is shared by every partition (declarations.matched is keyed by
 orderNo, so one account's deductions arrive on all partitions and on every worker at once),
 so its state lives in Redis, where each change is committed atomically and at most once per
 declaration or command id (``store``, ``redis_store``). Only that atomicity matters for
 deductions, not their order: deductions that fit leave the same balance in any order, and
 when the balance runs short the declaration that comes last is refused, as at customs.
 Account commands keep their order: guarantee.commands is keyed by assureCode (one partition
-per account) and each agent runs with concurrency 1.
+per account) and a worker handles its records one batch at a time.
 
-Verified declarations are taken in batches (up to SANDAN_STREAM_BATCH): read together,
+Verified declarations are taken in batches (what one fetch brings, up to SANDAN_STREAM_BATCH): read together,
 decided one after the other in memory, committed together (``GuaranteeProcessor.on_verdicts``),
 two round trips to Redis per batch instead of two per declaration.
 
-Delivery is at-least-once: faust flushes the producer before committing offsets; a
+Delivery is at-least-once: the worker flushes the producer before committing offsets; a
 redelivered declaration or command finds its recorded outcome and re-emits the same ledger
 entry, warnings, verdict and receipt (same ids), which readers de-duplicate.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
-import faust
 import redis.asyncio as aioredis
 
 from services.common import config, streaming, topics
@@ -36,6 +37,7 @@ from services.common.avro import WireError, codec
 from services.common.clock import now_ms
 from services.common.deadletter import dead_letter
 from services.common.outputs import Output
+from services.common.partition_worker import PartitionWorker
 from services.order_match.quota import RedisQuotaStore
 from services.tax_guarantee import metrics
 from services.tax_guarantee.alerts import parse_thresholds
@@ -56,14 +58,15 @@ def create_processor(redis) -> GuaranteeProcessor:
                               expiry_warn_days=config.get_int("SANDAN_GUARANTEE_EXPIRY_WARN_DAYS"))
 
 
-def create_app() -> faust.App:
-    app = streaming.new_app("tax-guarantee")
+def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]:
+    """The worker and its batch handler (``sandan worker tax-guarantee`` runs them)."""
+    matched, commands = topics.name("declarations.matched"), topics.name("guarantee.commands")
+    worker = PartitionWorker("tax-guarantee", [matched, commands])
     wire = codec()
     processor = create_processor(aioredis.from_url(config.get("SANDAN_REDIS_URL")))
     m = metrics.guarantee()
-    publish = streaming.Publisher.of_faust(app, wire, log, count=lambda o: metrics.count_output(m, o)).publish
-    batch_size = config.get_int("SANDAN_STREAM_BATCH")
-    batch_wait = config.get_int("SANDAN_STREAM_BATCH_WAIT_MS") / 1000
+    publish = streaming.Publisher(worker.send, wire, log, count=lambda o: metrics.count_output(m, o),
+                                  lost=worker.guard.on_output_lost).publish
 
     async def reject(msg, code: str, field: str | None, reason: str, reference: str | None = None,
                      count: bool = True) -> None:
@@ -118,30 +121,29 @@ def create_app() -> faust.App:
         for (msg, record), one in zip(taken, handled):
             await emit(msg, record, one, record.get("declarationId"))
 
-    @app.agent(app.topic(topics.name("declarations.matched"), key_type=bytes, value_type=bytes), concurrency=1)
-    async def deduct(stream):
-        async for events in stream.take_events(batch_size, batch_wait):
-            await deduct_batch([event.message for event in events])
+    async def command(msg) -> None:
+        done = await handle(msg, "sandan.GuaranteeCommand", processor.on_command, "commandId")
+        if done is not None and not done[1].replayed:
+            record, handled = done
+            refused = handled.rejected_input
+            action = record.get("action") if record.get("action") in ACTIONS else "unknown"
+            m.commands.labels(action=action, outcome=refused.code if refused else "applied").inc()
 
-    @app.agent(app.topic(topics.name("guarantee.commands"), key_type=bytes, value_type=bytes), concurrency=1)
-    async def command(stream):
-        async for event in stream.events():
-            done = await handle(event.message, "sandan.GuaranteeCommand", processor.on_command, "commandId")
-            if done is not None and not done[1].replayed:
-                record, handled = done
-                refused = handled.rejected_input
-                action = record.get("action") if record.get("action") in ACTIONS else "unknown"
-                m.commands.labels(action=action, outcome=refused.code if refused else "applied").inc()
+    async def on_batch(records: list) -> None:
+        declarations = [r for r in records if r.topic == matched]
+        if declarations:
+            await deduct_batch(declarations)
+        for record in records:
+            if record.topic == commands:  # one at a time, in their order: an account's commands build on each other
+                await command(record)
 
-    @app.timer(interval=config.get_int("SANDAN_GUARANTEE_CHECK_SECONDS"), on_leader=True)
-    async def check():
-        try:
-            await publish(await streaming.with_retry(lambda: processor.expiry_warnings(now_ms()), log))
-            for account in await streaming.with_retry(processor.store.accounts, log):
-                metrics.show_account(m, account)
-        except Exception:  # noqa: BLE001 - a failed check is retried on the next tick
-            log.exception("guarantee expiry check failed")
+    async def check() -> None:
+        if 0 not in worker.partitions:  # one worker of the group checks: the one that owns partition 0
+            return
+        await publish(await streaming.with_retry(lambda: processor.expiry_warnings(now_ms()), log))
+        for account in await streaming.with_retry(processor.store.accounts, log):
+            metrics.show_account(m, account)
 
-    streaming.watch_consumer_lag(app)
-    app.sandan_processor = processor  # for tests
-    return app
+    worker.timer(config.get_int("SANDAN_GUARANTEE_CHECK_SECONDS"), check)
+    worker.sandan_processor = processor  # for tests
+    return worker, on_batch
