@@ -54,15 +54,29 @@ def order_match() -> OrderMatchMetrics:
     return _order_match
 
 
+_children: dict = {}
+
+
+def child(metric, *values: str):
+    """``metric.labels(*values)``, remembered: ``labels`` takes a lock and builds its key on every
+    call, a few microseconds that counted at several outputs per declaration. Label values are
+    bounded (see the module docstring), so the memo is too."""
+    key = (id(metric), values)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*values)
+    return found
+
+
 def count_output(m: OrderMatchMetrics, output) -> None:
     rec = output.record
     if output.topic == "declarations.verdicts":
-        m.verdicts.labels(status=rec["status"]).inc()
+        child(m.verdicts, rec["status"]).inc()
         for failure in rec["failures"]:
-            m.failures.labels(code=failure["code"]).inc()
+            child(m.failures, failure["code"]).inc()
         if rec["status"] != "incomplete":  # an incomplete verdict waits for the timeout by design
             m.latency.observe(max(0, rec["decidedAt"] - rec["lastDocumentAt"]) / 1000)
     elif output.topic == "receipts":
-        m.receipts.labels(message=rec["message"], status=rec["returnStatus"]).inc()
+        child(m.receipts, rec["message"], rec["returnStatus"]).inc()
     elif output.topic == "deadletter":
-        m.dead_letters.labels(code=rec["code"]).inc()
+        child(m.dead_letters, rec["code"]).inc()

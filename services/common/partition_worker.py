@@ -83,6 +83,8 @@ class PartitionWorker:
         self._done: dict[TopicPartition, int] = {}  # next offset to commit, per input partition
         self._timers: list[tuple[float, Callable[[], Awaitable[None]]]] = []
         self._stopping = False
+        self._in_flight: list[asyncio.Future] = []  # deliveries since the last flush
+        self._changelog_in_flight: list[tuple[ChangelogTable, int, asyncio.Future]] = []
         self._lock = asyncio.Lock()  # a batch, a commit and a revocation never interleave
 
     # --- what a service adds ----------------------------------------------------------------
@@ -92,14 +94,12 @@ class PartitionWorker:
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
                    ) -> asyncio.Future:
-        """Hand a record to the producer; the future is watched: a refusal stops the worker."""
+        """Hand a record to the producer. Its delivery is looked at after the next flush, before
+        the commit it belongs to (a refusal stops the worker there): no callback per record,
+        which cost as much as the send itself."""
         delivery = await self.producer.send(topic, value=value, key=key, partition=partition)
-        delivery.add_done_callback(self._delivered)
+        self._in_flight.append(delivery)
         return delivery
-
-    def _delivered(self, delivery: asyncio.Future) -> None:
-        if not delivery.cancelled() and delivery.exception() is not None:
-            self.guard.on_output_lost(delivery.exception())
 
     # --- the group ---------------------------------------------------------------------------
     async def revoked(self, revoked) -> None:
@@ -183,15 +183,16 @@ class PartitionWorker:
     async def _send_changes(self) -> None:
         for table in self.tables:
             for partition, key, value in table.changes():
-                delivery = await self.send(table.topic, key, value, partition)
-                delivery.add_done_callback(_changelog_sent(table, partition))
+                delivery = await self.producer.send(table.topic, value=value, key=key, partition=partition)
+                self._changelog_in_flight.append((table, partition, delivery))
 
     async def _commit(self) -> None:
-        if not self._done or self._stopping:
+        if self._stopping or not (self._done or self._in_flight or self._changelog_in_flight):
             return
         offsets, self._done = dict(self._done), {}
         await self.producer.flush()  # every output and table change of those records is in Kafka
-        if self._stopping:
+        self._check_deliveries()
+        if self._stopping or not offsets:
             return
         try:
             await self.consumer.commit(offsets)
@@ -202,6 +203,17 @@ class PartitionWorker:
             return
         for table in self.tables:
             table.save_offsets()
+
+    def _check_deliveries(self) -> None:
+        """After a flush: exits (guard) if Kafka refused any record; notes the changelog offsets."""
+        delivered, self._in_flight = self._in_flight, []
+        changes, self._changelog_in_flight = self._changelog_in_flight, []
+        for delivery in delivered + [d for _, _, d in changes]:
+            if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
+                self.guard.on_output_lost(delivery.exception() if delivery.done() and not delivery.cancelled()
+                                          else RuntimeError("a record was not delivered by the flush"))
+        for table, partition, delivery in changes:
+            table.sent(partition, delivery.result().offset)
 
     async def _every(self, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -218,10 +230,3 @@ class PartitionWorker:
             if highwater is not None:
                 position = await self.consumer.position(tp)
                 gauge.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, highwater - position))
-
-
-def _changelog_sent(table: ChangelogTable, partition: int) -> Callable[[asyncio.Future], None]:
-    def sent(delivery: asyncio.Future) -> None:
-        if not delivery.cancelled() and delivery.exception() is None:
-            table.sent(partition, delivery.result().offset)
-    return sent

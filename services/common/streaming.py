@@ -118,7 +118,8 @@ class Publisher:
     at-least-once. A record that appears in several outputs (a verdict on two topics) is
     encoded once, and ``encoded`` can name records whose bytes are already at hand (an input
     passed on as is). ``send(topic, key, value)`` hands one record over and returns its
-    delivery future; ``lost`` is called when Kafka refuses one for good.
+    delivery future; ``lost``, if given, is called when Kafka refuses one for good (without it
+    the sender looks after deliveries: partition_worker checks them all after each flush).
     """
 
     def __init__(self, send: Callable[[str, bytes | None, bytes], Awaitable[asyncio.Future]], wire: AvroCodec,
@@ -126,21 +127,6 @@ class Publisher:
                  lost: Callable[[BaseException], None] | None = None) -> None:
         self._send, self.wire, self.log, self.count, self.lost = send, wire, log, count, lost
         self.names = {t.name: t.full_name for t in topics.TOPICS}
-
-    @classmethod
-    def of_faust(cls, app: faust.App, wire: AvroCodec, log: logging.Logger,
-                 count: Callable[[Output], None] | None = None) -> Publisher:
-        """Going around faust's topic objects saves most of the cost of a send."""
-        async def send(topic: str, key: bytes | None, value: bytes) -> asyncio.Future:
-            return await app.producer.send(topic, key, value, None, None, None)
-
-        def lost(exc: BaseException) -> None:
-            guard = getattr(app, "sandan_output_lost", None)  # the worker's guard (rebalance_guard.install)
-            if guard is None:
-                log.error("Kafka did not take an output record: %r", exc)
-            else:
-                guard(exc)
-        return cls(send, wire, log, count, lost)
 
     def prepare(self, outputs: Iterable[Output], *, encoded: dict[int, bytes] | None = None
                 ) -> list[tuple[Output, bytes]]:

@@ -77,8 +77,7 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
     tick_decisions: dict[str, list[str]] = {}
     m = metrics.order_match()
 
-    publisher = streaming.Publisher(worker.send, wire, log, count=lambda o: metrics.count_output(m, o),
-                                    lost=worker.guard.on_output_lost)
+    publisher = streaming.Publisher(worker.send, wire, log, count=lambda o: metrics.count_output(m, o))
     publish = publisher.publish
 
     def wake_of(bucket: dict) -> int | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge
 
+from services.common.metrics import child
 from services.common.money import round_fen
 from services.common.outputs import Output
 from services.tax_guarantee.account import Account, utilisation
@@ -73,16 +74,16 @@ _MOVES = {"deduct": ("deductions", "deducted"), "void": ("voids", "voided"), "se
 def count_output(m: GuaranteeMetrics, output: Output) -> None:
     rec = output.record
     if output.topic == "guarantee.ledger":
-        m.available.labels(assure_code=rec["assureCode"]).set(rec["available"])
-        m.utilisation.labels(assure_code=rec["assureCode"]).set(utilisation(rec["guaranteed"], rec["outstanding"]))
+        child(m.available, rec["assureCode"]).set(rec["available"])
+        child(m.utilisation, rec["assureCode"]).set(utilisation(rec["guaranteed"], rec["outstanding"]))
         if rec["action"] in _MOVES:
             count, amount = _MOVES[rec["action"]]
             getattr(m, count).inc()
             getattr(m, amount).inc(int(round_fen(rec["amount"]).scaleb(2)))
     elif output.topic == "declarations.refused":
         for failure in rec["failures"]:
-            m.refusals.labels(reason=failure["code"]).inc()
+            child(m.refusals, failure["code"]).inc()
     elif output.topic == "guarantee.warnings":
-        m.warnings.labels(kind=rec["kind"]).inc()
+        child(m.warnings, rec["kind"]).inc()
     elif output.topic == "deadletter":
-        m.dead_letters.labels(code=rec["code"]).inc()
+        child(m.dead_letters, rec["code"]).inc()

@@ -74,31 +74,3 @@ def test_an_output_kafka_refused_exits_before_its_input_is_committed():
     with pytest.raises(Exited):
         g.on_output_lost(TimeoutError("batch expired"))
     assert codes == [CRASHED]
-
-
-def test_the_publisher_hands_a_refused_output_to_the_guard():
-    import logging
-    from types import SimpleNamespace
-
-    from services.common.avro import codec
-    from services.common.deadletter import dead_letter
-    from services.common.streaming import Publisher
-
-    lost: list[BaseException] = []
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        deliveries: list[asyncio.Future] = []
-
-        async def send(*_args):
-            deliveries.append(loop.create_future())
-            return deliveries[-1]
-
-        app = SimpleNamespace(producer=SimpleNamespace(send=send), sandan_output_lost=lost.append)
-        publisher = Publisher.of_faust(app, codec(), logging.getLogger("test"))
-        await publisher.publish([dead_letter("documents.order", 0, 1, b"k", b"x", "UNDECODABLE", None, "test")])
-        deliveries[0].set_exception(TimeoutError("batch expired"))
-        await asyncio.sleep(0)
-
-    asyncio.run(main())
-    assert [type(e) for e in lost] == [TimeoutError]

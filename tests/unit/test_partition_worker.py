@@ -1,0 +1,108 @@
+"""The commit step of services/common/partition_worker.py: nothing is committed unless every
+record produced before it is in Kafka. Its effect on running workers is proved by the fault
+suite (tests/faults); these pin the decisions with stand-ins for the two Kafka clients."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import TopicPartition
+
+from services.common.changelog_table import ChangelogTable
+from services.common.partition_worker import PartitionWorker
+from services.common.rebalance_guard import CRASHED, RebalanceGuard
+
+
+class Exited(Exception):
+    pass
+
+
+class Delivered:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+class FakeProducer:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.sent, self.flushes = fail, [], 0
+
+    async def send(self, topic, value=None, key=None, partition=None):
+        delivery = asyncio.get_running_loop().create_future()
+        self.sent.append((topic, key, value, partition, delivery))
+        return delivery
+
+    async def flush(self):
+        self.flushes += 1
+        for n, (_, _, _, _, delivery) in enumerate(self.sent):
+            if not delivery.done():
+                delivery.set_exception(TimeoutError("batch expired")) if self.fail else delivery.set_result(Delivered(n))
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.commits: list[dict] = []
+
+    async def commit(self, offsets):
+        self.commits.append(dict(offsets))
+
+
+def worker(tmp_path, fail: bool) -> tuple[PartitionWorker, list[int], ChangelogTable]:
+    codes: list[int] = []
+
+    def exit_process(code: int) -> None:
+        codes.append(code)
+        raise Exited
+
+    table = ChangelogTable("t-changelog", tmp_path / "t")
+    w = PartitionWorker("unit", ["in"], tables=[table], guard=RebalanceGuard(exit_process))
+    w.producer, w.consumer = FakeProducer(fail), FakeConsumer()
+    return w, codes, table
+
+
+async def _one_batch(w: PartitionWorker, table: ChangelogTable) -> None:
+    await w.send("out", b"k", b"v")
+    table.put(2, b"bucket", b"state")
+    await w._send_changes()
+    w._done[TopicPartition("in", 2)] = 8
+
+
+def test_a_record_kafka_refused_stops_the_worker_before_the_commit(tmp_path):
+    w, codes, table = worker(tmp_path, fail=True)
+
+    async def main():
+        await _one_batch(w, table)
+        with pytest.raises(Exited):
+            await w._commit()
+
+    asyncio.run(main())
+    assert codes == [CRASHED]
+    assert w.consumer.commits == [], "the input of a lost output was committed"
+    table.close()
+
+
+def test_a_commit_follows_the_flush_and_records_how_far_the_changelog_went(tmp_path):
+    w, codes, table = worker(tmp_path, fail=False)
+
+    async def main():
+        await _one_batch(w, table)
+        await w._commit()
+
+    asyncio.run(main())
+    assert codes == [] and w.producer.flushes == 1
+    assert w.consumer.commits == [{TopicPartition("in", 2): 8}]
+    assert table._written == {2: 1}  # the changelog record was the second record sent
+    assert [s[0] for s in w.producer.sent] == ["out", "t-changelog"] and w.producer.sent[1][3] == 2
+    table.close()
+
+
+def test_a_stopping_worker_commits_nothing_more(tmp_path):
+    w, codes, table = worker(tmp_path, fail=False)
+
+    async def main():
+        await _one_batch(w, table)
+        w._stopping = True
+        await w._commit()
+
+    asyncio.run(main())
+    assert w.consumer.commits == []
+    table.close()
