@@ -1,4 +1,4 @@
-"""The customs side of the benchmark: a gateway subscriber in its own process.
+"""The customs side of the benchmark: a gateway subscriber in its own process (SubscribeBatches).
 
 Writes one line per delivered declaration, ``<declarationId> <wall-clock ms> <decidedAt ms>``
 (when order_match decided it), to ``--out``
@@ -25,9 +25,12 @@ async def follow(credentials: Credentials, out_path: str) -> None:
         last_flush = time.monotonic()
         async with GatewayClient(credentials) as gw:
             while not stop.is_set():
-                async for item in gw.subscribe(cursor, idle_timeout=0.5):
-                    cursor = item.cursor
-                    out.write(f"{item.declaration_id} {time.time() * 1000:.1f} {item.decided_at_ms}\n")
+                async for batch in gw.subscribe_batches(cursor, idle_timeout=0.5):
+                    now = f"{time.time() * 1000:.1f}"
+                    for item in batch.declarations:
+                        out.write(f"{item.declaration_id} {now} {item.decided_at_ms}\n")
+                    if batch.declarations:
+                        cursor = batch.declarations[-1].cursor
                     if time.monotonic() - last_flush > 0.1:
                         out.flush()
                         last_flush = time.monotonic()

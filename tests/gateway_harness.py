@@ -130,17 +130,20 @@ class MemoryLog:
         self.grown.set()
 
     async def read(self, short_topic: str, positions, latest: bool, stop: asyncio.Event, stats: StreamStats,
-                   on_lag) -> AsyncIterator[LogRecord]:
+                   on_lag) -> AsyncIterator[list[LogRecord]]:
         at = {p: (positions or {}).get(p, len(log) if latest else 0) for p, log in self.partitions.items()}
         while not stop.is_set():
             progressed = False
             for p, log in self.partitions.items():
-                while at[p] < len(log):
+                taken = []
+                while at[p] < len(log) and len(taken) < 3:  # small lists: batches of several partitions' reads
                     key, value = log[at[p]]
-                    stats.taken += 1
                     at[p] += 1
+                    taken.append(LogRecord(p, at[p] - 1, key, value, cursor.encode(short_topic, at)))
+                if taken:
+                    stats.taken += len(taken)
                     progressed = True
-                    yield LogRecord(p, at[p] - 1, key, value, cursor.encode(short_topic, at))
+                    yield taken
             on_lag(0)
             if not progressed:
                 self.grown.clear()

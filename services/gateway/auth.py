@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from services.gateway.clients import CUSTOMS, ENTERPRISE, Client, ClientRegistry, client_id_of, token_matches
 from services.gateway.errors import PERMISSION_DENIED, UNAUTHENTICATED, CallError
 
-METHOD_ROLES = {"Submit": ENTERPRISE, "Receipts": ENTERPRISE, "Subscribe": CUSTOMS, "Report": CUSTOMS}
+METHOD_ROLES = {"Submit": ENTERPRISE, "Receipts": ENTERPRISE, "Subscribe": CUSTOMS, "SubscribeBatches": CUSTOMS,
+                "Report": CUSTOMS}
 _BEARER = "bearer "
 
 

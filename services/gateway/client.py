@@ -128,6 +128,13 @@ class GatewayClient:
         call = self.stub.Subscribe(pb.SubscribeRequest(cursor=cursor, start=_start(latest)), metadata=self.metadata)
         return _bounded(call, limit, idle_timeout)
 
+    def subscribe_batches(self, cursor: str = "", *, latest: bool = False, limit: int | None = None,
+                          idle_timeout: float | None = None) -> AsyncIterator[pb.ClearedBatch]:
+        """As ``subscribe``, several declarations to a message (``limit`` counts messages)."""
+        call = self.stub.SubscribeBatches(pb.SubscribeRequest(cursor=cursor, start=_start(latest)),
+                                          metadata=self.metadata)
+        return _bounded(call, limit, idle_timeout)
+
     async def report(self, *, ebp_code: str, order_no: str, status: str, invt_no: str = "", reason: str = "",
                      decided_at: str = "", report_id: str = "", timeout: float | None = 30) -> pb.ReportAck:
         request = pb.ReportRequest(report_id=report_id, ebp_code=ebp_code, order_no=order_no, invt_no=invt_no,

@@ -76,8 +76,9 @@ class TopicReader:
         self.bootstrap, self.batch, self.fetch_bytes = bootstrap, batch, fetch_bytes
 
     async def read(self, short_topic: str, positions: dict[int, int] | None, latest: bool, stop: asyncio.Event,
-                   stats: StreamStats, on_lag: Callable[[int], None]) -> AsyncIterator[LogRecord]:
-        """Records of ``short_topic`` from ``positions`` (a cursor's) or the start, until ``stop``."""
+                   stats: StreamStats, on_lag: Callable[[int], None]) -> AsyncIterator[list[LogRecord]]:
+        """Records of ``short_topic`` from ``positions`` (a cursor's) or the start, until ``stop``:
+        a list per read from Kafka (never empty), in order within each partition."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="earliest", client_id="sandan-gateway-stream",
                                     max_partition_fetch_bytes=self.fetch_bytes, fetch_max_bytes=self.fetch_bytes)
@@ -91,12 +92,15 @@ class TopicReader:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=self.batch)
                 on_lag(_lag(consumer, at))
+                taken = []
                 for tp, records in batch.items():
-                    stats.taken += len(records)
                     for record in records:
                         at[tp.partition] = record.offset + 1
-                        yield LogRecord(tp.partition, record.offset, record.key, record.value,
-                                        cursor.encode(short_topic, at))
+                        taken.append(LogRecord(tp.partition, record.offset, record.key, record.value,
+                                               cursor.encode(short_topic, at)))
+                if taken:
+                    stats.taken += len(taken)
+                    yield taken
         finally:
             await consumer.stop()
 

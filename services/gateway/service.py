@@ -30,7 +30,9 @@ from services.gateway.reports import customs_report
 from services.gateway.submission import SENDER_FIELDS, examine
 
 log = logging.getLogger("sandan.gateway")
-STREAMING = frozenset({"Submit", "Subscribe", "Receipts"})
+STREAMING = frozenset({"Submit", "Subscribe", "SubscribeBatches", "Receipts"})
+# A verdict record is ~1-2 KB: 200 of them stay far below gRPC's 4 MB default message limit.
+BATCH_DECLARATIONS = 200
 CLEARED, RECEIPTS = "declarations.cleared", "receipts"
 SHUTTING_DOWN = "the gateway is shutting down; reconnect (subscribers: resume with your last cursor)"
 
@@ -41,7 +43,7 @@ class Publisher(Protocol):
 
 class Reader(Protocol):
     def read(self, short_topic: str, positions: dict[int, int] | None, latest: bool, stop: asyncio.Event,
-             stats: StreamStats, on_lag) -> AsyncIterator[LogRecord]: ...
+             stats: StreamStats, on_lag) -> AsyncIterator[list[LogRecord]]: ...
 
 
 class _LagShare:
@@ -90,23 +92,39 @@ class Gateway(pb_grpc.GatewayServicer):
 
     async def Receipts(self, request, context):
         async with self._call(context, "Receipts") as client:
-            async with aclosing(self._follow(client, "Receipts", RECEIPTS, request)) as records:
-                async for record in records:
-                    if (record.key or b"").decode(errors="replace") not in client.codes:
-                        continue  # the topic is keyed by receiver: skip others' receipts undecoded
-                    receipt = self._decode(record, RECEIPTS)
-                    if receipt is not None and receipt["receiver"] in client.codes:
-                        yield messages.receipt_record(record, receipt)
+            async with aclosing(self._follow(client, "Receipts", RECEIPTS, request)) as batches:
+                async for batch in batches:
+                    for record in batch:
+                        if (record.key or b"").decode(errors="replace") not in client.codes:
+                            continue  # the topic is keyed by receiver: skip others' receipts undecoded
+                        receipt = self._decode(record, RECEIPTS)
+                        if receipt is not None and receipt["receiver"] in client.codes:
+                            yield messages.receipt_record(record, receipt)
 
     # --- customs --------------------------------------------------------------------------
 
     async def Subscribe(self, request, context):
         async with self._call(context, "Subscribe") as client:
-            async with aclosing(self._follow(client, "Subscribe", CLEARED, request)) as records:
-                async for record in records:
-                    verdict = self._decode(record, CLEARED)
-                    if verdict is not None:
-                        yield messages.cleared_declaration(record, verdict)
+            async with aclosing(self._follow(client, "Subscribe", CLEARED, request)) as batches:
+                async for batch in batches:
+                    for declaration in self._cleared(batch):
+                        yield declaration
+
+    async def SubscribeBatches(self, request, context):
+        async with self._call(context, "SubscribeBatches") as client:
+            async with aclosing(self._follow(client, "SubscribeBatches", CLEARED, request)) as batches:
+                async for batch in batches:
+                    declarations = self._cleared(batch)
+                    for start in range(0, len(declarations), BATCH_DECLARATIONS):
+                        yield pb.ClearedBatch(declarations=declarations[start:start + BATCH_DECLARATIONS])
+
+    def _cleared(self, batch: list[LogRecord]) -> list[pb.ClearedDeclaration]:
+        cleared = []
+        for record in batch:
+            verdict = self._decode(record, CLEARED)
+            if verdict is not None:
+                cleared.append(messages.cleared_declaration(record, verdict))
+        return cleared
 
     async def Report(self, request, context):
         async with self._call(context, "Report") as client:
@@ -176,7 +194,8 @@ class Gateway(pb_grpc.GatewayServicer):
         finally:
             stopped.cancel()
 
-    async def _follow(self, client: Client, method: str, short_topic: str, request) -> AsyncIterator[LogRecord]:
+    async def _follow(self, client: Client, method: str, short_topic: str, request
+                      ) -> AsyncIterator[list[LogRecord]]:
         positions = cursor.decode(request.cursor, short_topic) if request.cursor else None
         stats = StreamStats(method, client.id)
         lag = _LagShare(self.metrics.lag.labels(method=method, client=client.id))
@@ -186,10 +205,10 @@ class Gateway(pb_grpc.GatewayServicer):
             records = self.reader.read(short_topic, positions, request.start == pb.START_LATEST, self.stopping,
                                        stats, lag.report)
             async with aclosing(records) as source:
-                async for record in source:
-                    yield record
-                    stats.sent += 1
-                    streamed.inc()
+                async for batch in source:
+                    yield batch
+                    stats.sent += len(batch)
+                    streamed.inc(len(batch))
         finally:
             self.streams.remove(stats)
             lag.close()
