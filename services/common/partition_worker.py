@@ -190,8 +190,11 @@ class PartitionWorker:
         if self._stopping or not (self._done or self._in_flight or self._changelog_in_flight):
             return
         offsets, self._done = dict(self._done), {}
+        # taken before the flush: what a timer sends meanwhile belongs to the next commit
+        delivered, self._in_flight = self._in_flight, []
+        changes, self._changelog_in_flight = self._changelog_in_flight, []
         await self.producer.flush()  # every output and table change of those records is in Kafka
-        self._check_deliveries()
+        self._check_deliveries(delivered, changes)
         if self._stopping or not offsets:
             return
         try:
@@ -204,10 +207,9 @@ class PartitionWorker:
         for table in self.tables:
             table.save_offsets()
 
-    def _check_deliveries(self) -> None:
+    def _check_deliveries(self, delivered: list[asyncio.Future],
+                          changes: list[tuple[ChangelogTable, int, asyncio.Future]]) -> None:
         """After a flush: exits (guard) if Kafka refused any record; notes the changelog offsets."""
-        delivered, self._in_flight = self._in_flight, []
-        changes, self._changelog_in_flight = self._changelog_in_flight, []
         for delivery in delivered + [d for _, _, d in changes]:
             if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
                 self.guard.on_output_lost(delivery.exception() if delivery.done() and not delivery.cancelled()

@@ -106,3 +106,23 @@ def test_a_stopping_worker_commits_nothing_more(tmp_path):
     asyncio.run(main())
     assert w.consumer.commits == []
     table.close()
+
+
+def test_a_record_a_timer_sends_during_the_flush_waits_for_the_next_commit(tmp_path):
+    w, codes, table = worker(tmp_path, fail=False)
+    flush = w.producer.flush
+
+    async def flush_while_a_tick_is_sent():
+        await flush()
+        await w.send("ticks", b"tick", b"1", 0)  # not flushed yet: must not count as lost
+
+    w.producer.flush = flush_while_a_tick_is_sent
+
+    async def main():
+        await _one_batch(w, table)
+        await w._commit()
+
+    asyncio.run(main())
+    assert codes == [] and len(w.consumer.commits) == 1
+    assert len(w._in_flight) == 1
+    table.close()
