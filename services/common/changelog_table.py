@@ -53,6 +53,7 @@ class ChangelogTable:
         self.folder = folder
         self._pending: list[Change] = []
         self._written: dict[int, int] = {}  # partition -> highest changelog offset the store holds
+        self.recoveries = 0  # how many times rows came from the changelog (readers' memos are stale then)
         if folder is None:
             self._db: dict | Rdict = {}
             return
@@ -137,6 +138,7 @@ class ChangelogTable:
             while todo:
                 batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=10_000)
                 for tp, records in batch.items():
+                    self.recoveries += 1
                     for r in records:
                         if r.value is None:
                             self._remove(r.key)

@@ -34,6 +34,7 @@ from services.common.outputs import Output
 from services.common.partition_worker import PartitionWorker
 from services.order_match import batch, matcher
 from services.order_match.batch import Arrival
+from services.order_match.bucket_store import BucketStore
 from services.order_match.processor import MatchProcessor
 from services.order_match.quota import RedisQuotaStore
 from services.order_match.rates import load_rates
@@ -68,6 +69,7 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
     processor = MatchProcessor(quota=RedisQuotaStore(redis, namespace), waybills=RedisWaybillRegistry(redis, namespace),
                                settings=settings, rates=load_rates(), timeout_ms=timeout_ms,
                                replay_window_ms=replay_window_ms)
+    store = BucketStore(buckets, wire)
     wakeups = WakeupStore(folder / "wakeups")
     clock = StreamClock(tuple(topics.name(t) for t in DOCUMENT_TOPICS), config.get_int("SANDAN_MATCH_IDLE_SECONDS") * 1000)
     loaded_wake: dict[str, int | None] = {}  # the wake-up each bucket of this batch had when read: where its index entry is
@@ -88,18 +90,17 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
         return wake
 
     def load(arrival: Arrival) -> dict:
-        raw = buckets.get(arrival.key.encode())
-        bucket = wire.decode(raw)[1] if raw is not None else matcher.new_bucket(arrival.key)
+        bucket = store.take(arrival.key) or matcher.new_bucket(arrival.key)
         loaded_wake[arrival.key] = wake_of(bucket)
         return bucket
 
     def save(key: str, bucket: dict, partition: int, indexed_wake: int | None = None) -> None:
         """Write the bucket (or forget an empty one); index its next wake-up if it moved."""
         if not bucket["declarations"] and not bucket["waybills"]:
-            buckets.delete(partition, key.encode())
+            store.delete(partition, key)
             wakeups.move(partition, key, indexed_wake, None)
             return
-        buckets.put(partition, key.encode(), wire.encode("sandan.MatchBucket", bucket))
+        store.put(partition, key, bucket)
         wakeups.move(partition, key, indexed_wake, wake_of(bucket))
 
     expected_schema = {topics.name(t): topics.BY_NAME[t].value for t in DOCUMENT_TOPICS}
@@ -169,11 +170,9 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
         clock.forget()
         scanned_for.clear()
         scanned_for.update(assigned)
-        for raw_key, raw in buckets.items():
-            key = raw_key.decode()
-            partition = (murmur2(raw_key) & 0x7FFFFFFF) % partitions  # the producers' default partitioner
+        for key, bucket in store.items():
+            partition = (murmur2(key.encode()) & 0x7FFFFFFF) % partitions  # the producers' default partitioner
             if partition in assigned:
-                bucket = wire.decode(raw)[1]
                 wake = wake_of(bucket)
                 wakeups.add(partition, wake if wake is not None else 0, key)
                 for decl in bucket["declarations"]:
@@ -186,18 +185,17 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
         wall = now_ms()
         now = clock.now(partition, wall)  # not past what has been read: see stream_clock
         for key in tick_decisions.pop(position, []):
-            raw = buckets.get(key.encode())
-            if raw is not None:
-                await publish(await processor.replay(wire.decode(raw)[1], position, wall))
+            bucket = store.take(key)
+            if bucket is not None:
+                await publish(await processor.replay(bucket, position, wall))
         for key in wakeups.due(partition, now):
-            raw = buckets.get(key.encode())
-            if raw is None:
+            bucket = store.take(key)
+            if bucket is None:
                 continue
-            bucket = wire.decode(raw)[1]
             outputs = processor.expire(bucket, now, position=position)
             closed = bucket["declarations"] and all(d["status"] in matcher.CLOSED for d in bucket["declarations"])
             if closed and max(d.get("decidedAt") or 0 for d in bucket["declarations"]) + retention_ms <= now:
-                buckets.delete(partition, key.encode())  # retention over: forget the order number
+                store.delete(partition, key)  # retention over: forget the order number
             else:
                 save(key, bucket, partition)  # its wake-up was taken out of the index: index it again
             await publish(outputs)
