@@ -85,6 +85,7 @@ class PartitionWorker:
         self._stopping = False
         self._in_flight: list[asyncio.Future] = []  # deliveries since the last flush
         self._changelog_in_flight: list[tuple[ChangelogTable, int, asyncio.Future]] = []
+        self._lag_shown: set[TopicPartition] = set()
         self._lock = asyncio.Lock()  # a batch, a commit and a revocation never interleave
 
     # --- what a service adds ----------------------------------------------------------------
@@ -227,8 +228,13 @@ class PartitionWorker:
 
     async def _measure_lag(self) -> None:
         gauge = streaming.lag_gauge()
-        for tp in self.consumer.assignment():
+        owned = set(self.consumer.assignment())
+        for tp in self._lag_shown - owned:  # moved to another worker: its lag is shown there
+            gauge.remove(tp.topic, str(tp.partition))
+        self._lag_shown = set()
+        for tp in owned:
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 position = await self.consumer.position(tp)
                 gauge.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, highwater - position))
+                self._lag_shown.add(tp)

@@ -49,7 +49,8 @@ def create_app() -> faust.App:
     redis = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
     namespace = f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}"
     quota, parts = RedisQuotaStore(redis, namespace), RedisPartReleases(redis, namespace)
-    tables = {kind: app.Table(name, default=None, key_type=bytes, value_type=bytes, partitions=partitions)
+    tables = {kind: app.Table(name, default=None, key_type=bytes, value_type=bytes, partitions=partitions,
+                                options=streaming.rocksdb_options())
               for kind, name in ((BUCKETS, "returns-buckets"), (WAYBILLS, "returns-waybills"))}
     short_of = {topics.name(s): s for s in (*BUCKET_SOURCES, *WAYBILL_SOURCES, DELIVERY_SOURCE, TICKS)}
     source = app.topic(*short_of, key_type=bytes, value_type=bytes)
