@@ -59,7 +59,7 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_SESSION_TIMEOUT", "10", "Seconds before Kafka gives a silent worker's partitions to the others"),
     Setting("SANDAN_KAFKA_LINGER_MS", "5", "Milliseconds a worker's producer waits to fill a batch (fewer, larger requests)"),
     Setting("SANDAN_KAFKA_BATCH_BYTES", "262144", "Largest batch a worker's producer sends to one partition, in bytes"),
-    Setting("SANDAN_ROCKSDB_MEMORY_MB", "32",
+    Setting("SANDAN_ROCKSDB_MEMORY_MB", "64",
             "Memory of a worker's table RocksDB (order_match: one per worker; returns: one per partition): half block"
             " cache, half write buffers (bounds a worker's RSS)"),
     Setting("SANDAN_STREAM_BATCH", "500",

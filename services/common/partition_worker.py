@@ -82,6 +82,9 @@ class PartitionWorker:
         self._to_recover: set[int] = set()
         self._done: dict[TopicPartition, int] = {}  # next offset to commit, per input partition
         self._timers: list[tuple[float, Callable[[], Awaitable[None]]]] = []
+        # called before each commit, in the batch loop: state a service keeps back (write-behind
+        # caches) goes into its tables then, and so onto their changelogs before the offsets
+        self.before_commit: list[Callable[[], object]] = []
         self._stopping = False
         self._in_flight: list[asyncio.Future] = []  # deliveries since the last flush
         self._changelog_in_flight: list[tuple[ChangelogTable, int, asyncio.Future]] = []
@@ -191,6 +194,9 @@ class PartitionWorker:
         if self._stopping or not (self._done or self._in_flight or self._changelog_in_flight):
             return
         offsets, self._done = dict(self._done), {}
+        for step in self.before_commit:
+            step()
+        await self._send_changes()
         # taken before the flush: what a timer sends meanwhile belongs to the next commit
         delivered, self._in_flight = self._in_flight, []
         changes, self._changelog_in_flight = self._changelog_in_flight, []

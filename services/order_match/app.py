@@ -70,6 +70,7 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
                                settings=settings, rates=load_rates(), timeout_ms=timeout_ms,
                                replay_window_ms=replay_window_ms)
     store = BucketStore(buckets, wire)
+    worker.before_commit.append(store.flush)
     wakeups = WakeupStore(folder / "wakeups")
     clock = StreamClock(tuple(topics.name(t) for t in DOCUMENT_TOPICS), config.get_int("SANDAN_MATCH_IDLE_SECONDS") * 1000)
     loaded_wake: dict[str, int | None] = {}  # the wake-up each bucket of this batch had when read: where its index entry is
