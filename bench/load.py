@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
 from services.common import config, topics
 from services.common import generator
@@ -104,12 +105,22 @@ def producer() -> AIOKafkaProducer:
                             client_id="sandan-bench")
 
 
+CHUNK = 2_000      # records handed to the producer at a time at full speed
+TICK_S = 0.005     # at a fixed rate, what is due goes out every 5 ms (as a producer's linger would)
+IN_FLIGHT = 400    # batches sent and not yet acknowledged, at most
+
+
 async def send(load: Load, *, rate: float | None = None) -> dict[str, float]:
     """Send every record (at ``rate`` declarations/s, or as fast as Kafka takes them).
 
     Returns when each declaration's last record entered Kafka: the broker's append time (the
     document topics use LogAppendTime), so a queue inside this producer does not count as
     sandan's latency; the time it was handed to the producer where the broker gives none.
+
+    Records go out as whole batches per partition (aiokafka's ``create_batch``/``send_batch``,
+    partitioned as the default partitioner does): a future and a partitioner call per record
+    cost the load generator more CPU than some of sandan's services, on the machine it shares
+    with them (bench/RESULTS.md).
     """
     names = {t.name: t.full_name for t in topics.TOPICS}
     sent: dict[str, float] = {}
@@ -117,26 +128,62 @@ async def send(load: Load, *, rate: float | None = None) -> dict[str, float]:
     kafka = producer()
     await kafka.start()
     try:
+        counts: dict[str, int] = {}  # partitions per topic, learnt on its first record
         started = time.monotonic()
-        pending = []
-        for i, (topic, key, value) in enumerate(load.records):
-            if per_record is not None:
-                behind = started + i * per_record - time.monotonic()
-                if behind > 0.002:
-                    await asyncio.sleep(behind)
-            delivery = await kafka.send(names[topic], value=value, key=key)
-            pending.append(delivery)
-            decl = load.closing.get(i)
-            if decl is not None:
-                sent[decl] = time.time() * 1000
-                delivery.add_done_callback(lambda done, decl=decl: _appended(done, decl, sent))
-            if len(pending) >= 20000:
+        pending: list[asyncio.Future] = []
+        at, total = 0, len(load.records)
+        while at < total:
+            if per_record is None:
+                stop = min(total, at + CHUNK)
+            else:
+                stop = min(total, int((time.monotonic() - started) / per_record) + 1)
+                if stop <= at:
+                    await asyncio.sleep(TICK_S)
+                    continue
+            pending += await _send_chunk(kafka, load, at, stop, names, counts, sent)
+            at = stop
+            if len(pending) >= IN_FLIGHT:
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)
     finally:
         await kafka.stop()
     return sent
+
+
+async def _send_chunk(kafka: AIOKafkaProducer, load: Load, start: int, stop: int, names: dict[str, str],
+                      counts: dict[str, int], sent: dict[str, float]) -> list[asyncio.Future]:
+    by_partition: dict[tuple[str, int], list[int]] = {}
+    for i in range(start, stop):
+        topic, key, _ = load.records[i]
+        if topic not in counts:
+            counts[topic] = len(await kafka.partitions_for(names[topic]))
+        by_partition.setdefault((topic, (murmur2(key) & 0x7FFFFFFF) % counts[topic]), []).append(i)
+    deliveries = []
+    for (topic, partition), indexes in by_partition.items():
+        batch, closing = kafka.create_batch(), []
+        for i in indexes:
+            _, key, value = load.records[i]
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+                deliveries.append(await _send_batch(kafka, batch, names[topic], partition, closing, sent))
+                batch, closing = kafka.create_batch(), []
+                batch.append(key=key, value=value, timestamp=None)
+            decl = load.closing.get(i)
+            if decl is not None:
+                closing.append(decl)
+        deliveries.append(await _send_batch(kafka, batch, names[topic], partition, closing, sent))
+    return deliveries
+
+
+async def _send_batch(kafka: AIOKafkaProducer, batch, topic: str, partition: int, closing: list[str],
+                      sent: dict[str, float]) -> asyncio.Future:
+    handed = time.time() * 1000
+    for decl in closing:
+        sent[decl] = handed
+    delivery = await kafka.send_batch(batch, topic, partition=partition)
+    if closing:
+        delivery.add_done_callback(lambda done: [_appended(done, decl, sent) for decl in closing])
+    return delivery
 
 
 def _appended(delivery: asyncio.Future, decl: str, sent: dict[str, float]) -> None:
