@@ -17,6 +17,7 @@ What it keeps from sandan's faust workers (services/common/streaming.py, rebalan
   exit (70) before anything of its batch is committed;
 * tables rebuilt from their changelogs for the partitions assigned, before any of their
   records is handled (``changelog_table``);
+* ``sandan_consumer_lag`` per owned input partition;
 
 and it goes through a rebalance instead of dying on it (the faust workers exit with 75 to
 step around faust's losses, rebalance_guard.py): when partitions are taken away, the batch in
@@ -24,7 +25,6 @@ hand is finished, everything it produced is flushed and its offsets committed be
 callback returns, so the next owner starts where this one stopped; records fetched for a
 partition that has left meanwhile are dropped unhandled (their offsets were not committed, the
 new owner takes them); partitions assigned are recovered before their first record.
-* ``sandan_consumer_lag`` per owned input partition.
 """
 from __future__ import annotations
 
@@ -138,10 +138,10 @@ class PartitionWorker:
     async def run(self, handle: Handler) -> None:
         """Until a signal or an exit of the guard; ``handle`` gets each fetched batch (a list of
         aiokafka ConsumerRecords, in offset order per partition)."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop)
         self.producer, self.consumer = self._producer(), self._consumer()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # after the producer exists: a stop flushes it
+            loop.add_signal_handler(sig, self._stop)
         await self.producer.start()
         self.consumer.subscribe(list(self.inputs), listener=_Listener(self))
         await self.consumer.start()

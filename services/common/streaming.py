@@ -118,14 +118,13 @@ class Publisher:
     at-least-once. A record that appears in several outputs (a verdict on two topics) is
     encoded once, and ``encoded`` can name records whose bytes are already at hand (an input
     passed on as is). ``send(topic, key, value)`` hands one record over and returns its
-    delivery future; ``lost``, if given, is called when Kafka refuses one for good (without it
-    the sender looks after deliveries: partition_worker checks them all after each flush).
+    delivery future; the sender looks after deliveries (partition_worker checks them all after
+    each flush, before the commit).
     """
 
     def __init__(self, send: Callable[[str, bytes | None, bytes], Awaitable[asyncio.Future]], wire: AvroCodec,
-                 log: logging.Logger, count: Callable[[Output], None] | None = None,
-                 lost: Callable[[BaseException], None] | None = None) -> None:
-        self._send, self.wire, self.log, self.count, self.lost = send, wire, log, count, lost
+                 count: Callable[[Output], None] | None = None) -> None:
+        self._send, self.wire, self.count = send, wire, count
         self.names = {t.name: t.full_name for t in topics.TOPICS}
 
     def prepare(self, outputs: Iterable[Output], *, encoded: dict[int, bytes] | None = None
@@ -145,19 +144,13 @@ class Publisher:
     async def send(self, prepared: Iterable[tuple[Output, bytes]], *, count: bool = True) -> None:
         send = self._send
         for o, value in prepared:
-            delivery = await send(self.names[o.topic], o.key, value)
-            if self.lost is not None:
-                delivery.add_done_callback(self._delivered)
+            await send(self.names[o.topic], o.key, value)
             if count and self.count is not None:
                 self.count(o)
 
     async def publish(self, outputs: Iterable[Output], *, count: bool = True,
                       encoded: dict[int, bytes] | None = None) -> None:
         await self.send(self.prepare(outputs, encoded=encoded), count=count)
-
-    def _delivered(self, delivery: asyncio.Future) -> None:
-        if not delivery.cancelled() and delivery.exception() is not None:
-            self.lost(delivery.exception())
 
 
 def in_event(event) -> None:

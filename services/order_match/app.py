@@ -6,10 +6,10 @@ dead letters. Expiry runs inside the stream too: a timer drops a tick into every
 of ``order_match.ticks`` and the agent expires that partition's due declarations when the
 tick arrives, so table writes always happen in stream context on the right partition.
 
-Documents are taken in batches (what one fetch brings, up to SANDAN_STREAM_BATCH): each bucket is read
-from and written to the table once per batch, the declarations completed in the batch are
-decided with one round trip to Redis, and the outputs go to the producer without waiting on
-each. A batch that fails is taken again one document at a time, so that a bad document is
+Documents are taken in batches (what one fetch brings, up to SANDAN_STREAM_BATCH): each bucket
+is read once per batch and written to the table once per commit (``bucket_store``), the
+declarations completed in the batch are decided with one round trip to Redis, and the
+outputs go to the producer without waiting on each. A batch that fails is taken again one document at a time, so that a bad document is
 dead-lettered alone.
 
 Delivery is at-least-once: the worker flushes the producer before it commits offsets, and every
@@ -80,7 +80,7 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
     tick_decisions: dict[str, list[str]] = {}
     m = metrics.order_match()
 
-    publisher = streaming.Publisher(worker.send, wire, log, count=lambda o: metrics.count_output(m, o))
+    publisher = streaming.Publisher(worker.send, wire, count=lambda o: metrics.count_output(m, o))
     publish = publisher.publish
 
     def wake_of(bucket: dict) -> int | None:

@@ -65,7 +65,7 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
     wire = codec()
     processor = create_processor(aioredis.from_url(config.get("SANDAN_REDIS_URL")))
     m = metrics.guarantee()
-    publish = streaming.Publisher(worker.send, wire, log, count=lambda o: metrics.count_output(m, o)).publish
+    publish = streaming.Publisher(worker.send, wire, count=lambda o: metrics.count_output(m, o)).publish
 
     async def reject(msg, code: str, field: str | None, reason: str, reference: str | None = None,
                      count: bool = True) -> None:
