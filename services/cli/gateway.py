@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -105,6 +106,12 @@ def run_submit(args) -> int:
     files = xml_files(args.paths)
     if not files:
         print("sandan gateway submit: no XML files found", file=sys.stderr)
+        return 2
+    # checked before the stream opens: a file failing mid-stream would only cancel the call
+    unreadable = [path for path in files if not path.is_file() or not os.access(path, os.R_OK)]
+    if unreadable:
+        print(f"sandan gateway submit: {unreadable[0]}: no such readable file"
+              + (f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""), file=sys.stderr)
         return 2
 
     async def work(client) -> int:

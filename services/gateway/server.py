@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from aiokafka.errors import KafkaError as AioKafkaError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from kafka.errors import KafkaError as SyncKafkaError
 
 from services.common import config, kafka_io
 from services.common import metrics as common_metrics
@@ -44,6 +47,10 @@ class ServerSettings:
     fetch_bytes: int
     grace: int
     metrics_port: int
+    share_port: bool = False
+    auth_recheck_s: float = 2.0
+    max_streams_per_client: int = 16
+    report_skew_s: int = 300
 
     @classmethod
     def from_env(cls) -> "ServerSettings":
@@ -57,7 +64,11 @@ class ServerSettings:
                    stream_batch=config.get_int("SANDAN_GATEWAY_STREAM_BATCH"),
                    fetch_bytes=config.get_int("SANDAN_GATEWAY_FETCH_BYTES"),
                    grace=config.get_int("SANDAN_GATEWAY_GRACE"),
-                   metrics_port=config.get_int("SANDAN_GATEWAY_METRICS_PORT"))
+                   metrics_port=config.get_int("SANDAN_GATEWAY_METRICS_PORT"),
+                   share_port=config.get_int("SANDAN_GATEWAY_SHARE_PORT") != 0,
+                   auth_recheck_s=float(config.get("SANDAN_GATEWAY_AUTH_RECHECK_SECONDS")),
+                   max_streams_per_client=config.get_int("SANDAN_GATEWAY_MAX_STREAMS_PER_CLIENT"),
+                   report_skew_s=config.get_int("SANDAN_GATEWAY_REPORT_SKEW_SECONDS"))
 
     @property
     def tls(self) -> bool:
@@ -73,7 +84,9 @@ def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | Non
     if not (settings.tls_cert and settings.tls_key):
         raise SystemExit("TLS needs both SANDAN_GATEWAY_TLS_CERT and SANDAN_GATEWAY_TLS_KEY")
     client_ca = _read(settings.client_ca) if settings.client_ca else None
-    return grpc.ssl_server_credentials([(_read(settings.tls_key), _read(settings.tls_cert))],
+    key, cert = _read(settings.tls_key), _read(settings.tls_cert)
+    check_key_pair(settings.tls_cert, settings.tls_key)
+    return grpc.ssl_server_credentials([(key, cert)],
                                        root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
@@ -82,6 +95,16 @@ def _read(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise SystemExit(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def check_key_pair(cert_path: str, key_path: str) -> None:
+    """Refuse a key that is not the certificate's: gRPC would only say "Failed to bind to address"."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path)
+    except ssl.SSLError as exc:
+        problem = "is not the key of" if "KEY_VALUES_MISMATCH" in str(exc) else f"and {cert_path} cannot be used with"
+        raise SystemExit(f"SANDAN_GATEWAY_TLS_KEY {key_path} {problem} SANDAN_GATEWAY_TLS_CERT {cert_path} "
+                         f"({exc.reason or exc})") from None
 
 
 def check_listen(settings: ServerSettings) -> None:
@@ -99,8 +122,10 @@ class GatewayServer:
         self.settings, self.gateway = settings, gateway
         self.health = health.aio.HealthServicer()
         limit = settings.max_message_bytes
+        # grpc turns SO_REUSEPORT on by default: a second gateway would silently share the port.
         self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
-                                               ("grpc.max_send_message_length", limit)])
+                                               ("grpc.max_send_message_length", limit),
+                                               ("grpc.so_reuseport", int(settings.share_port))])
         pb_grpc.add_GatewayServicer_to_server(gateway, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -109,10 +134,14 @@ class GatewayServer:
 
     async def start(self) -> int:
         credentials = server_credentials(self.settings)
-        if credentials is None:
-            port = self.server.add_insecure_port(self.settings.listen)
-        else:
-            port = self.server.add_secure_port(self.settings.listen, credentials)
+        try:
+            if credentials is None:
+                port = self.server.add_insecure_port(self.settings.listen)
+            else:
+                port = self.server.add_secure_port(self.settings.listen, credentials)
+        except RuntimeError:
+            raise SystemExit(f"cannot listen on {self.settings.listen}: the address is in use or not this host's "
+                             f"(another gateway? set SANDAN_GATEWAY_SHARE_PORT=1 to share a port on purpose)") from None
         await self.server.start()
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         return port
@@ -134,11 +163,26 @@ async def serve(settings: ServerSettings) -> None:
     """``sandan gateway serve``: run until SIGINT/SIGTERM, then stop gracefully."""
     check_listen(settings)
     server_credentials(settings)  # fail on bad TLS files before touching Kafka
-    await asyncio.to_thread(kafka_io.create_topics)
-    common_metrics.serve(settings.metrics_port)
     bootstrap = kafka_io.bootstrap()
+    kafka_log = logging.getLogger("kafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)  # its retry chatter would bury the one line that says what is wrong
+    try:
+        await asyncio.to_thread(kafka_io.create_topics)
+    except SyncKafkaError as exc:
+        raise SystemExit(f"Kafka at {bootstrap} (SANDAN_KAFKA_BOOTSTRAP) is unreachable: {type(exc).__name__}") from None
+    finally:
+        kafka_log.setLevel(level)
+    try:
+        common_metrics.serve(settings.metrics_port)
+    except OSError as exc:
+        raise SystemExit(f"cannot serve metrics on port {settings.metrics_port} (SANDAN_GATEWAY_METRICS_PORT): "
+                         f"{exc.strerror or exc}") from None
     publisher = KafkaPublisher(bootstrap)
-    await publisher.start()
+    try:
+        await publisher.start()
+    except AioKafkaError as exc:
+        raise SystemExit(f"Kafka at {bootstrap} (SANDAN_KAFKA_BOOTSTRAP) is unreachable: {type(exc).__name__}") from None
     server = GatewayServer(settings, build_gateway(settings, publisher, TopicReader(
         bootstrap, settings.stream_batch, settings.fetch_bytes)))
     try:

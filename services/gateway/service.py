@@ -14,13 +14,14 @@ from contextlib import aclosing, asynccontextmanager
 from typing import Protocol
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from services.common.avro import WireError, codec
 from services.common.clock import now_ms
 from services.common.outputs import Output
 from services.gateway import auth, cursor, messages
 from services.gateway.clients import Client, ClientRegistry
-from services.gateway.errors import UNAVAILABLE, CallError
+from services.gateway.errors import INVALID_ARGUMENT, UNAVAILABLE, CallError
 from services.gateway.kafka_bridge import LogRecord, StreamStats
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proto import gateway_pb2 as pb
@@ -176,6 +177,7 @@ class Gateway(pb_grpc.GatewayServicer):
     async def _until_stopping(self, request_iterator):
         """The client's items, until it ends the stream or the gateway begins to shut down."""
         iterator = request_iterator.__aiter__()
+        received = 0
         stopped = asyncio.ensure_future(self.stopping.wait())
         try:
             while True:
@@ -190,6 +192,10 @@ class Gateway(pb_grpc.GatewayServicer):
                     item = nxt.result()
                 except StopAsyncIteration:
                     return
+                except DecodeError:  # bytes that are no SubmitItem: the client's fault, not the gateway's
+                    raise CallError(INVALID_ARGUMENT, f"item {received + 1}: not a SubmitItem protobuf message "
+                                                      f"(see schemas/proto/gateway.proto)") from None
+                received += 1
                 yield item  # an item already read is answered even when shutdown began meanwhile
         finally:
             stopped.cancel()

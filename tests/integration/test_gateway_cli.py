@@ -107,3 +107,41 @@ def test_serve_submit_subscribe_report_receipts_from_the_command_line(gateway_to
     assert server.returncode == 0
     assert "gateway stopped" in log.read_text()
     assert token not in log.read_text()
+
+
+def _serve_once(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "services.cli", "gateway", "serve"], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=config.PROJECT_ROOT)
+
+
+def test_serve_with_its_metrics_port_in_use_exits_with_one_line(stack, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = dict(os.environ, SANDAN_GATEWAY_LISTEN=f"127.0.0.1:{free_port()}", SANDAN_GATEWAY_METRICS_PORT=str(port),
+                   SANDAN_GATEWAY_CLIENTS=str(tmp_path / "clients.json"), PYTHONPATH=str(config.PROJECT_ROOT))
+        served = _serve_once(env)
+    assert served.returncode != 0
+    assert served.stderr.splitlines() == [
+        f"cannot serve metrics on port {port} (SANDAN_GATEWAY_METRICS_PORT): Address already in use"]
+
+
+def test_serve_without_kafka_exits_with_one_line(tmp_path):
+    nobody = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, SANDAN_GATEWAY_LISTEN=f"127.0.0.1:{free_port()}", SANDAN_KAFKA_BOOTSTRAP=nobody,
+               SANDAN_KAFKA_CONNECT_TIMEOUT="1", SANDAN_GATEWAY_METRICS_PORT="0",
+               SANDAN_GATEWAY_CLIENTS=str(tmp_path / "clients.json"), PYTHONPATH=str(config.PROJECT_ROOT))
+    served = _serve_once(env)
+    assert served.returncode != 0
+    [line] = served.stderr.splitlines()
+    assert line.startswith(f"Kafka at {nobody} (SANDAN_KAFKA_BOOTSTRAP) is unreachable")
+
+
+def test_submit_of_a_missing_file_says_so_in_one_line(tmp_path):
+    env = dict(os.environ, SANDAN_GATEWAY_ADDRESS=f"127.0.0.1:{free_port()}", SANDAN_GATEWAY_TOKEN="x.y",
+               SANDAN_GATEWAY_CREDENTIALS="", PYTHONPATH=str(config.PROJECT_ROOT))
+    missing = tmp_path / "nothing.xml"
+    submitted = sandan("submit", str(missing), env=env)
+    assert submitted.returncode == 2
+    assert submitted.stderr.splitlines() == [f"sandan gateway submit: {missing}: no such readable file"]
