@@ -3,7 +3,7 @@
 # Redis with an append-only file and one Prometheus scraping the sandan services, all on
 # 127.0.0.1, state under $SANDAN_LOCAL_DIR.
 #
-#   scripts/stack.sh setup    fetch the Kafka jars, apt-install redis-server and prometheus if missing
+#   scripts/stack.sh setup    fetch the Kafka jars, apt-install redis-server, prometheus and docker-compose if missing
 #   scripts/stack.sh up       start whatever is not running, then wait until all of them answer
 #   scripts/stack.sh down     stop them (SIGTERM, then SIGKILL after a timeout)
 #   scripts/stack.sh status   one line per service; exit 0 only when all are running
@@ -147,6 +147,8 @@ cmd_setup() {
     # Debian's prometheus package brings promtool too, which the tests use to check the
     # configuration and the alert rules.
     if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then missing+=(prometheus); fi
+    # docker-compose (Debian's) only checks docker-compose.yml in the tests (`config -q` needs no engine).
+    command -v docker-compose >/dev/null || missing+=(docker-compose)
     command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
     if ! jars_ok && ! command -v mvn >/dev/null; then missing+=(maven); fi
     if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
