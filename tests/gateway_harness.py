@@ -131,6 +131,7 @@ class MemoryLog:
 
     async def read(self, short_topic: str, positions, latest: bool, stop: asyncio.Event, stats: StreamStats,
                    on_lag) -> AsyncIterator[list[LogRecord]]:
+        cursor.check_within(positions or {}, {p: len(log) for p, log in self.partitions.items()}, short_topic)
         at = {p: (positions or {}).get(p, len(log) if latest else 0) for p, log in self.partitions.items()}
         while not stop.is_set():
             progressed = False

@@ -88,6 +88,9 @@ class TopicReader:
         except KafkaError as exc:
             await consumer.stop()
             raise CallError(UNAVAILABLE, f"Kafka did not answer ({type(exc).__name__}); try again") from exc
+        except CallError:
+            await consumer.stop()
+            raise
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=self.batch)
@@ -113,7 +116,9 @@ class TopicReader:
         if not parts:
             raise CallError(UNAVAILABLE, f"topic {topic} does not exist yet")
         consumer.assign(parts)
-        edge = await (consumer.end_offsets(parts) if latest else consumer.beginning_offsets(parts))
+        ends = await consumer.end_offsets(parts)
+        cursor.check_within(positions, {tp.partition: end for tp, end in ends.items()}, topic)
+        edge = ends if latest else await consumer.beginning_offsets(parts)
         at = {tp.partition: positions.get(tp.partition, edge[tp]) for tp in parts}
         for tp in parts:
             consumer.seek(tp, at[tp.partition])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 from prometheus_client import REGISTRY
 
@@ -107,3 +108,27 @@ def test_partitions_a_cursor_does_not_name_are_read_from_their_beginning(gateway
                 return [d async for d in client.subscribe(at_end_of_zero, idle_timeout=1.5)]
 
     assert len(asyncio.run(scenario())) == 12 - ends[0]
+
+
+def test_cursors_past_the_end_or_beyond_kafkas_offsets_are_refused_not_replayed(gateway_topics, tmp_path):
+    tokens = register(tmp_path / "clients.json", ("customs", "customs", []))
+    produce("declarations.cleared", verdicts(range(6)))
+    ends = kafka_io.end_offsets(topics.name("declarations.cleared"))
+    past_end = cursor.encode("declarations.cleared", {p: end + 100 for p, end in ends.items()})
+    huge = cursor.encode("declarations.cleared", {0: 2**64})
+
+    async def refusal(client, text):
+        try:
+            got = [d async for d in client.subscribe(text, idle_timeout=5)]
+        except grpc.aio.AioRpcError as exc:
+            return exc.code(), exc.details()
+        return grpc.StatusCode.OK, f"{len(got)} declarations"
+
+    async def scenario():
+        async with kafka_gateway(settings(tmp_path)) as gw:
+            async with gw.client(tokens["customs"]) as client:
+                return await refusal(client, past_end), await refusal(client, huge)
+
+    (end_code, end_text), (huge_code, huge_text) = asyncio.run(scenario())
+    assert end_code == grpc.StatusCode.OUT_OF_RANGE and end_text.startswith("cursor: offset ")
+    assert huge_code == grpc.StatusCode.INVALID_ARGUMENT and huge_text.startswith(f"cursor: '{huge[:24]}")

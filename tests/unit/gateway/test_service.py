@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from services.common.avro import codec
 from services.common.ceb.writer import write_message
 from services.common.generator import generate
+from services.gateway import cursor
 from services.gateway.client import xml_item
 from services.gateway.proto import gateway_pb2 as pb
 from tests.gateway_harness import (MemoryLog, MemoryPublisher, receipt_bytes, register, running_gateway, settings,
@@ -368,3 +369,23 @@ def test_batched_subscription_delivers_what_subscribe_does_in_order_resumable_fr
     # after the first message's last cursor: the rest, each once (partitions may interleave differently)
     assert sorted(rest) == sorted(d.declaration_id for d in single[len(batches[0].declarations):])
     assert refused[0] == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_cursor_past_the_end_is_out_of_range_and_one_beyond_2_63_invalid(world):
+    tmp_path, tokens = world
+    log = MemoryLog()
+    for n in range(3):
+        log.append(0, b"k", verdict_bytes(n))
+    past_end = cursor.encode("declarations.cleared", {0: 500})
+    huge = cursor.encode("declarations.cleared", {0: 2**63})
+
+    async def scenario():
+        async with running_gateway(settings(tmp_path), MemoryPublisher(), log) as gw:
+            async with gw.client(tokens["customs"]) as client:
+                return [await status_of(collect(client.subscribe(past_end, idle_timeout=5))),
+                        await status_of(collect(client.subscribe_batches(huge, idle_timeout=5)))]
+
+    (end_code, end_text), (huge_code, huge_text) = run(scenario())
+    assert end_code == grpc.StatusCode.OUT_OF_RANGE
+    assert end_text == "cursor: offset 500 is past the end of declarations.cleared partition 0 (next offset 3)"
+    assert huge_code == grpc.StatusCode.INVALID_ARGUMENT and huge_text.startswith(f"cursor: '{huge[:24]}")
