@@ -15,12 +15,11 @@ from pathlib import Path
 import grpc
 from aiokafka.errors import KafkaError as AioKafkaError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from kafka.errors import KafkaError as SyncKafkaError
 
 from services.common import config, kafka_io
 from services.common import metrics as common_metrics
-from services.gateway import metrics
+from services.gateway import metrics, reflection
 from services.gateway.clients import ClientRegistry
 from services.gateway.kafka_bridge import KafkaPublisher, TopicReader
 from services.gateway.proto import gateway_pb2 as pb
@@ -128,9 +127,7 @@ class GatewayServer:
                                                ("grpc.so_reuseport", int(settings.share_port))])
         pb_grpc.add_GatewayServicer_to_server(gateway, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.server)
+        reflection.enable(self.server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
 
     async def start(self) -> int:
         credentials = server_credentials(self.settings)

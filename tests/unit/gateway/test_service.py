@@ -3,11 +3,14 @@ status codes, answers in order, deadlines, shutdown, health and reflection."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from prometheus_client import REGISTRY
 
 from services.common.avro import codec
@@ -389,3 +392,31 @@ def test_a_cursor_past_the_end_is_out_of_range_and_one_beyond_2_63_invalid(world
     assert end_code == grpc.StatusCode.OUT_OF_RANGE
     assert end_text == "cursor: offset 500 is past the end of declarations.cleared partition 0 (next offset 3)"
     assert huge_code == grpc.StatusCode.INVALID_ARGUMENT and huge_text.startswith(f"cursor: '{huge[:24]}")
+
+
+def _reflect(address: str, path: str) -> tuple[list[str], str, str]:
+    """Through a stock reflection client on ``path`` (v1 or v1alpha): the services listed, and
+    the input type and file of the Submit method resolved by its symbol."""
+    with grpc.insecure_channel(address) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        database._stub = SimpleNamespace(ServerReflectionInfo=channel.stream_stream(
+            path, request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString))
+        services = sorted(database.get_services())
+        method = descriptor_pool.DescriptorPool(database).FindMethodByName("sandan.gateway.v1.Gateway.Submit")
+        return services, method.input_type.full_name, method.containing_service.file.name
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+def test_reflection_lists_the_services_and_resolves_method_symbols(world, version):
+    tmp_path, _ = world
+
+    async def scenario():
+        async with running_gateway(settings(tmp_path), MemoryPublisher(), MemoryLog()) as gw:
+            return await asyncio.to_thread(
+                _reflect, gw.address, f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo")
+
+    services, input_type, file_name = run(scenario())
+    assert {"sandan.gateway.v1.Gateway", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection"} <= set(services)
+    assert input_type == "sandan.gateway.v1.SubmitItem" and file_name.endswith("gateway.proto")
