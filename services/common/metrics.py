@@ -33,6 +33,25 @@ class OrderMatchMetrics:
     expiry_overdue: Gauge
 
 
+_dead_letters: Counter | None = None
+
+
+def dead_letters() -> Counter:
+    """``sandan_dead_letters_total{code}``, the counter the dead-letter alert reads: one per process,
+    for every part of it that sends records to the dead-letter topic (order_match, the gateway)."""
+    global _dead_letters
+    if _dead_letters is None:
+        _dead_letters = Counter("sandan_dead_letters_total", "Records sent to the dead-letter topic", ["code"])
+    return _dead_letters
+
+
+def count_dead_letters(outputs) -> None:
+    """Count the dead letters among ``outputs`` once they are published."""
+    for output in outputs:
+        if output.topic == "deadletter":
+            child(dead_letters(), output.record["code"]).inc()
+
+
 _order_match: OrderMatchMetrics | None = None
 
 
@@ -44,7 +63,7 @@ def order_match() -> OrderMatchMetrics:
             verdicts=Counter("sandan_verdicts_total", "Declaration verdicts", ["status"]),
             failures=Counter("sandan_verdict_failures_total", "Failed rules in rejected verdicts", ["code"]),
             receipts=Counter("sandan_receipts_total", "Receipts sent", ["message", "status"]),
-            dead_letters=Counter("sandan_dead_letters_total", "Records sent to the dead-letter topic", ["code"]),
+            dead_letters=dead_letters(),
             latency=Histogram("sandan_match_latency_seconds", "Last document in to verdict out",
                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)),
             pending=Gauge("sandan_pending_wakeups", "Scheduled expiry checks of open declarations"),

@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 
 from services.common.avro import WireError, codec
 from services.common.clock import now_ms
+from services.common.metrics import count_dead_letters
 from services.common.outputs import Output
 from services.gateway import auth, cursor, messages
 from services.gateway.clients import Client, ClientRegistry
@@ -27,6 +28,7 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.proto import gateway_pb2 as pb
 from services.gateway.proto import gateway_pb2_grpc as pb_grpc
 from services.gateway.ratelimit import RateLimiter
+from services.gateway.receipt_groups import xml_messages
 from services.gateway.reports import customs_report
 from services.gateway.submission import SENDER_FIELDS, examine
 
@@ -87,20 +89,31 @@ class Gateway(pb_grpc.GatewayServicer):
                     submission = await asyncio.to_thread(examine, _format_name(item.format), item.message_type,
                                                          item.payload, client.codes, source)
                     await self.publisher.publish(submission.outputs)  # acknowledged before the answer
+                    count_dead_letters(submission.outputs)
                     answer = messages.submit_answer(item.item_id, sequence, submission, self.clock())
                     self._count_submission(item.message_type, answer)
                     yield answer
 
     async def Receipts(self, request, context):
         async with self._call(context, "Receipts") as client:
+            as_xml = request.format == pb.CEB_XML
+            before = request.cursor  # where the stream stands: an XML message may end before its read does
             async with aclosing(self._follow(client, "Receipts", RECEIPTS, request)) as batches:
                 async for batch in batches:
-                    for record in batch:
+                    mine = []
+                    for i, record in enumerate(batch):
                         if (record.key or b"").decode(errors="replace") not in client.codes:
                             continue  # the topic is keyed by receiver: skip others' receipts undecoded
                         receipt = self._decode(record, RECEIPTS)
                         if receipt is not None and receipt["receiver"] in client.codes:
-                            yield messages.receipt_record(record, receipt)
+                            if as_xml:
+                                mine.append((i, receipt))
+                            else:
+                                yield messages.receipt_record(record, receipt)
+                    if as_xml and mine:
+                        for at, message in await asyncio.to_thread(xml_messages, batch, mine, before):
+                            yield messages.receipt_message(at, message)
+                    before = batch[-1].cursor
 
     # --- customs --------------------------------------------------------------------------
 

@@ -420,3 +420,30 @@ def test_reflection_lists_the_services_and_resolves_method_symbols(world, versio
     assert {"sandan.gateway.v1.Gateway", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
             "grpc.reflection.v1alpha.ServerReflection"} <= set(services)
     assert input_type == "sandan.gateway.v1.SubmitItem" and file_name.endswith("gateway.proto")
+
+
+def dead_letters(code: str) -> float:
+    return REGISTRY.get_sample_value("sandan_dead_letters_total", {"code": code}) or 0
+
+
+def test_refused_items_and_documents_move_the_dead_letter_counter_the_alert_reads(world):
+    tmp_path, tokens = world
+    before = dead_letters("UNREADABLE_MESSAGE"), dead_letters("INVALID_DOCUMENT")
+    partly = write_message("CEB311", OWN_ORDERS[:2]).replace(  # the second order's amount breaks a field rule
+        f"<ceb:acturalPaid>{OWN_ORDERS[1]['acturalPaid']}</ceb:acturalPaid>".encode(),
+        b"<ceb:acturalPaid>12.3x</ceb:acturalPaid>")
+
+    async def scenario():
+        publisher = MemoryPublisher()
+        async with running_gateway(settings(tmp_path), publisher, MemoryLog()) as gw:
+            async with gw.client(tokens["platform"]) as client:
+                items = [pb.SubmitItem(item_id="bad", message_type="CEB311", format=pb.CEB_XML, payload=b"<oops"),
+                         pb.SubmitItem(item_id="bad2", message_type="CEB999", format=pb.CEB_XML, payload=b"<x/>"),
+                         xml_item(partly, "partly")]
+                await collect(client.submit(items))
+        return publisher
+
+    publisher = run(scenario())
+    letters = [o.record["code"] for o in publisher.on("deadletter")]
+    assert sorted(letters) == ["INVALID_DOCUMENT", "UNREADABLE_MESSAGE", "UNREADABLE_MESSAGE"]
+    assert (dead_letters("UNREADABLE_MESSAGE") - before[0], dead_letters("INVALID_DOCUMENT") - before[1]) == (2, 1)
