@@ -3,7 +3,10 @@
 A record on the wire is ``0xA5, len(tag), tag, avro-body`` where tag is
 ``b"<schema full name>/<version>"`` and the body is fastavro's schemaless encoding. The
 tag lets a reader pick the schema a record was written with, so schemas can evolve
-(a reader keeps old versions next to new ones) without a registry service.
+without a registry service: when a schema gains fields its ``sandan.version`` goes up and
+the version before is kept in ``schemas/avro/superseded/<file>.v<N>.avsc``; records tagged
+with it are read with Avro schema resolution into the current shape (new fields get their
+defaults). Only the current version is ever written.
 
 Amounts are ``Decimal`` in the domain and ``long`` with a fixed scale of 5 on the wire
 (fields marked ``"sandan.scale": 5`` in the .avsc); the conversion is exact both ways and
@@ -29,6 +32,7 @@ MAGIC = 0xA5
 MAX_UNITS = 2**63 - 1
 SCHEMA_DIR = Path(os.environ.get("SANDAN_SCHEMA_DIR", Path(__file__).resolve().parents[2] / "schemas" / "avro"))
 _FACTOR = 10**SCALE
+SUPERSEDED = "superseded"  # folder of SCHEMA_DIR holding earlier versions, read but never written
 
 
 class WireError(ValueError):
@@ -183,6 +187,7 @@ class _Entry:
     header: bytes
     to_wire: Converter
     from_wire: Converter
+    reader: dict | None = None  # the current schema, for a superseded version's records
 
 
 @dataclass
@@ -216,6 +221,23 @@ class AvroCodec:
             self._by_name[full] = entry
             self._by_name.setdefault(raw["name"], entry)
             self._by_tag[tag] = entry
+        for path in sorted((self.schema_dir / SUPERSEDED).glob("*.avsc")):
+            self._add_superseded(json.loads(path.read_text(encoding="utf-8")), raw_named, path)
+
+    def _add_superseded(self, raw: dict, raw_named: dict, path: Path) -> None:
+        full = f"{raw['namespace']}.{raw['name']}"
+        current = self._by_name.get(full)
+        version = int(raw.get("sandan.version", 1))
+        if current is None or version >= current.version:
+            raise WireError(f"{path}: a superseded schema needs a current {full} of a higher version")
+        named: dict = {}
+        for dep in _dependencies(raw, raw_named):
+            if dep != full:
+                fastavro.parse_schema(raw_named[dep], named_schemas=named)
+        tag = f"{full}/{version}".encode()
+        self._by_tag[tag] = _Entry(full, version, current.message, fastavro.parse_schema(raw, named_schemas=named),
+                                   bytes([MAGIC, len(tag)]) + tag, current.to_wire, current.from_wire,
+                                   reader=current.parsed)
 
     def names(self) -> list[str]:
         return sorted({e.name for e in self._by_name.values()})
@@ -244,7 +266,7 @@ class AvroCodec:
             # The body is read in place (a BytesIO over bytes shares them) rather than sliced off.
             body = io.BytesIO(data)
             body.seek(2 + data[1])
-            record = fastavro.schemaless_reader(body, entry.parsed, None)
+            record = fastavro.schemaless_reader(body, entry.parsed, entry.reader)
         except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError, OverflowError) as exc:
             raise WireError(f"{entry.name}: corrupt Avro body: {exc}") from exc
         return entry.name, entry.from_wire(record)
