@@ -41,6 +41,8 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_TAX_RATES", "", "CSV of HS prefix → VAT and consumption-tax rates (default: the shipped table)"),
     Setting("SANDAN_TAX_TOLERANCE", "0.05", "Allowed difference between the order's taxTotal and the computed tax, CNY"),
     Setting("SANDAN_MATCH_TIMEOUT", "86400", "Seconds a declaration may wait for its four documents (INCOMPLETE after)"),
+    Setting("SANDAN_APP_TIME_SKEW", "300",
+            "Seconds a document's appTime may be later than its arrival (Kafka append time; `sandan check`: the clock) before it is refused APP_TIME"),
     Setting("SANDAN_SINGLE_LIMIT", "5000", "Single-transaction limit on the taxable value, CNY (inclusive)"),
     Setting("SANDAN_ANNUAL_LIMIT", "26000", "Annual limit per buyer on the taxable value, CNY (inclusive)"),
     Setting("SANDAN_PII_KEY", "sandan-dev-key-change-me", "Secret for keyed hashes of buyer ID numbers (set it in production)"),

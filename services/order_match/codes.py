@@ -28,6 +28,8 @@ LOCKED = "LOCKED"
 WAYBILL_REUSED = "WAYBILL_REUSED"
 INCOMPLETE = "INCOMPLETE"
 NOT_FOUND = "NOT_FOUND"  # appType 3 for a document that is not there
+SUPERSEDED = "SUPERSEDED"  # arrived after a document that comes later in the order of application
+APP_TIME = "APP_TIME"  # appTime later than the document's arrival (DOMAIN §2a)
 AMOUNT_RANGE = "AMOUNT_RANGE"
 # Electronic tax guarantee (§4)
 GUARANTEE_UNKNOWN = "GUARANTEE_UNKNOWN"
@@ -67,6 +69,8 @@ _ALL = (
     Code(WAYBILL_REUSED, "a carrier's logisticsNo names a second orderNo within 6 months"),
     Code(INCOMPLETE, "not all four documents arrived within the match timeout"),
     Code(NOT_FOUND, "an appType 3 withdrawal of a document that was never declared"),
+    Code(SUPERSEDED, "a document that arrived after a change or withdrawal that comes after it (appTime, then appType)"),
+    Code(APP_TIME, "appTime more than SANDAN_APP_TIME_SKEW later than the document's arrival, or not a real instant"),
     Code(AMOUNT_RANGE, "a computed amount (taxable value, tax) beyond what a record carries (±92,233,720,368,547.75807 CNY)"),
     Code(GUARANTEE_UNKNOWN, "no tax guarantee account for the assureCode"),
     Code(GUARANTEE_INACTIVE, "the tax guarantee is expired or frozen"),

@@ -32,6 +32,7 @@ import hashlib
 from dataclasses import dataclass
 
 from services.common.avro import SCHEMA_OF_KIND, codec
+from services.common.clock import china_stamp, parse_app_time
 from services.common.documents import DECLARATION_KINDS, kind_of
 from services.order_match import codes
 
@@ -76,6 +77,29 @@ def fingerprint(doc: dict | bytes) -> str:
     return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 
+def order_key(doc: dict) -> str:
+    """A document's place in the order of application (DOMAIN §2a): its appTime, then its
+    appType (1 new, 2 change, 3 withdrawal). appTime is 14 digits, so text order is time order."""
+    return f"{(doc.get('appTime') or '').strip()} {(doc.get('appType') or '').strip()}"
+
+
+def forward_dated(doc: dict, arrived_ms: int, skew_ms: int) -> Refusal | None:
+    """APP_TIME (DOMAIN §2a): an appTime later than the document's arrival by more than the
+    allowed clock skew, or no real instant at all, is refused; the sender's clock may not
+    choose the quota year."""
+    text = (doc.get("appTime") or "").strip()
+    try:
+        at = parse_app_time(text) if len(text) == 14 and text.isascii() and text.isdigit() else None
+    except ValueError:
+        at = None
+    if at is None:
+        return Refusal(doc, codes.APP_TIME, f"appTime {text[:20]!r} is not a China-time instant YYYYMMDDhhmmss")
+    if int(at.timestamp()) * 1000 > arrived_ms + skew_ms:
+        return Refusal(doc, codes.APP_TIME, f"appTime {text} is more than {skew_ms // 1000} s later than the document's"
+                                            f" arrival ({china_stamp(arrived_ms)[:14]})")
+    return None
+
+
 def new_bucket(order_no: str) -> dict:
     return {"orderNo": order_no, "declarations": [], "waybills": []}
 
@@ -83,7 +107,8 @@ def new_bucket(order_no: str) -> dict:
 def _new_declaration(ebp_code: str, now_ms: int, timeout_ms: int) -> dict:
     return {"ebpCode": ebp_code, "status": OPEN, "order": None, "payment": None, "logistics": None,
             "inventory": None, "guids": {}, "fingerprints": {}, "firstAt": now_ms, "lastAt": now_ms,
-            "deadline": now_ms + timeout_ms, "decidedAt": None, "decidedBy": None, "waybillKey": None}
+            "deadline": now_ms + timeout_ms, "decidedAt": None, "decidedBy": None, "waybillKey": None,
+            "marks": {}}
 
 
 def find_declaration(bucket: dict, ebp_code: str) -> dict | None:
@@ -130,15 +155,21 @@ def apply(bucket: dict, doc: dict, now_ms: int, timeout_ms: int, raw: bytes | No
         ebp = (doc.get("ebpCode") or "").strip()
         decl = find_declaration(bucket, ebp)
         if decl is None:
-            if doc.get("appType") == "3":
-                return [Refusal(doc, codes.NOT_FOUND, f"appType 3: no {kind} of declaration {ebp}:{bucket['orderNo']} to withdraw")]
+            # a withdrawal that finds nothing still opens the declaration, to hold its mark
             decl = _new_declaration(ebp, now_ms, timeout_ms)
             bucket["declarations"].append(decl)
     return _apply_to_declaration(bucket, decl, kind, doc, raw, now_ms)
 
 
-def _slot_refusal(kind: str, held_guid: str | None, held_fp: str | None, doc: dict, fp: str, status: str) -> Refusal | None | bool:
-    """Common rules of one document slot. Returns a Refusal, True for a no-op, or None to go on."""
+def _slot_refusal(kind: str, held_guid: str | None, held_fp: str | None, doc: dict, fp: str, status: str,
+                  mark: str | None = None) -> Refusal | None | bool:
+    """Common rules of one document slot. Returns a Refusal, True for a no-op, or None to go on.
+
+    ``mark`` is the order key of the last document applied to the slot (a withdrawal too).
+    Documents apply in order-key order; one that arrives after a later one was applied has
+    been overtaken: applying it now would undo the later one, so it is SUPERSEDED. Of two
+    originals (appType 1 both) the first to arrive holds the slot and the other is DUPLICATE.
+    """
     guid = doc.get("guid")
     if held_guid == guid and held_fp == fp:
         return True  # the same document delivered again
@@ -149,6 +180,9 @@ def _slot_refusal(kind: str, held_guid: str | None, held_fp: str | None, doc: di
         return Refusal(doc, codes.DUPLICATE, f"a {kind} with guid {held_guid} was already declared and verified")
     if status == INCOMPLETE:
         return Refusal(doc, codes.INCOMPLETE, "the declaration expired incomplete; declare it anew under a new orderNo")
+    if mark is not None and order_key(doc) < mark and not (app_type == "1" and mark.endswith(" 1")):
+        return Refusal(doc, codes.SUPERSEDED, f"a {kind} with appTime/appType {mark} was applied before this one"
+                                              f" arrived and comes after it in the order of application")
     if app_type == "1" and held_guid is not None:
         return Refusal(doc, codes.DUPLICATE, f"a {kind} with guid {held_guid} is already declared (appType 1 repeated)")
     return None
@@ -156,15 +190,20 @@ def _slot_refusal(kind: str, held_guid: str | None, held_fp: str | None, doc: di
 
 def _apply_to_declaration(bucket: dict, decl: dict, kind: str, doc: dict, raw: bytes, now_ms: int) -> list:
     fp = fingerprint(raw)
-    verdict = _slot_refusal(kind, decl["guids"].get(kind), decl["fingerprints"].get(kind), doc, fp, decl["status"])
+    marks = decl.setdefault("marks", {})
+    verdict = _slot_refusal(kind, decl["guids"].get(kind), decl["fingerprints"].get(kind), doc, fp, decl["status"],
+                            marks.get(kind))
     if verdict is True:
         return []
     if verdict is not None:
         return [verdict]
     events: list = []
+    marks[kind] = order_key(doc)
     if doc.get("appType") == "3":
         if decl["guids"].get(kind) is None:
-            return [Refusal(doc, codes.NOT_FOUND, f"appType 3: no {kind} to withdraw")]
+            # the mark stays: the document it names, should it arrive later, is SUPERSEDED
+            return [Refusal(doc, codes.NOT_FOUND, f"appType 3: no {kind} of declaration {decl['ebpCode']}:"
+                                                  f"{bucket['orderNo']} to withdraw (yet)")]
         decl[kind] = None
         decl["guids"].pop(kind, None)
         decl["fingerprints"].pop(kind, None)

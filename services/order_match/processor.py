@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.common import config
 from services.common.money import ZERO
 from services.common.outputs import Output
 from services.order_match import matcher
@@ -41,13 +42,16 @@ DECODED_KEPT = 10_000
 
 class MatchProcessor:
     def __init__(self, *, quota: QuotaStore, waybills: WaybillRegistry, settings: RuleSettings,
-                 rates: RateTable, timeout_ms: int, replay_window_ms: int = 3_600_000) -> None:
+                 rates: RateTable, timeout_ms: int, replay_window_ms: int = 3_600_000,
+                 app_time_skew_ms: int | None = None) -> None:
         self.quota = quota
         self.waybills = waybills
         self.settings = settings
         self.rates = rates
         self.timeout_ms = timeout_ms
         self.replay_window_ms = replay_window_ms
+        self.app_time_skew_ms = (config.get_int("SANDAN_APP_TIME_SKEW") * 1000 if app_time_skew_ms is None
+                                 else app_time_skew_ms)
         self._decoded: OrderedDict[bytes, dict] = OrderedDict()
 
     def take(self, bucket: dict, doc: dict, now_ms: int, raw: bytes | None = None,
@@ -57,8 +61,12 @@ class MatchProcessor:
         ``arrived_ms`` is when it entered Kafka (default ``now_ms``): deadlines count from
         arrivals, and a declaration whose deadline passed before this document arrived is
         INCOMPLETE whether or not a tick came first (decided by ``position``, this document).
-        Returns refusal receipts (and such INCOMPLETE verdicts) and the declarations now ready."""
+        Returns refusal receipts (and such INCOMPLETE verdicts) and the declarations now ready.
+        A forward-dated document (APP_TIME) is answered and otherwise left out, as if it never came."""
         arrived = now_ms if arrived_ms is None else arrived_ms
+        forward = matcher.forward_dated(doc, arrived, self.app_time_skew_ms)
+        if forward is not None:
+            return [_receipt_output(refusal_receipt(doc, forward.code, forward.message, now_ms))], []
         outputs: list[Output] = []
         if any(d["status"] == matcher.OPEN and d["deadline"] <= arrived for d in bucket["declarations"]):
             outputs += self.expire(bucket, arrived, position=position)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 
 from services.common.clock import china_stamp
-from services.common.documents import RECEIPT_FOR
+from services.common.documents import MESSAGE_TYPES, RECEIPT_FOR
 from services.order_match import codes
 from services.order_match.verdict import Failure
 
@@ -43,7 +43,8 @@ def receipt(doc: dict, status: str, info: str, failures: tuple[Failure, ...] | l
 
 def refusal_receipt(doc: dict, code: str, message: str, now_ms: int) -> dict:
     status = _REFUSAL_STATUS.get((code, doc["message"]), REJECTED)
-    return receipt(doc, status, f"{code}: {message}", [Failure(code, "appType", message)], now_ms)
+    field = f"{MESSAGE_TYPES[doc['message']].head}/{'appTime' if code == codes.APP_TIME else 'appType'}"
+    return receipt(doc, status, f"{code}: {message}", [Failure(code, field, message)], now_ms)
 
 
 def verdict_info(status: str, failures, missing) -> str:

@@ -15,13 +15,16 @@ from services.order_match.rates import load_rates
 from services.order_match.rules import RuleSettings
 from services.order_match.waybills import MemoryWaybillRegistry
 
+NO_APP_TIME_CHECK = 10**15  # these clocks start in 1970, before every appTime (APP_TIME: test_app_time.py)
+
 TIMEOUT = 60_000
 HOUR = 3_600_000
 
 
 def engine() -> MatchProcessor:
     return MatchProcessor(quota=MemoryQuotaStore(), waybills=MemoryWaybillRegistry(), settings=RuleSettings(),
-                          rates=load_rates(), timeout_ms=TIMEOUT, replay_window_ms=HOUR)
+                          rates=load_rates(), timeout_ms=TIMEOUT, replay_window_ms=HOUR,
+                          app_time_skew_ms=NO_APP_TIME_CHECK)
 
 
 def take(proc, buckets, docs_at, now):

@@ -16,6 +16,8 @@ from services.order_match.rates import load_rates
 from services.order_match.rules import RuleSettings
 from services.order_match.waybills import MemoryWaybillRegistry
 
+NO_APP_TIME_CHECK = 10**15  # these clocks start in 1970, before every appTime (APP_TIME: test_app_time.py)
+
 
 def _bucket(key: str) -> dict:
     return matcher.new_bucket(key)
@@ -26,7 +28,8 @@ def _busy_bucket() -> dict:
     wire = codec()
     sets = generate(2, fault_share="0", seed=3)
     processor = MatchProcessor(quota=MemoryQuotaStore(), waybills=MemoryWaybillRegistry(), settings=RuleSettings(),
-                               rates=load_rates(), timeout_ms=10**9)
+                               rates=load_rates(), timeout_ms=10**9,
+                               app_time_skew_ms=NO_APP_TIME_CHECK)
     bucket = matcher.new_bucket(sets[0].order["orderNo"])
     docs = list(sets[0].documents) + [dict(sets[1].order, orderNo=sets[0].order["orderNo"], ebpCode="OTHER1")]
     for n, doc in enumerate(docs):

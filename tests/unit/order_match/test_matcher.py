@@ -155,7 +155,48 @@ def test_withdrawing_what_is_not_there_is_refused(sets):
     withdraw = copy.deepcopy(docs[0])
     withdraw["appType"] = "3"
     [refusal] = matcher.apply(bucket, withdraw, 1000, TIMEOUT)
-    assert refusal.code == codes.NOT_FOUND and bucket["declarations"] == []
+    assert refusal.code == codes.NOT_FOUND
+    assert [matcher.documents(d) for d in bucket["declarations"]] == [(None, None, None, None)]
+
+
+@pytest.mark.parametrize("kind_index", [0, 1, 3])
+def test_a_withdrawal_that_arrives_before_what_it_withdraws_still_wins(sets, kind_index):
+    """Same appTime second: the withdrawal (appType 3) applies after the original, whatever
+    the arrival order; the original arriving late is SUPERSEDED and never held."""
+    docs = docs_of(sets[0])
+    original = docs[kind_index]
+    withdraw = copy.deepcopy(original)
+    withdraw["guid"], withdraw["appType"] = "3" * 36, "3"
+    bucket = matcher.new_bucket(original["orderNo"])
+    assert [r.code for r in refusals(matcher.apply(bucket, withdraw, 1000, TIMEOUT))] == [codes.NOT_FOUND]
+    events = apply_all(bucket, docs, now=2000)
+    assert [r.code for r in refusals(events)] == [codes.SUPERSEDED] and ready(events) == []
+    kind = ("order", "payment", "logistics", "inventory")[kind_index]
+    assert matcher.missing_kinds(bucket, bucket["declarations"][0]) == [kind]
+    # a new original after the withdrawal applies
+    again = copy.deepcopy(original)
+    again["guid"], again["appTime"] = "4" * 36, str(int(original["appTime"]) + 1)
+    assert ready(matcher.apply(bucket, again, 3000, TIMEOUT)) == [matcher.Ready(original["ebpCode"])]
+
+
+def test_a_change_that_arrives_before_its_original_is_kept(sets):
+    docs = docs_of(sets[0])
+    change = copy.deepcopy(docs[1])
+    change["guid"], change["appType"], change["payTime"] = "2" * 36, "2", docs[1]["appTime"]
+    bucket = matcher.new_bucket(docs[0]["orderNo"])
+    events = apply_all(bucket, [change, *docs])
+    assert [r.code for r in refusals(events)] == [codes.SUPERSEDED]  # the original, not DUPLICATE
+    assert matcher.documents(bucket["declarations"][0])[1]["guid"] == "2" * 36
+    assert ready(events) == [matcher.Ready(docs[0]["ebpCode"])]
+
+
+def test_of_two_originals_the_first_to_arrive_holds_and_the_other_is_duplicate(sets):
+    docs = docs_of(sets[0])
+    later = copy.deepcopy(docs[3])
+    later["guid"], later["appTime"] = "9" * 36, str(int(docs[3]["appTime"]) + 100)
+    bucket = matcher.new_bucket(docs[0]["orderNo"])
+    assert [r.code for r in refusals(apply_all(bucket, [later, docs[3]]))] == [codes.DUPLICATE]
+    assert matcher.documents(bucket["declarations"][0])[3]["guid"] == "9" * 36
 
 
 def test_a_waybill_waits_unattached_until_an_inventory_names_it(sets):

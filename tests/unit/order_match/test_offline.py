@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import random
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -125,3 +126,51 @@ def _sharing_a_waybill(months_apart: int):
 def test_a_waybill_number_is_held_for_six_months_offline_as_in_the_stream():
     assert [f["code"] for f in _sharing_a_waybill(5)["failures"]] == [codes.WAYBILL_REUSED]
     assert codes.WAYBILL_REUSED not in {f["code"] for f in _sharing_a_waybill(7)["failures"]}
+
+
+def _later(app_time: str, seconds: int) -> str:
+    return f"{datetime.strptime(app_time, '%Y%m%d%H%M%S') + timedelta(seconds=seconds):%Y%m%d%H%M%S}"
+
+
+def test_a_rejected_declaration_still_claims_its_waybill_number():
+    """DOMAIN §2a: the first orderNo naming a waybill claims it, whatever its verdict."""
+    first, second = generate(2, fault_share=0, seed=9)
+    first_docs = [copy.deepcopy(d) for d in first.documents]
+    first_docs[0]["taxTotal"] += Decimal("1.00")  # TAX_TOTAL and ORDER_TOTAL: rejected
+    second_docs = [copy.deepcopy(d) for d in second.documents]
+    for doc in second_docs:
+        if doc["message"] in ("CEB511", "CEB621"):
+            doc["logisticsCode"], doc["logisticsNo"] = first.logistics["logisticsCode"], first.logistics["logisticsNo"]
+        doc["appTime"] = _later(max(d["appTime"] for d in first_docs), 1)
+    lines = by_key(check(first_docs + second_docs))
+    assert lines[(first.order["ebpCode"], first.order["orderNo"])]["status"] == "rejected"
+    assert [f["code"] for f in lines[(second.order["ebpCode"], second.order["orderNo"])]["failures"]] \
+        == [codes.WAYBILL_REUSED]
+
+
+def test_a_withdrawal_with_the_same_app_time_wins_whatever_the_file_order():
+    s = generate(1, fault_share=0, seed=12)[0]
+    docs = [copy.deepcopy(d) for d in s.documents]
+    withdraw = dict(copy.deepcopy(s.payment), guid="3" * 36, appType="3")
+    for order in ([withdraw, *docs], [*docs, withdraw]):
+        [line] = check(copy.deepcopy(order))
+        assert line["status"] == "incomplete" and line["missing"] == ["payment"]
+        assert line["refused"] == []
+
+
+def test_an_inventory_resent_as_new_is_duplicate_on_its_line():
+    s = generate(1, fault_share=0, seed=13)[0]
+    again = dict(copy.deepcopy(s.inventory), guid="D" * 36, appTime=_later(s.inventory["appTime"], 60))
+    [line] = check([copy.deepcopy(d) for d in s.documents] + [again])
+    assert line["status"] == "verified"
+    assert [(r["guid"], r["code"]) for r in line["refused"]] == [("D" * 36, codes.DUPLICATE)]
+
+
+def test_every_line_carries_refused_and_refusals_of_no_declaration_have_a_line_of_their_own():
+    s = generate(1, fault_share=0, seed=14)[0]
+    stray = {"guid": "X" * 36, "code": "INVALID_DOCUMENT", "message": "CEB311: field OrderHead/orderNo: missing",
+             "ebpCode": None, "orderNo": None}
+    lines = check([copy.deepcopy(d) for d in s.documents], refused=[stray])
+    assert [line["status"] for line in lines] == ["refused", "verified"]
+    assert lines[0]["refused"] == [{"guid": "X" * 36, "code": "INVALID_DOCUMENT", "message": stray["message"]}]
+    assert lines[1]["refused"] == []

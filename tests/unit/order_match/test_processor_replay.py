@@ -14,10 +14,13 @@ from services.order_match.rates import load_rates
 from services.order_match.rules import RuleSettings
 from services.order_match.waybills import MemoryWaybillRegistry
 
+NO_APP_TIME_CHECK = 10**15  # these clocks start in 1970, before every appTime (APP_TIME: test_app_time.py)
+
 
 def engine(quota=None):
     return MatchProcessor(quota=quota or MemoryQuotaStore(), waybills=MemoryWaybillRegistry(), settings=RuleSettings(),
-                          rates=load_rates(), timeout_ms=60_000, replay_window_ms=3_600_000)
+                          rates=load_rates(), timeout_ms=60_000, replay_window_ms=3_600_000,
+                          app_time_skew_ms=NO_APP_TIME_CHECK)
 
 
 def verdicts(outputs):
