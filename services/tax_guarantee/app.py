@@ -1,9 +1,10 @@
 """tax_guarantee as a stream worker (``partition_worker``): the wiring around ``GuaranteeProcessor``.
 
 Flow: declarations.matched (verified declarations with their tax) → deduct once from the
-assureCode's guarantee → declarations.cleared, or declarations.refused + a receipt + the
-buyer's quota released; guarantee.commands (register, amend, extend, freeze, unfreeze,
-close, void, settle) → the account changed; every change → guarantee.ledger, threshold
+assureCode's guarantee → declarations.cleared + the tax bill (a CEB816 receipt), or
+declarations.refused + a receipt + the buyer's quota released; guarantee.commands
+(register, amend, extend, freeze, unfreeze, close, void, settle) → the account changed (a
+void in full or a settlement: the bill's CEB818 receipt); every change → guarantee.ledger, threshold
 crossings → guarantee.warnings; refused or unreadable input → deadletter. A timer on the
 worker that owns partition 0 warns of guarantees that expire soon and refreshes the
 per-account gauges.
@@ -39,6 +40,7 @@ from services.common.deadletter import dead_letter
 from services.common.outputs import Output
 from services.common.partition_worker import PartitionWorker
 from services.order_match.quota import RedisQuotaStore
+from services.order_match.rates import RateFileError, load_rates
 from services.tax_guarantee import metrics
 from services.tax_guarantee.alerts import parse_thresholds
 from services.tax_guarantee.commands import ACTIONS
@@ -53,8 +55,12 @@ def create_processor(redis) -> GuaranteeProcessor:
         thresholds = parse_thresholds(config.get("SANDAN_GUARANTEE_THRESHOLDS"))
     except ValueError as exc:
         raise SystemExit(f"setting SANDAN_GUARANTEE_THRESHOLDS: {exc}") from None
+    try:
+        rates = load_rates()  # the match's rate table: each tax bill's lines are split by it
+    except RateFileError as exc:
+        raise SystemExit(f"setting SANDAN_TAX_RATES: {exc}") from None
     return GuaranteeProcessor(store=RedisAccountStore(redis, namespace()), quota=RedisQuotaStore(redis, namespace()),
-                              thresholds=thresholds,
+                              thresholds=thresholds, rates=rates,
                               expiry_warn_days=config.get_int("SANDAN_GUARANTEE_EXPIRY_WARN_DAYS"))
 
 

@@ -8,6 +8,10 @@ between (else it is decided again), together with its outcome, so a redelivered 
 answered from the recorded outcome with exactly the records it produced the first time.
 ``on_verdicts`` decides a batch of declarations as one after the other would be, with one
 round trip to read them all and one to commit them all (``store``: chains).
+
+A deduction also issues the declaration's tax bill (CEB816, ``tax_bill``); a void that leaves
+nothing of a bill and a settlement send its status change (CEB818: 3 void, 2 aggregated). The
+bills are part of the recorded outcome, so a redelivery re-sends the very same receipts.
 """
 from __future__ import annotations
 
@@ -19,9 +23,10 @@ from decimal import Decimal
 from services.common.outputs import Output
 from services.common.money import ZERO
 from services.order_match.quota import QuotaStore
+from services.order_match.rates import RateTable, load_rates
 from services.order_match.receipts import REJECTED, receipt, verdict_info
 from services.order_match.verdict import VERIFIED, Failure
-from services.tax_guarantee import alerts, codes, ledger, rules
+from services.tax_guarantee import alerts, codes, ledger, rules, tax_bill
 from services.tax_guarantee.account import Account, china_date
 from services.tax_guarantee.commands import Command, Refusal, parse_command
 from services.tax_guarantee.store import AccountStore, Applied, Chain, Outcome, Refused, Snapshot
@@ -48,11 +53,12 @@ class _Chaining:
 
 class GuaranteeProcessor:
     def __init__(self, *, store: AccountStore, quota: QuotaStore | None, thresholds: tuple[Decimal, ...],
-                 expiry_warn_days: int) -> None:
+                 expiry_warn_days: int, rates: RateTable | None = None) -> None:
         self.store = store
         self.quota = quota
         self.thresholds = thresholds
         self.expiry_warn_days = expiry_warn_days
+        self.rates = rates if rates is not None else load_rates()  # to split a bill's tax over its lines
 
     async def on_verdict(self, verdict: dict, now_ms: int) -> Handled:
         problem = _verdict_problem(verdict)
@@ -63,7 +69,8 @@ class GuaranteeProcessor:
         today = china_date(now_ms)
         outcome, replayed = await self._decide_once(
             code, ledger.deduction_key(decl), (),
-            lambda snap: self._outcome(rules.deduct(snap.account, decl, tax, today, code), snap, now_ms))
+            lambda snap: self._outcome(rules.deduct(snap.account, decl, tax, today, code), snap, now_ms,
+                                       bills=self._bill_of(verdict)))
         return await self._handled(verdict, outcome, replayed)
 
     async def on_verdicts(self, verdicts: Sequence[dict], now_ms: int) -> list[Handled]:
@@ -89,7 +96,7 @@ class GuaranteeProcessor:
                 v = verdicts[i]
                 outcome, change = self._outcome(
                     rules.deduct(chain.account, v["declarationId"], v["taxTotal"], today, snap.assure_code),
-                    Snapshot(snap.assure_code, snap.key, chain.account), now_ms)
+                    Snapshot(snap.assure_code, snap.key, chain.account), now_ms, bills=self._bill_of(v))
                 chain.decisions.append((snap.key, outcome, change))
                 chain.members.append((i, snap.key, False))
                 if change is not None:
@@ -120,9 +127,11 @@ class GuaranteeProcessor:
         command = parse_command(record)
         if isinstance(command, Refusal):
             return Handled([], rejected_input=command)
+        issued = await self._issued_bills(command)
         outcome, replayed = await self._decide_once(
             command.assure_code, ledger.command_key(command.command_id), command.bill_ids,
-            lambda snap: self._outcome(rules.apply(command, snap.account, snap.bills), snap, now_ms, command))
+            lambda snap: self._outcome(rules.apply(command, snap.account, snap.bills), snap, now_ms, command,
+                                       bills=lambda entry, change: _status_changes(change, entry, issued)))
         if isinstance(outcome, Refused):
             return Handled([], rejected_input=outcome.refusal, replayed=replayed, outcome=outcome)
         return Handled(_applied_outputs(outcome), replayed=replayed, outcome=outcome)
@@ -153,16 +162,49 @@ class GuaranteeProcessor:
         raise RuntimeError(f"account {code}: {MAX_ATTEMPTS} attempts lost to concurrent changes")
 
     def _outcome(self, result: rules.Change | Refusal, snap: Snapshot, now_ms: int,
-                 command: Command | None = None) -> tuple[Outcome, rules.Change | None]:
+                 command: Command | None = None, bills: BillsOf | None = None) -> tuple[Outcome, rules.Change | None]:
         if isinstance(result, Refusal):
             return Refused(result, now_ms), None
         entry = ledger.entry(result, key=snap.key, at=now_ms, command=command)
         warnings = alerts.utilisation_warnings(self.thresholds, snap.account, result.account, entry["entryId"], now_ms)
-        return Applied(entry, tuple(warnings)), result
+        return Applied(entry, tuple(warnings), tuple(bills(entry, result)) if bills else ()), result
+
+    def _bill_of(self, verdict: dict) -> BillsOf:
+        def bill(entry: dict, change: rules.Change) -> list[dict]:
+            issued = tax_bill.tax_bill(verdict, entry["at"], self.rates)
+            return [issued] if issued is not None else []
+        return bill
+
+    async def _issued_bills(self, command: Command) -> dict[str, dict]:
+        """The CEB816 bills of the declarations a void or settlement touches, by declarationId
+        (a bill issued before bills were recorded, or never issued, is absent)."""
+        found = {}
+        for decl in command.bill_ids:
+            outcome = await self.store.outcome(command.assure_code, ledger.deduction_key(decl))
+            if isinstance(outcome, Applied):
+                found.update({decl: r for r in outcome.receipts if r["message"] == tax_bill.TAX_BILL})
+        return found
 
     async def _release_quota(self, verdict: dict) -> None:
         if self.quota is not None and verdict.get("buyerKey") and verdict.get("quotaYear") is not None:
             await self.quota.release(verdict["declarationId"], verdict["buyerKey"], verdict["quotaYear"])
+
+
+BillsOf = Callable[[dict, rules.Change], list[dict]]  # (ledger entry, change) → receipts to record with it
+
+
+def _status_changes(change: rules.Change, entry: dict, issued: dict[str, dict]) -> list[dict]:
+    """CEB818s: status 3 for a bill voided in full (a partial void or a refund changes no
+    status the standard has), status 2 for each bill a payment notice settles."""
+    if change.action == "void":
+        status = tax_bill.VOID
+        bills = [b for b in change.bills if b.remaining <= ZERO]
+    elif change.action == "settle":
+        status, bills = tax_bill.AGGREGATED, list(change.bills)
+    else:
+        return []
+    return [tax_bill.status_change(issued[b.declaration_id], status, entry) for b in bills
+            if b.declaration_id in issued]
 
 
 def _assure_code(verdict: dict) -> str:
@@ -186,7 +228,8 @@ def _warning_output(warning: dict) -> Output:
 
 def _applied_outputs(outcome: Applied) -> list[Output]:
     entry = Output("guarantee.ledger", outcome.entry["assureCode"].encode(), "sandan.LedgerEntry", outcome.entry)
-    return [entry] + [_warning_output(w) for w in outcome.warnings]
+    return [entry] + [_warning_output(w) for w in outcome.warnings] + \
+        [Output("receipts", r["receiver"].encode(), "sandan.Receipt", r) for r in outcome.receipts]
 
 
 def _refusal_outputs(verdict: dict, outcome: Refused) -> list[Output]:

@@ -38,6 +38,7 @@ from services.tax_guarantee.rules import Change
 class Applied:
     entry: dict                      # sandan.LedgerEntry
     warnings: tuple[dict, ...] = ()  # sandan.GuaranteeWarning
+    receipts: tuple[dict, ...] = ()  # sandan.Receipt: the tax bill (CEB816) or its status changes (CEB818)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ def dump_outcome(outcome: Outcome) -> bytes:
         wire = codec()
         doc = {"status": "applied", "entry": _b64(wire.encode("sandan.LedgerEntry", outcome.entry)),
                "warnings": [_b64(wire.encode("sandan.GuaranteeWarning", w)) for w in outcome.warnings]}
+        if outcome.receipts:
+            doc["receipts"] = [_b64(wire.encode("sandan.Receipt", r)) for r in outcome.receipts]
     return json.dumps(doc, ensure_ascii=False).encode()
 
 
@@ -89,7 +92,8 @@ def load_outcome(raw: bytes) -> Outcome:
         return Refused(Refusal(doc["code"], doc["field"], doc["message"]), doc["at"])
     wire = codec()
     return Applied(wire.decode(base64.b64decode(doc["entry"]))[1],
-                   tuple(wire.decode(base64.b64decode(w))[1] for w in doc["warnings"]))
+                   tuple(wire.decode(base64.b64decode(w))[1] for w in doc["warnings"]),
+                   tuple(wire.decode(base64.b64decode(r))[1] for r in doc.get("receipts", ())))
 
 
 def _b64(data: bytes) -> str:
