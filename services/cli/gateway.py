@@ -38,6 +38,13 @@ def add_parser(sub) -> None:
                             help="stop after S seconds without a record (default: follow forever)")
         _credentials_option(stream)
         stream.set_defaults(run=runner)
+        if name == "receipts":
+            stream.add_argument("--format", choices=["json", "xml"], default="json",
+                                help="json: one JSON line per receipt; xml: the standard's receipt messages as files"
+                                     " in --out (--limit then counts messages)")
+            stream.add_argument("--out", default="", metavar="DIR",
+                                help="with --format xml: folder for the files <code>_<guid>.xml (written whole:"
+                                     " temp file + rename) and the stream's position (.sandan-cursor)")
 
     report = commands.add_parser("report", help="customs: report a decision on a cleared declaration")
     report.add_argument("--ebp-code", required=True)
@@ -142,6 +149,12 @@ def run_subscribe(args) -> int:
 
 
 def run_receipts(args) -> int:
+    if args.format == "xml":
+        return _receipt_files(args)
+    if args.out:
+        print("sandan gateway receipts: --out needs --format xml", file=sys.stderr)
+        return 2
+
     def line(m) -> dict:
         return {"cursor": m.cursor, "guid": m.guid, "message": m.message, "receiver": m.receiver,
                 "documentGuid": m.document_guid, "orderNo": m.order_no, "returnStatus": m.return_status,
@@ -156,6 +169,39 @@ def _print_stream(args, method: str, line) -> int:
                                          idle_timeout=args.idle_timeout)
         async for message in stream:
             print(json.dumps(line(message), ensure_ascii=False), flush=True)
+        return 0
+
+    return _call(args, work)
+
+
+CURSOR_FILE = ".sandan-cursor"
+
+
+def _receipt_files(args) -> int:
+    """Each receipt message as a file an enterprise's connector can pick up. The folder keeps the
+    cursor of the last file written, so a run without --from resumes where the last one stopped."""
+    from services.gateway.receipt_files import root_guid, write_atomically
+
+    if not args.out:
+        print("sandan gateway receipts: --format xml needs --out DIR", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / CURSOR_FILE
+    start = args.cursor or (saved.read_text(encoding="utf-8").strip() if saved.exists() else "")
+
+    async def work(client) -> int:
+        files = receipts = 0
+        async for item in client.receipts(start, latest=args.latest, limit=args.limit,
+                                          idle_timeout=args.idle_timeout, xml=True):
+            message = item.xml
+            name = f"{message.message_type}_{root_guid(message.payload) or message.receipt_guids[0]}.xml"
+            write_atomically(out / name, message.payload)
+            write_atomically(saved, item.cursor.encode())
+            files, receipts = files + 1, receipts + len(message.receipt_guids)
+            print(f"{message.message_type} to {message.receiver}: {len(message.receipt_guids)} receipt(s)"
+                  f" -> {out / name}", file=sys.stderr, flush=True)
+        print(f"{files} file(s), {receipts} receipt(s) in {out}; the next run resumes from {saved}", file=sys.stderr)
         return 0
 
     return _call(args, work)

@@ -116,8 +116,11 @@ class GatewayClient:
         return list(zip(files, answers))
 
     def receipts(self, cursor: str = "", *, latest: bool = False, limit: int | None = None,
-                 idle_timeout: float | None = None) -> AsyncIterator[pb.ReceiptRecord]:
-        call = self.stub.Receipts(pb.ReceiptsRequest(cursor=cursor, start=_start(latest)), metadata=self.metadata)
+                 idle_timeout: float | None = None, xml: bool = False) -> AsyncIterator[pb.ReceiptRecord]:
+        """Receipts after ``cursor``, one record each, or with ``xml`` the standard's receipt
+        messages (each record's ``xml``; ``limit`` then counts messages)."""
+        request = pb.ReceiptsRequest(cursor=cursor, start=_start(latest), format=pb.CEB_XML if xml else pb.AVRO)
+        call = self.stub.Receipts(request, metadata=self.metadata)
         return _bounded(call, limit, idle_timeout)
 
     # --- customs --------------------------------------------------------------------------

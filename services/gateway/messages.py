@@ -42,6 +42,12 @@ def receipt_record(record: LogRecord, receipt: dict) -> pb.ReceiptRecord:
         receipt=record.value)
 
 
+def receipt_message(at_cursor: str, message) -> pb.ReceiptRecord:
+    """A receipt message (``services.common.ceb.receipt_xml.ReceiptMessage``) on the Receipts stream."""
+    return pb.ReceiptRecord(cursor=at_cursor, xml=pb.ReceiptMessage(
+        message_type=message.code, receiver=message.receiver, receipt_guids=list(message.guids), payload=message.xml))
+
+
 def decision(request: pb.ReportRequest) -> Decision:
     return Decision(request.report_id, request.ebp_code, request.order_no, request.invt_no, request.status,
                     request.reason, request.decided_at)
