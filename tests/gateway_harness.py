@@ -124,6 +124,7 @@ class MemoryLog:
         self.partitions: dict[int, list[tuple[bytes, bytes]]] = {p: [] for p in range(partitions)}
         self.topic = ""
         self.grown = asyncio.Event()
+        self._loop = None
 
     def append(self, partition: int, key: bytes, value: bytes) -> None:
         self.partitions[partition].append((key, value))
@@ -132,6 +133,8 @@ class MemoryLog:
     async def read(self, short_topic: str, positions, latest: bool, stop: asyncio.Event, stats: StreamStats,
                    on_lag) -> AsyncIterator[list[LogRecord]]:
         cursor.check_within(positions or {}, {p: len(log) for p, log in self.partitions.items()}, short_topic)
+        if self._loop is not asyncio.get_running_loop():  # a log kept across asyncio.run calls: a fresh event
+            self.grown, self._loop = asyncio.Event(), asyncio.get_running_loop()
         at = {p: (positions or {}).get(p, len(log) if latest else 0) for p, log in self.partitions.items()}
         while not stop.is_set():
             progressed = False

@@ -59,8 +59,11 @@ def add_parser(sub) -> None:
     _credentials_option(report)
     report.set_defaults(run=run_report)
 
-    add = commands.add_parser("add-client", help="add a client (or renew its token) and print the token once")
+    add = commands.add_parser("add-client", help="add a client (or, with --rotate, replace one) and print the "
+                                                 "token once")
     add.add_argument("--id", required=True, dest="client_id", help="client id (and its certificate's CN for mTLS)")
+    add.add_argument("--rotate", action="store_true",
+                     help="replace an existing client and its token (its open streams end)")
     add.add_argument("--role", required=True, choices=["enterprise", "customs"])
     add.add_argument("--code", action="append", default=[], dest="codes", metavar="CODE",
                      help="enterprise code the client acts for (repeat for several)")
@@ -221,15 +224,18 @@ def run_report(args) -> int:
 def run_add_client(args) -> int:
     from services.common import config
     from services.gateway.client import Credentials
-    from services.gateway.clients import ClientFileError, add_client
+    from services.gateway.clients import ClientFileError, put_client
     from services.gateway.server import ServerSettings
 
     path = Path(args.clients) if args.clients else ServerSettings.from_env().clients_file
     try:
-        token = add_client(path, args.client_id, args.role, args.codes)
+        token, replaced = put_client(path, args.client_id, args.role, args.codes, rotate=args.rotate)
     except ClientFileError as exc:
         print(f"sandan gateway add-client: {exc}", file=sys.stderr)
         return 2
+    if replaced is not None:  # what it was, never its token
+        print(f"replaced client {replaced.id} ({replaced.role}, codes {', '.join(sorted(replaced.codes)) or 'none'}) "
+              f"and its token; a running gateway ends its open streams", file=sys.stderr)
     print(f"client {args.client_id} ({args.role}) saved in {path}", file=sys.stderr)
     if args.credentials_out:
         Credentials(address=args.address or config.get("SANDAN_GATEWAY_ADDRESS"), token=token, ca=args.ca,

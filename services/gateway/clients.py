@@ -137,13 +137,27 @@ def save_clients(path: Path, clients: dict[str, Client]) -> None:
         raise
 
 
-def add_client(path: Path, client_id: str, role: str, codes) -> str:
-    """Add a client (or give an existing one a new token); returns the token, shown once."""
+def put_client(path: Path, client_id: str, role: str, codes, *, rotate: bool) -> tuple[str, Client | None]:
+    """Add a client, or with ``rotate`` replace an existing one (its token first of all).
+
+    Returns the new token (shown once) and the entry it replaced, if any. Without ``rotate``
+    an existing id is refused: a typo must not silently revoke another client's token.
+    """
     clients = load_clients(path) if path.exists() else {}
-    token = new_token(check_id(client_id))
+    previous = clients.get(check_id(client_id))
+    if previous is not None and not rotate:
+        raise ClientFileError(f"client {client_id} already exists ({previous.role}, codes "
+                              f"{', '.join(sorted(previous.codes)) or 'none'}): give --rotate to replace it and its "
+                              f"token (its open streams end)")
+    token = new_token(client_id)
     clients[client_id] = make_client(client_id, role, codes, hash_token(token))
     save_clients(path, clients)
-    return token
+    return token, previous
+
+
+def add_client(path: Path, client_id: str, role: str, codes) -> str:
+    """Add a client or renew an existing one's token, for scripts and tests; returns the token."""
+    return put_client(path, client_id, role, codes, rotate=True)[0]
 
 
 class ClientRegistry:
@@ -157,12 +171,23 @@ class ClientRegistry:
         self.path = path
         self._clients: dict[str, Client] = {}
         self._stamp: tuple[int, int] | None = None
+        self.on_change = None  # called after the list in force changed (the gateway re-checks open streams)
 
     def get(self, client_id: str) -> Client | None:
-        self._refresh()
+        self.refresh()
         return self._clients.get(client_id)
 
-    def _refresh(self) -> None:
+    def current(self, client_id: str) -> Client | None:
+        """The entry in force, without looking at the file again."""
+        return self._clients.get(client_id)
+
+    def refresh(self) -> None:
+        before = self._clients
+        self._reload()
+        if self._clients is not before and self.on_change is not None:
+            self.on_change()
+
+    def _reload(self) -> None:
         try:
             st = self.path.stat()
         except OSError:

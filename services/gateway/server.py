@@ -119,6 +119,7 @@ class GatewayServer:
 
     def __init__(self, settings: ServerSettings, gateway: Gateway) -> None:
         self.settings, self.gateway = settings, gateway
+        self.watcher: asyncio.Future | None = None
         self.health = health.aio.HealthServicer()
         limit = settings.max_message_bytes
         # grpc turns SO_REUSEPORT on by default: a second gateway would silently share the port.
@@ -140,6 +141,7 @@ class GatewayServer:
             raise SystemExit(f"cannot listen on {self.settings.listen}: the address is in use or not this host's "
                              f"(another gateway? set SANDAN_GATEWAY_SHARE_PORT=1 to share a port on purpose)") from None
         await self.server.start()
+        self.watcher = asyncio.ensure_future(self.gateway.watch_credentials())
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         return port
 
@@ -148,12 +150,15 @@ class GatewayServer:
         await self.health.enter_graceful_shutdown()
         self.gateway.begin_shutdown()
         await self.server.stop(self.settings.grace if grace is None else grace)
+        if self.watcher is not None:
+            self.watcher.cancel()
 
 
 def build_gateway(settings: ServerSettings, publisher, reader) -> Gateway:
     return Gateway(registry=ClientRegistry(settings.clients_file), publisher=publisher, reader=reader,
                    limiter=RateLimiter(settings.rate, settings.burst), metrics=metrics.gateway(),
-                   mutual_tls=bool(settings.client_ca))
+                   mutual_tls=bool(settings.client_ca), recheck_s=settings.auth_recheck_s,
+                   max_streams_per_client=settings.max_streams_per_client)
 
 
 async def serve(settings: ServerSettings) -> None:

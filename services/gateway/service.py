@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
@@ -22,7 +24,7 @@ from services.common.metrics import count_dead_letters
 from services.common.outputs import Output
 from services.gateway import auth, cursor, messages
 from services.gateway.clients import Client, ClientRegistry
-from services.gateway.errors import INVALID_ARGUMENT, UNAVAILABLE, CallError
+from services.gateway.errors import INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAUTHENTICATED, UNAVAILABLE, CallError
 from services.gateway.kafka_bridge import LogRecord, StreamStats
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proto import gateway_pb2 as pb
@@ -64,17 +66,49 @@ class _LagShare:
         self.last = 0
 
 
+@dataclass(eq=False)
+class _Held:
+    """An open stream's client as authenticated when it began, and the event that ends it."""
+    client: Client
+    stop: asyncio.Event
+    revoked: bool = False
+
+
 class Gateway(pb_grpc.GatewayServicer):
     def __init__(self, *, registry: ClientRegistry, publisher: Publisher, reader: Reader, limiter: RateLimiter,
-                 metrics: GatewayMetrics, mutual_tls: bool = False, clock=now_ms) -> None:
+                 metrics: GatewayMetrics, mutual_tls: bool = False, clock=now_ms, recheck_s: float = 2.0,
+                 max_streams_per_client: int = 16) -> None:
         self.registry, self.publisher, self.reader, self.limiter = registry, publisher, reader, limiter
         self.metrics, self.mutual_tls, self.clock = metrics, mutual_tls, clock
+        self.recheck_s, self.max_streams_per_client = recheck_s, max_streams_per_client
         self.stopping = asyncio.Event()
         self.streams: list[StreamStats] = []  # open subscriber streams (their buffers, for metrics and tests)
+        self.held: set[_Held] = set()  # open subscriber streams' credentials, checked again on a schedule
+        self.open_by_client: Counter[str] = Counter()
         self.wire = codec()
+        registry.on_change = self.recheck_credentials
 
     def begin_shutdown(self) -> None:
         self.stopping.set()
+        for held in list(self.held):
+            held.stop.set()
+
+    async def watch_credentials(self) -> None:
+        """Until shutdown: every ``recheck_s`` look at the clients file again and end the streams
+        whose credentials no longer hold (a change of the file noticed by a call does it at once)."""
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.stopping.wait(), self.recheck_s)
+            except TimeoutError:
+                pass
+            self.registry.refresh()
+            self.recheck_credentials()
+
+    def recheck_credentials(self) -> None:
+        for held in list(self.held):
+            if self.registry.current(held.client.id) != held.client:  # removed, new token, other role or codes
+                held.revoked = True
+                held.stop.set()
 
     # --- enterprise -----------------------------------------------------------------------
 
@@ -216,12 +250,20 @@ class Gateway(pb_grpc.GatewayServicer):
     async def _follow(self, client: Client, method: str, short_topic: str, request
                       ) -> AsyncIterator[list[LogRecord]]:
         positions = cursor.decode(request.cursor, short_topic) if request.cursor else None
+        if self.open_by_client[client.id] >= self.max_streams_per_client:
+            raise CallError(RESOURCE_EXHAUSTED, f"client {client.id} already has {self.open_by_client[client.id]} "
+                                                f"open streams (SANDAN_GATEWAY_MAX_STREAMS_PER_CLIENT); close one first")
+        held = _Held(client, asyncio.Event())
+        if self.stopping.is_set():
+            held.stop.set()
         stats = StreamStats(method, client.id)
         lag = _LagShare(self.metrics.lag.labels(method=method, client=client.id))
         streamed = self.metrics.streamed.labels(method=method)
         self.streams.append(stats)
+        self.held.add(held)
+        self.open_by_client[client.id] += 1
         try:
-            records = self.reader.read(short_topic, positions, request.start == pb.START_LATEST, self.stopping,
+            records = self.reader.read(short_topic, positions, request.start == pb.START_LATEST, held.stop,
                                        stats, lag.report)
             async with aclosing(records) as source:
                 async for batch in source:
@@ -230,8 +272,16 @@ class Gateway(pb_grpc.GatewayServicer):
                     streamed.inc(len(batch))
         finally:
             self.streams.remove(stats)
+            self.held.discard(held)
+            self.open_by_client[client.id] -= 1
+            if not self.open_by_client[client.id]:
+                del self.open_by_client[client.id]
             lag.close()
-        raise CallError(UNAVAILABLE, SHUTTING_DOWN)  # the reader only ends when the gateway stops
+        if held.revoked:
+            log.info("%s of client %s ended: its credentials were revoked or changed", method, client.id)
+            raise CallError(UNAUTHENTICATED, f"the credentials of client {client.id} were revoked or changed; "
+                                             f"reconnect with the current token (resume with your last cursor)")
+        raise CallError(UNAVAILABLE, SHUTTING_DOWN)  # otherwise the reader only ends when the gateway stops
 
     def _decode(self, record: LogRecord, short_topic: str) -> dict | None:
         try:

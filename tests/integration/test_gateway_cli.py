@@ -145,3 +145,16 @@ def test_submit_of_a_missing_file_says_so_in_one_line(tmp_path):
     submitted = sandan("submit", str(missing), env=env)
     assert submitted.returncode == 2
     assert submitted.stderr.splitlines() == [f"sandan gateway submit: {missing}: no such readable file"]
+
+
+def test_add_client_refuses_an_existing_id_unless_rotate_and_then_says_what_it_replaced(tmp_path):
+    env = dict(os.environ, SANDAN_GATEWAY_CLIENTS=str(tmp_path / "clients.json"), PYTHONPATH=str(config.PROJECT_ROOT))
+    first = sandan("add-client", "--id", "hz", "--role", "enterprise", "--code", "91330106MA27XK5W3B", env=env)
+    again = sandan("add-client", "--id", "hz", "--role", "customs", env=env)
+    rotated = sandan("add-client", "--id", "hz", "--role", "customs", "--rotate", env=env)
+    assert first.returncode == 0 and again.returncode == 2 and rotated.returncode == 0
+    assert again.stderr.splitlines() == ["sandan gateway add-client: client hz already exists (enterprise, codes "
+                                         "91330106MA27XK5W3B): give --rotate to replace it and its token (its open "
+                                         "streams end)"]
+    assert "replaced client hz (enterprise, codes 91330106MA27XK5W3B) and its token" in rotated.stderr
+    assert first.stdout.strip() not in rotated.stderr + rotated.stdout  # the old token is not shown

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from services.gateway.clients import (ClientFileError, ClientRegistry, add_client, client_id_of, hash_token,
+from services.gateway.clients import (ClientFileError, ClientRegistry, add_client, client_id_of, hash_token, put_client,
                                       load_clients, parse_clients, token_matches)
 
 CODE = "91330106MA27XK5W3B"
@@ -78,3 +78,15 @@ def test_the_registry_follows_edits_and_keeps_the_last_good_list_on_a_broken_edi
     assert "keeping the previous 2 clients" in caplog.text
     path.unlink()
     assert registry.get("a") is None
+
+
+def test_putting_an_existing_client_is_refused_unless_rotated_and_says_what_it_replaced(tmp_path):
+    path = tmp_path / "clients.json"
+    first, _ = put_client(path, "hz", "enterprise", [CODE], rotate=False)
+    with pytest.raises(ClientFileError) as refused:
+        put_client(path, "hz", "customs", [], rotate=False)
+    assert "already exists" in str(refused.value) and "--rotate" in str(refused.value)
+    assert token_matches(first, load_clients(path)["hz"].token_hash)  # untouched
+    second, replaced = put_client(path, "hz", "enterprise", [CODE], rotate=True)
+    assert (replaced.id, replaced.role, replaced.codes) == ("hz", "enterprise", frozenset({CODE}))
+    assert token_matches(second, load_clients(path)["hz"].token_hash) and not token_matches(first, load_clients(path)["hz"].token_hash)

@@ -18,6 +18,7 @@ from services.common.ceb.writer import write_message
 from services.common.generator import generate
 from services.gateway import cursor
 from services.gateway.client import xml_item
+from services.gateway.clients import put_client
 from services.gateway.proto import gateway_pb2 as pb
 from tests.gateway_harness import (MemoryLog, MemoryPublisher, receipt_bytes, register, running_gateway, settings,
                                    verdict_bytes)
@@ -447,3 +448,48 @@ def test_refused_items_and_documents_move_the_dead_letter_counter_the_alert_read
     letters = [o.record["code"] for o in publisher.on("deadletter")]
     assert sorted(letters) == ["INVALID_DOCUMENT", "UNREADABLE_MESSAGE", "UNREADABLE_MESSAGE"]
     assert (dead_letters("UNREADABLE_MESSAGE") - before[0], dead_letters("INVALID_DOCUMENT") - before[1]) == (2, 1)
+
+
+@pytest.mark.parametrize("method", ["Subscribe", "SubscribeBatches", "Receipts"])
+def test_a_rotated_token_ends_the_open_streams_it_opened_with_unauthenticated(world, method):
+    tmp_path, tokens = world
+    log = MemoryLog()
+    log.append(0, OWN.encode(), receipt_bytes(0, OWN) if method == "Receipts" else verdict_bytes(0))
+    caller = "platform" if method == "Receipts" else "customs"
+    role, codes = ("enterprise", [OWN]) if method == "Receipts" else ("customs", [])
+
+    async def scenario():
+        async with running_gateway(settings(tmp_path, auth_recheck_s=0.05), MemoryPublisher(), log) as gw:
+            async with gw.client(tokens[caller]) as client:
+                opened = {"Subscribe": client.subscribe, "SubscribeBatches": client.subscribe_batches,
+                          "Receipts": client.receipts}[method]()
+                first = await opened.__anext__()  # the stream is open and delivering
+                put_client(tmp_path / "clients.json", caller, role, codes, rotate=True)  # nothing else calls
+                return first, await status_of(collect(opened)), list(gw.gateway.held)
+
+    first, (code, details), held = run(scenario())
+    assert first is not None and held == []
+    assert code == grpc.StatusCode.UNAUTHENTICATED and f"credentials of client {caller} were revoked" in details
+
+
+def test_a_client_over_its_open_stream_cap_gets_resource_exhausted_and_others_are_not_limited(world):
+    tmp_path, tokens = world
+    more = register(tmp_path / "clients.json", ("customs-2", "customs", []))
+
+    async def scenario():
+        async with running_gateway(settings(tmp_path, max_streams_per_client=2), MemoryPublisher(), MemoryLog()) as gw:
+            async with gw.client(tokens["customs"]) as client, gw.client(more["customs-2"]) as other:
+                calls_open = [client.stub.Subscribe(pb.SubscribeRequest(), metadata=client.metadata)
+                              for _ in range(2)]
+                while gw.gateway.open_by_client["customs"] < 2:  # both streams reached the reader
+                    await asyncio.sleep(0.01)
+                third = await status_of(collect(client.subscribe_batches(idle_timeout=5)))
+                beside = await collect(other.subscribe(idle_timeout=0.2))
+                for call in calls_open:
+                    call.cancel()
+                return third, beside
+
+    (code, details), beside = run(scenario())
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert details.startswith("client customs already has 2 open streams (SANDAN_GATEWAY_MAX_STREAMS_PER_CLIENT)")
+    assert beside == []  # another client's stream opened and idled out normally
