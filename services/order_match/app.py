@@ -35,6 +35,7 @@ from services.common.partition_worker import PartitionWorker
 from services.order_match import batch, matcher
 from services.order_match.batch import Arrival
 from services.order_match.bucket_store import BucketStore
+from services.common.customs_numbers import RedisCustomsNumbers
 from services.order_match.processor import MatchProcessor
 from services.order_match.quota import RedisQuotaStore
 from services.order_match.rates import load_rates
@@ -68,7 +69,7 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
     namespace = f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}"
     processor = MatchProcessor(quota=RedisQuotaStore(redis, namespace), waybills=RedisWaybillRegistry(redis, namespace),
                                settings=settings, rates=load_rates(), timeout_ms=timeout_ms,
-                               replay_window_ms=replay_window_ms)
+                               replay_window_ms=replay_window_ms, numbers=RedisCustomsNumbers(redis, namespace))
     store = BucketStore(buckets, wire)
     worker.before_commit.append(store.flush)
     wakeups = WakeupStore(folder / "wakeups")
@@ -188,18 +189,20 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
         for key in tick_decisions.pop(position, []):
             bucket = store.take(key)
             if bucket is not None:
-                await publish(await processor.replay(bucket, position, wall))
+                await publish(await processor.number(await processor.replay(bucket, position, wall), wall))
+        expired: list[Output] = []
         for key in wakeups.due(partition, now):
             bucket = store.take(key)
             if bucket is None:
                 continue
-            outputs = processor.expire(bucket, now, position=position)
+            expired += processor.expire(bucket, now, position=position)
             closed = bucket["declarations"] and all(d["status"] in matcher.CLOSED for d in bucket["declarations"])
             if closed and max(d.get("decidedAt") or 0 for d in bucket["declarations"]) + retention_ms <= now:
                 store.delete(partition, key)  # retention over: forget the order number
             else:
                 save(key, bucket, partition)  # its wake-up was taken out of the index: index it again
-            await publish(outputs)
+        if expired:  # the numbers of all the tick's expired inventories in one round trip
+            await publish(await streaming.with_retry(lambda: processor.number(expired, wall), log))
         m.pending.set(len(wakeups))
         # how late the earliest scheduled wake-up is; stays ~0 unless expiry has stalled
         earliest = wakeups.earliest_ms()

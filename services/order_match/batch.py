@@ -62,9 +62,10 @@ class Batch:
 
 async def run(processor: MatchProcessor, arrivals: list[Arrival], load: Callable[[Arrival], dict],
               now_ms: int) -> Batch:
-    """Every arrival taken and every complete declaration decided."""
+    """Every arrival taken, every complete declaration decided, customs' numbers given."""
     batch = Batch(processor, load, now_ms)
     for arrival in arrivals:
         await batch.take(arrival)
     await batch.settle()
+    await processor.number(batch.outputs, now_ms)
     return batch

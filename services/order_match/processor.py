@@ -15,6 +15,7 @@ from services.common import config
 from services.common.money import ZERO
 from services.common.outputs import Output
 from services.order_match import matcher
+from services.common.customs_numbers import CustomsNumbers, MemoryCustomsNumbers, number_outputs
 from services.order_match.decide import Decision, decide_many, declaration_id
 from services.order_match.quota import QuotaStore
 from services.order_match.rates import RateTable
@@ -43,8 +44,9 @@ DECODED_KEPT = 10_000
 class MatchProcessor:
     def __init__(self, *, quota: QuotaStore, waybills: WaybillRegistry, settings: RuleSettings,
                  rates: RateTable, timeout_ms: int, replay_window_ms: int = 3_600_000,
-                 app_time_skew_ms: int | None = None) -> None:
+                 app_time_skew_ms: int | None = None, numbers: CustomsNumbers | None = None) -> None:
         self.quota = quota
+        self.numbers = numbers or MemoryCustomsNumbers()
         self.waybills = waybills
         self.settings = settings
         self.rates = rates
@@ -113,6 +115,12 @@ class MatchProcessor:
         taken, ready = self.take(bucket, doc, now_ms, raw)
         outputs += taken
         outputs += await self.settle_many([Settling(bucket, ebp_code, position) for ebp_code in ready], now_ms)
+        return await self.number(outputs, now_ms)
+
+    async def number(self, outputs: list[Output], now_ms: int) -> list[Output]:
+        """The outputs with customs' numbers on what carries them (``customs_numbers``): one
+        round trip, so adapters call it once per batch, on everything the batch produced."""
+        await number_outputs(self.numbers, outputs, now_ms)
         return outputs
 
     async def replay(self, bucket: dict, position: str, now_ms: int) -> list[Output]:

@@ -25,7 +25,7 @@ SENDER_FIELD = {"CEB311": "ebpCode", "CEB411": "payCode", "CEB511": "logisticsCo
 _REFUSAL_STATUS = {(codes.DUPLICATE, "CEB311"): "-301010", (codes.DUPLICATE, "CEB621"): "-621004",
                    (codes.LOCKED, "CEB311"): "-301011", (codes.LOCKED, "CEB511"): "-301011"}
 _COPIED = ("orderNo", "ebpCode", "ebcCode", "payCode", "payTransactionId", "logisticsCode", "logisticsNo",
-           "agentCode", "copNo", "invtNo")
+           "agentCode", "copNo", "invtNo", "logisticsStatus")
 
 
 def receiver_of(doc: dict) -> str:

@@ -27,6 +27,7 @@ from services.common.avro import WireError, codec
 from services.common.clock import now_ms
 from services.common.deadletter import dead_letter
 from services.common.outputs import Output
+from services.common.customs_numbers import RedisCustomsNumbers, number_outputs
 from services.order_match.quota import RedisPartReleases, RedisQuotaStore
 from services.returns import bucket as state
 from services.returns import metrics, waybills
@@ -49,6 +50,7 @@ def create_app() -> faust.App:
     redis = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
     namespace = f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}"
     quota, parts = RedisQuotaStore(redis, namespace), RedisPartReleases(redis, namespace)
+    numbers = RedisCustomsNumbers(redis, namespace)  # the CEB624/626 receipts carry the inventory's numbers
     tables = {kind: app.Table(name, default=None, key_type=bytes, value_type=bytes, partitions=partitions,
                                 options=streaming.rocksdb_options())
               for kind, name in ((BUCKETS, "returns-buckets"), (WAYBILLS, "returns-waybills"))}
@@ -138,7 +140,9 @@ def create_app() -> faust.App:
             if name != SCHEMA_OF_SOURCE[short]:
                 raise InputError("WRONG_SCHEMA", "value",
                                  f"a {name} record on {short} (expected {SCHEMA_OF_SOURCE[short]})")
-            kind, key, value, before, step = plan(short, record, msg, now_ms())
+            now = now_ms()
+            kind, key, value, before, step = plan(short, record, msg, now)
+            await streaming.with_retry(lambda: number_outputs(numbers, step.outputs, now), log)
             encoded = encode(step)  # everything that can fail, before any effect
             packed = pack(kind, value) if value is not None else None
         except WireError as exc:
@@ -182,6 +186,7 @@ def create_app() -> faust.App:
                 value = wire.decode(raw)[1]
                 before = parcels_in(kind, value)
                 step = engine.expire(value, now) if kind == BUCKETS else engine.expire_waybill(value, now)
+                await streaming.with_retry(lambda: number_outputs(numbers, step.outputs, now), log)
                 encoded, packed = encode(step), pack(kind, value)
             except Exception:  # noqa: BLE001 - a broken entry must not stop the others' expiry
                 log.exception("expiry of %s %s failed", kind, key)
