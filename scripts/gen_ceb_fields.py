@@ -13,6 +13,9 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "services" / "common" / "ceb" / "fields.json"
 _RESTRICTION = re.compile(r"(length|maxLength|minLength|fractionDigits|totalDigits)=(\d+)")
+# Time formats named in the doc column ("格式:YYYYMMDDhhmmss"), longest first.
+_TIME_FORMATS = ("YYYYMMDDhhmmssSSS", "YYYYMMDDhhmmss", "YYYYMMDD")
+_UPPER_CASE = "英文字母大写"
 
 
 def parse_restriction(text: str) -> dict:
@@ -23,6 +26,17 @@ def parse_restriction(text: str) -> dict:
     for key, value in _RESTRICTION.findall(text):
         spec[key] = int(value)
     return spec
+
+
+def parse_doc(doc: str) -> dict:
+    """What the doc column adds to the restriction: a time format, upper case only."""
+    extra: dict = {}
+    form = next((f for f in _TIME_FORMATS if f in doc), None)
+    if form:
+        extra["format"] = form
+    if _UPPER_CASE in doc:
+        extra["case"] = "upper"
+    return extra
 
 
 def parse(md: str) -> dict:
@@ -43,6 +57,7 @@ def parse(md: str) -> dict:
             continue
         field = {"name": name, "required": min_occurs == "1"}
         field.update(parse_restriction(restriction))
+        field.update(parse_doc(cells[4] if len(cells) > 4 else ""))
         entities[current].append(field)
     return {name: fields for name, fields in entities.items() if fields}
 

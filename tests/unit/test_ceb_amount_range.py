@@ -19,16 +19,16 @@ def with_paid(text: str) -> bytes:
                          .encode(), 1)
 
 
-@pytest.mark.parametrize("text", ["92233720368547.75807", "-92233720368547.75807"])
+@pytest.mark.parametrize("text", ["92233720368547.75807", "92233720368547.758070000"])
 def test_the_largest_amounts_the_wire_carries_are_read_and_encode(text):
     doc = parse_message(with_paid(text), xsd_dir="").documents[0]
     assert doc["acturalPaid"] == Decimal(text)
     codec().encode("sandan.ceb.Order", doc)
 
 
-@pytest.mark.parametrize("text", ["92233720368547.75808", "99999999999999.99999", "-99999999999999"])
+@pytest.mark.parametrize("text", ["92233720368547.75808", "99999999999999.99999", "0092233720368547.7580800"])
 def test_larger_amounts_within_the_standards_digits_are_refused_with_their_field(text):
-    with pytest.raises(CebError, match="acturalPaid: .* is out of range: at most ±92233720368547.75807"):
+    with pytest.raises(CebError, match="acturalPaid: .* is out of range: at most 92233720368547.75807"):
         parse_message(with_paid(text), xsd_dir="")
     rejected = parse_message(with_paid(text), xsd_dir="", lenient=True).rejected
     assert rejected and "out of range" in rejected[0].errors[0]

@@ -161,15 +161,26 @@ def _text(spec: FieldSpec):
     return st.text(_TEXT_CHARS, min_size=low, max_size=high).filter(lambda s: s == s.strip(" \t\r\n"))
 
 
+def _stamp(t) -> str:
+    """YYYYMMDDhhmmssSSS of a datetime (strftime's %Y does not pad years before 1000)."""
+    return f"{t.year:04d}{t:%m%d%H%M%S}{t.microsecond // 1000:03d}"
+
+
 def _value(spec: FieldSpec):
     if spec.name == "currency":
         # The XSD fixes currency to 142 (CNY); the field checks leave that to the FIXED_VALUES rule.
         return st.just("142")
+    if spec.allowed is not None:
+        return st.sampled_from(sorted(spec.allowed))
+    if spec.time_format is not None:
+        return st.datetimes().map(lambda t: _stamp(t)[:len(spec.time_format)])
+    if spec.upper_case:
+        return _text(spec).map(str.upper).filter(lambda s: len(s) == spec.length and s == s.strip(" \t\r\n"))
     if spec.kind == "decimal":
-        # Within the standard's digits and what sandan's wire format carries (±MAX_UNITS of 0.00001).
+        # Within the standard's digits and what sandan's wire format carries (MAX_UNITS of 0.00001);
+        # amounts are never negative (DOMAIN §2a).
         return st.integers(0, spec.fraction_digits or 5).flatmap(
-            lambda k: st.integers(-(MAX_UNITS // 10**(5 - k)), MAX_UNITS // 10**(5 - k)).map(
-                lambda n: Decimal(n).scaleb(-k)))
+            lambda k: st.integers(0, MAX_UNITS // 10**(5 - k)).map(lambda n: Decimal(n).scaleb(-k)))
     if spec.kind == "int":
         limit = min(10 ** (spec.total_digits or 10) - 1, 2**31 - 1)
         return st.integers(max(-limit, -(2**31)), limit)

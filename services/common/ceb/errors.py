@@ -15,6 +15,22 @@ from dataclasses import dataclass, field
 # Business keys tried in turn to identify a document in messages (none of them personal data).
 _KEYS = ("orderNo", "invtNo", "logisticsNo", "taxNo", "payTransactionId", "copNo")
 
+# Refusal codes of a document's problems (DOMAIN §2a): APP_TIME and FIXED_VALUES where the
+# domain names them, FORMAT_CHECK (customs' CEB900 format check) for every other rule.
+FORMAT_CHECK = "FORMAT_CHECK"
+APP_TIME = "APP_TIME"
+FIXED_VALUES = "FIXED_VALUES"
+
+
+def refusal_code(errors: list) -> str:
+    """The code a refused document's receipt carries: its first problem's named code, else
+    FORMAT_CHECK (field problems are ``schema.Problem`` strings with a ``code``; others plain)."""
+    for error in errors:
+        code = getattr(error, "code", FORMAT_CHECK)
+        if code != FORMAT_CHECK:
+            return code
+    return FORMAT_CHECK
+
 
 class CebError(ValueError):
     """A CEB message (or one of its documents) that cannot be accepted.
@@ -31,6 +47,7 @@ class CebError(ValueError):
         self.guid = (document or {}).get("guid")
         self.document = describe(document) if document is not None else None
         self.errors = list(errors) if errors else [problem]
+        self.refusal_code = refusal_code(self.errors)
         parts = [p for p in (code, f"document {self.document}" if self.document else None) if p]
         self.detail = f"{' '.join(parts)}: {problem}" if parts else problem
         super().__init__(f"{source}: {self.detail}")
@@ -52,10 +69,16 @@ class RejectedDocument:
 
     ``index`` is its 0-based position among the message's documents; ``raw`` holds the
     trimmed text of every known field that was present (lines under ``"lines"``), so the
-    document can go to a dead-letter topic as received.
+    document can go to a dead-letter topic as received. Field problems in ``errors`` are
+    ``schema.Problem`` strings carrying their ``code`` and ``field``.
     """
     index: int
     guid: str | None
     orderNo: str | None
     errors: list[str]
     raw: dict = field(default_factory=dict)
+
+    @property
+    def code(self) -> str:
+        """APP_TIME, FIXED_VALUES or FORMAT_CHECK: what its receipt names (see refusal_code)."""
+        return refusal_code(self.errors)

@@ -2,11 +2,13 @@
 
 ``parse_message`` checks a message in three layers: the bytes (``safe_xml``), the message's
 structure (root, namespace, which blocks it holds and how many documents), then each
-business document's fields (``schema``; optionally also the official XSD, ``xsd``). A
-structural problem always raises ``CebError``; a bad document raises in strict mode and is
-set aside as a ``RejectedDocument`` in lenient mode, so one bad order does not sink the
-other 99. Signatures (``ds:Signature``) are not verified, only tolerated (and required
-where the standard requires them); ``BaseSubscribe`` and ``ExtendMessage`` are ignored.
+business document's fields (``schema``: the standard's lengths, digits and time formats and
+DOMAIN §2a's decisions; optionally also the official XSD, ``xsd``). A structural problem
+always raises ``CebError``; a bad document raises in strict mode and is set aside as a
+``RejectedDocument`` in lenient mode (with its refusal ``code``: APP_TIME, FIXED_VALUES or
+FORMAT_CHECK), so one bad order does not sink the other 99. Signatures (``ds:Signature``)
+are not verified, only tolerated (and required where the standard requires them);
+``BaseSubscribe`` and ``ExtendMessage`` are ignored.
 """
 from __future__ import annotations
 
