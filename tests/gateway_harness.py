@@ -20,6 +20,7 @@ from services.common.avro import codec
 from services.gateway import cursor
 from services.gateway.client import Credentials, GatewayClient
 from services.gateway.clients import add_client
+from services.gateway.delivered import MemoryDelivered, member
 from services.gateway.kafka_bridge import KafkaPublisher, LogRecord, StreamStats, TopicReader
 from services.gateway.server import GatewayServer, ServerSettings, build_gateway
 
@@ -56,9 +57,17 @@ class Running:
                              channel_options=channel_options)
 
 
+def delivered(*declaration_ids: str) -> MemoryDelivered:
+    """An index of delivered declarations holding ``declaration_ids`` (so customs may report on them)."""
+    index = MemoryDelivered()
+    index.members.update(member(d) for d in declaration_ids)
+    return index
+
+
 @asynccontextmanager
-async def running_gateway(server_settings: ServerSettings, publisher, reader) -> AsyncIterator[Running]:
-    server = GatewayServer(server_settings, build_gateway(server_settings, publisher, reader))
+async def running_gateway(server_settings: ServerSettings, publisher, reader,
+                          delivered_index: MemoryDelivered | None = None) -> AsyncIterator[Running]:
+    server = GatewayServer(server_settings, build_gateway(server_settings, publisher, reader, delivered_index))
     port = await server.start()
     try:
         yield Running(server, port)
@@ -79,13 +88,14 @@ def gateway_topics(stack, topic_prefix, monkeypatch) -> str:
 
 
 @asynccontextmanager
-async def kafka_gateway(server_settings: ServerSettings) -> AsyncIterator[Running]:
+async def kafka_gateway(server_settings: ServerSettings,
+                        delivered_index: MemoryDelivered | None = None) -> AsyncIterator[Running]:
     """An in-process gateway on the real Kafka."""
     publisher = KafkaPublisher(kafka_io.bootstrap())
     await publisher.start()
     reader = TopicReader(kafka_io.bootstrap(), server_settings.stream_batch, server_settings.fetch_bytes)
     try:
-        async with running_gateway(server_settings, publisher, reader) as gw:
+        async with running_gateway(server_settings, publisher, reader, delivered_index) as gw:
             yield gw
     finally:
         await publisher.stop()

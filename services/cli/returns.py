@@ -25,9 +25,11 @@ def add_parser(sub) -> None:
     report.add_argument("--ebp-code", required=True)
     report.add_argument("--status", required=True, choices=STATUSES,
                         help="120 accepted, 399 concluded, 800 released, 100 rejected")
-    report.add_argument("--at", metavar="YYYYMMDDhhmmss", help="time of the decision, China time (default: now)")
+    report.add_argument("--at", metavar="YYYYMMDDhhmmss",
+                        help="time of the decision, China time (required for 800; otherwise default now)")
     report.add_argument("--invt-no", help="customs' inventory number, if assigned")
-    report.add_argument("--reason")
+    report.add_argument("--reason", help="why (required for 100)")
+    report.add_argument("--report-id", help="idempotency key (default ebpCode:orderNo:status, as the gateway's)")
     report.set_defaults(run=run_report)
 
     warehouse = sub.add_parser("warehouse", help="report returned parcels at the returns-centre warehouse")
@@ -58,15 +60,29 @@ def _moment(text: str | None) -> int:
         raise ValueError(f"--at {text!r}: give the time as YYYYMMDDhhmmss, China time") from None
 
 
-def run_report(args) -> int:
-    from services.returns.reports import customs_report
+# the gateway's field names in its refusals, as this command's options
+_OPTION_OF_FIELD = {"report_id": "--report-id", "ebp_code": "--ebp-code", "order_no": "--order-no",
+                    "invt_no": "--invt-no", "status": "--status", "reason": "--reason", "decided_at": "--at"}
 
+
+def run_report(args) -> int:
+    """The same checks and record as a Report through the gateway (services/gateway/reports.py), so a
+    decision sent both ways is one report (same default id) and neither takes what the other refuses."""
+    from services.common import config
+    from services.common.clock import now_ms
+    from services.gateway.errors import CallError
+    from services.gateway.reports import Decision, customs_report
+
+    decision = Decision(report_id=args.report_id or "", ebp_code=args.ebp_code, order_no=args.order_no,
+                        invt_no=args.invt_no or "", status=args.status, reason=args.reason or "",
+                        decided_at=args.at or "")
     try:
-        record = customs_report(order_no=args.order_no.strip(), ebp_code=args.ebp_code.strip(), status=args.status,
-                                decided_at=_moment(args.at), invt_no=args.invt_no, reason=args.reason)
-    except ValueError as exc:
-        return _fail("customs report", str(exc))
-    return _publish("customs report", "customs.reports", "sandan.CustomsReport", record["orderNo"], record)
+        output = customs_report(decision, "cli", now_ms() // 1000 * 1000,
+                                config.get_int("SANDAN_GATEWAY_REPORT_SKEW_SECONDS") * 1000)
+    except CallError as exc:
+        field, _, problem = exc.message.partition(": ")
+        return _fail("customs report", f"{_OPTION_OF_FIELD.get(field, field)}: {problem}")
+    return _publish("customs report", output.topic, output.schema, output.record["orderNo"], output.record)
 
 
 def run_arrive(args) -> int:

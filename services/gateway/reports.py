@@ -35,8 +35,11 @@ def _invalid(field: str, problem: str) -> CallError:
     return CallError(INVALID_ARGUMENT, f"{field}: {problem}")
 
 
-def customs_report(decision: Decision, reporter: str, now_ms: int) -> Output:
-    """The record for ``customs.reports`` (keyed by orderNo), or INVALID_ARGUMENT naming the field."""
+def customs_report(decision: Decision, reporter: str, now_ms: int, skew_ms: int = 300_000) -> Output:
+    """The record for ``customs.reports`` (keyed by orderNo), or INVALID_ARGUMENT naming the field.
+
+    A decision time more than ``skew_ms`` after ``now_ms`` is refused: customs reports what
+    happened, and a release dated ahead would start the return and settlement clocks late."""
     d = Decision(*(value.strip() for value in (
         decision.report_id, decision.ebp_code, decision.order_no, decision.invt_no, decision.status,
         decision.reason, decision.decided_at)))
@@ -53,6 +56,9 @@ def customs_report(decision: Decision, reporter: str, now_ms: int) -> Output:
     if d.status == RELEASED and not d.decided_at:
         raise _invalid("decided_at", "the release time is required when status is 800 (released)")
     decided_ms = _decided_ms(d.decided_at) if d.decided_at else now_ms
+    if decided_ms > now_ms + skew_ms:
+        raise _invalid("decided_at", f"{d.decided_at} is in the future (more than {skew_ms // 1000} s ahead of the "
+                                     f"gateway's clock)")
     declaration = f"{d.ebp_code}:{d.order_no}"
     record = {"reportId": d.report_id or f"{declaration}:{d.status}", "declarationId": declaration,
               "ebpCode": d.ebp_code, "orderNo": d.order_no, "invtNo": d.invt_no or None, "status": d.status,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError as AioKafkaError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from kafka.errors import KafkaError as SyncKafkaError
@@ -21,6 +22,7 @@ from services.common import config, kafka_io
 from services.common import metrics as common_metrics
 from services.gateway import metrics, reflection
 from services.gateway.clients import ClientRegistry
+from services.gateway.delivered import DeliveredIndex, RedisDelivered
 from services.gateway.kafka_bridge import KafkaPublisher, TopicReader
 from services.gateway.proto import gateway_pb2 as pb
 from services.gateway.proto import gateway_pb2_grpc as pb_grpc
@@ -154,11 +156,13 @@ class GatewayServer:
             self.watcher.cancel()
 
 
-def build_gateway(settings: ServerSettings, publisher, reader) -> Gateway:
+def build_gateway(settings: ServerSettings, publisher, reader, delivered: DeliveredIndex | None = None) -> Gateway:
+    """``delivered`` None: an index in memory (tests); ``serve`` keeps it in Redis."""
     return Gateway(registry=ClientRegistry(settings.clients_file), publisher=publisher, reader=reader,
                    limiter=RateLimiter(settings.rate, settings.burst), metrics=metrics.gateway(),
                    mutual_tls=bool(settings.client_ca), recheck_s=settings.auth_recheck_s,
-                   max_streams_per_client=settings.max_streams_per_client)
+                   max_streams_per_client=settings.max_streams_per_client, delivered=delivered,
+                   report_skew_ms=settings.report_skew_s * 1000)
 
 
 async def serve(settings: ServerSettings) -> None:
@@ -185,8 +189,9 @@ async def serve(settings: ServerSettings) -> None:
         await publisher.start()
     except AioKafkaError as exc:
         raise SystemExit(f"Kafka at {bootstrap} (SANDAN_KAFKA_BOOTSTRAP) is unreachable: {type(exc).__name__}") from None
+    redis = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
     server = GatewayServer(settings, build_gateway(settings, publisher, TopicReader(
-        bootstrap, settings.stream_batch, settings.fetch_bytes)))
+        bootstrap, settings.stream_batch, settings.fetch_bytes), RedisDelivered(redis)))
     try:
         port = await server.start()
         if not settings.clients_file.exists():
@@ -203,4 +208,5 @@ async def serve(settings: ServerSettings) -> None:
         await server.stop()
     finally:
         await publisher.stop()
+        await redis.aclose()
     log.info("gateway stopped")

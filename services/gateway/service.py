@@ -17,6 +17,7 @@ from typing import Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
+from redis.exceptions import RedisError
 
 from services.common.avro import WireError, codec
 from services.common.clock import now_ms
@@ -24,7 +25,9 @@ from services.common.metrics import count_dead_letters
 from services.common.outputs import Output
 from services.gateway import auth, cursor, messages
 from services.gateway.clients import Client, ClientRegistry
-from services.gateway.errors import INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAUTHENTICATED, UNAVAILABLE, CallError
+from services.gateway.delivered import DeliveredIndex, MemoryDelivered
+from services.gateway.errors import (FAILED_PRECONDITION, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAUTHENTICATED,
+                                     UNAVAILABLE, CallError)
 from services.gateway.kafka_bridge import LogRecord, StreamStats
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proto import gateway_pb2 as pb
@@ -77,10 +80,13 @@ class _Held:
 class Gateway(pb_grpc.GatewayServicer):
     def __init__(self, *, registry: ClientRegistry, publisher: Publisher, reader: Reader, limiter: RateLimiter,
                  metrics: GatewayMetrics, mutual_tls: bool = False, clock=now_ms, recheck_s: float = 2.0,
-                 max_streams_per_client: int = 16) -> None:
+                 max_streams_per_client: int = 16, delivered: DeliveredIndex | None = None,
+                 report_skew_ms: int = 300_000) -> None:
         self.registry, self.publisher, self.reader, self.limiter = registry, publisher, reader, limiter
         self.metrics, self.mutual_tls, self.clock = metrics, mutual_tls, clock
         self.recheck_s, self.max_streams_per_client = recheck_s, max_streams_per_client
+        self.delivered = delivered if delivered is not None else MemoryDelivered()
+        self.report_skew_ms = report_skew_ms
         self.stopping = asyncio.Event()
         self.streams: list[StreamStats] = []  # open subscriber streams (their buffers, for metrics and tests)
         self.held: set[_Held] = set()  # open subscriber streams' credentials, checked again on a schedule
@@ -155,28 +161,43 @@ class Gateway(pb_grpc.GatewayServicer):
         async with self._call(context, "Subscribe") as client:
             async with aclosing(self._follow(client, "Subscribe", CLEARED, request)) as batches:
                 async for batch in batches:
-                    for declaration in self._cleared(batch):
+                    for declaration in await self._cleared(batch):
                         yield declaration
 
     async def SubscribeBatches(self, request, context):
         async with self._call(context, "SubscribeBatches") as client:
             async with aclosing(self._follow(client, "SubscribeBatches", CLEARED, request)) as batches:
                 async for batch in batches:
-                    declarations = self._cleared(batch)
+                    declarations = await self._cleared(batch)
                     for start in range(0, len(declarations), BATCH_DECLARATIONS):
                         yield pb.ClearedBatch(declarations=declarations[start:start + BATCH_DECLARATIONS])
 
-    def _cleared(self, batch: list[LogRecord]) -> list[pb.ClearedDeclaration]:
+    async def _cleared(self, batch: list[LogRecord]) -> list[pb.ClearedDeclaration]:
+        """The batch's declarations, entered in the delivered index before any is sent (a report may follow)."""
         cleared = []
         for record in batch:
             verdict = self._decode(record, CLEARED)
             if verdict is not None:
                 cleared.append(messages.cleared_declaration(record, verdict))
+        try:
+            await self.delivered.add(d.declaration_id for d in cleared)
+        except RedisError as exc:
+            raise CallError(UNAVAILABLE, f"the gateway's index of delivered declarations did not answer "
+                                         f"({type(exc).__name__}); resume with your last cursor") from exc
         return cleared
 
     async def Report(self, request, context):
         async with self._call(context, "Report") as client:
-            output = customs_report(messages.decision(request), client.id, self.clock())
+            output = customs_report(messages.decision(request), client.id, self.clock(), self.report_skew_ms)
+            declaration = output.record["declarationId"]
+            try:
+                known = await self.delivered.contains(declaration)
+            except RedisError as exc:
+                raise CallError(UNAVAILABLE, f"the gateway's index of delivered declarations did not answer "
+                                             f"({type(exc).__name__}); send the report again") from exc
+            if not known:
+                raise CallError(FAILED_PRECONDITION, f"ebp_code, order_no: {declaration} is not a cleared declaration "
+                                                     f"this gateway has delivered (report only what Subscribe sent)")
             await self.publisher.publish([output])
             return pb.ReportAck(report_id=output.record["reportId"], declaration_id=output.record["declarationId"])
 

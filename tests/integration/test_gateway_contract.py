@@ -13,7 +13,7 @@ from services.common.generator import generate
 from services.gateway.client import avro_item, xml_item
 from services.gateway.proto import gateway_pb2 as pb
 from tests.gateway_harness import gateway_topics  # noqa: F401 - a fixture
-from tests.gateway_harness import kafka_gateway, produce, receipt_bytes, register, settings, verdict_bytes
+from tests.gateway_harness import delivered, kafka_gateway, produce, receipt_bytes, register, settings, verdict_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +93,7 @@ async def _take(stream) -> list:
 
 def test_a_report_is_on_kafka_when_it_is_acknowledged(gateway_topics, tmp_path, tokens):
     async def scenario():
-        async with kafka_gateway(settings(tmp_path)) as gw:
+        async with kafka_gateway(settings(tmp_path), delivered(f"{PLATFORM}:SO42")) as gw:
             async with gw.client(tokens["customs-a"]) as client:
                 return await client.report(ebp_code=PLATFORM, order_no="SO42", status="800",
                                            decided_at="20250303120000", invt_no="29912025I000000042")
@@ -119,3 +119,28 @@ def test_receipts_reach_only_their_addressee_and_resume_by_cursor(gateway_topics
     mine = {f"ORD{n:06d}" for n, r in enumerate(receivers) if r == PLATFORM}
     assert len(first) + len(rest) == len(mine) and {r.order_no for r in first + rest} == mine
     assert {r.receiver for r in first + rest} == {PLATFORM}
+
+
+def test_the_delivered_index_in_redis_is_shared_and_keeps_only_digests(stack, topic_prefix, monkeypatch):
+    import redis.asyncio as aioredis
+
+    from services.gateway.delivered import RedisDelivered, key, member
+
+    monkeypatch.setenv("SANDAN_TOPIC_PREFIX", f"{topic_prefix}delivered-")
+
+    async def scenario():
+        redis = aioredis.from_url(stack.redis_url)
+        try:
+            await redis.delete(key())
+            one, other = RedisDelivered(redis), RedisDelivered(redis)  # two gateways on one Redis
+            await one.add([f"{PLATFORM}:SO1", f"{PLATFORM}:SO2"])
+            found = [await other.contains(f"{PLATFORM}:SO{n}") for n in (1, 2, 3)]
+            members = await redis.smembers(key())
+            await redis.delete(key())
+            return found, members
+        finally:
+            await redis.aclose()
+
+    found, members = asyncio.run(scenario())
+    assert found == [True, True, False]
+    assert members == {member(f"{PLATFORM}:SO1"), member(f"{PLATFORM}:SO2")} and all(len(m) == 12 for m in members)

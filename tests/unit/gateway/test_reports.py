@@ -53,3 +53,13 @@ def test_incomplete_or_wrong_decisions_are_invalid_arguments_naming_the_field(fi
     with pytest.raises(CallError) as err:
         customs_report(decision(**fields), "c", NOW)
     assert err.value.status == INVALID_ARGUMENT and err.value.message.startswith(f"{field}:")
+
+
+def test_a_decision_dated_beyond_the_allowed_skew_is_refused_and_within_it_taken():
+    # NOW is 2025-03-03 11:06:40 UTC = 19:06:40 China time
+    within = customs_report(decision(decided_at="20250303191000"), "c", NOW, skew_ms=300_000)
+    assert within.record["decidedAt"] == NOW + 200_000
+    with pytest.raises(CallError) as refused:
+        customs_report(decision(decided_at="20250303191200"), "c", NOW, skew_ms=300_000)
+    assert refused.value.status == INVALID_ARGUMENT
+    assert refused.value.message == "decided_at: 20250303191200 is in the future (more than 300 s ahead of the gateway's clock)"

@@ -20,8 +20,8 @@ from services.gateway import cursor
 from services.gateway.client import xml_item
 from services.gateway.clients import put_client
 from services.gateway.proto import gateway_pb2 as pb
-from tests.gateway_harness import (MemoryLog, MemoryPublisher, receipt_bytes, register, running_gateway, settings,
-                                   verdict_bytes)
+from tests.gateway_harness import (MemoryLog, MemoryPublisher, delivered, receipt_bytes, register, running_gateway,
+                                   settings, verdict_bytes)
 
 SETS = generate(6, fault_share=0, seed=21)
 OWN = SETS[0].order["ebpCode"]
@@ -209,7 +209,7 @@ def test_a_report_is_published_before_it_is_acknowledged(world):
 
     async def scenario():
         publisher = MemoryPublisher()
-        async with running_gateway(settings(tmp_path), publisher, MemoryLog()) as gw:
+        async with running_gateway(settings(tmp_path), publisher, MemoryLog(), delivered(f"{OWN}:SO9")) as gw:
             async with gw.client(tokens["customs"]) as client:
                 ack = await client.report(ebp_code=OWN, order_no="SO9", status="100", reason="查验不符")
         return publisher, ack
@@ -339,7 +339,7 @@ def test_calls_are_counted_by_method_and_status(world):
     before = calls("Report", "OK"), calls("Report", "INVALID_ARGUMENT")
 
     async def scenario():
-        async with running_gateway(settings(tmp_path), MemoryPublisher(), MemoryLog()) as gw:
+        async with running_gateway(settings(tmp_path), MemoryPublisher(), MemoryLog(), delivered(f"{OWN}:SO1")) as gw:
             async with gw.client(tokens["customs"]) as client:
                 await client.report(ebp_code=OWN, order_no="SO1", status="120")
                 await status_of(client.report(ebp_code=OWN, order_no="SO1", status="9"))
@@ -493,3 +493,31 @@ def test_a_client_over_its_open_stream_cap_gets_resource_exhausted_and_others_ar
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert details.startswith("client customs already has 2 open streams (SANDAN_GATEWAY_MAX_STREAMS_PER_CLIENT)")
     assert beside == []  # another client's stream opened and idled out normally
+
+
+def test_a_report_is_refused_until_its_declaration_was_delivered_and_never_when_dated_ahead(world):
+    tmp_path, tokens = world
+    log = MemoryLog()
+    log.append(0, b"k", verdict_bytes(7, ebp_code=OWN))
+    publisher = MemoryPublisher()
+
+    async def scenario():
+        async with running_gateway(settings(tmp_path), publisher, log) as gw:
+            async with gw.client(tokens["customs"]) as client:
+                before = await status_of(client.report(ebp_code=OWN, order_no="ORD000007", status="120"))
+                [declaration] = await collect(client.subscribe(limit=1))
+                after = await status_of(client.report(ebp_code=OWN, order_no="ORD000007", status="120"))
+                ahead = await status_of(client.report(ebp_code=OWN, order_no="ORD000007", status="800",
+                                                      decided_at="20990101000000"))
+                never = await status_of(client.report(ebp_code=OWN, order_no="ORD000008", status="120"))
+        return declaration, before, after, ahead, never
+
+    declaration, before, after, ahead, never = run(scenario())
+    assert declaration.declaration_id == f"{OWN}:ORD000007"
+    assert before == (grpc.StatusCode.FAILED_PRECONDITION,
+                      f"ebp_code, order_no: {OWN}:ORD000007 is not a cleared declaration this gateway has delivered "
+                      f"(report only what Subscribe sent)")
+    assert after == (grpc.StatusCode.OK, "")
+    assert ahead[0] == grpc.StatusCode.INVALID_ARGUMENT and ahead[1].startswith("decided_at: 20990101000000 is in the future")
+    assert never[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert [o.record["orderNo"] for o in publisher.on("customs.reports")] == ["ORD000007"]  # the one accepted

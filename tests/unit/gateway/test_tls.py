@@ -7,7 +7,8 @@ import grpc
 import pytest
 
 from services.gateway.server import check_listen
-from tests.gateway_harness import MemoryLog, MemoryPublisher, make_certificates, register, running_gateway, settings
+from tests.gateway_harness import (MemoryLog, MemoryPublisher, delivered, make_certificates, register, running_gateway,
+                                   settings)
 
 PLATFORM = "91330106MA27XK5W3B"
 
@@ -37,7 +38,7 @@ def test_tls_serves_clients_that_trust_its_ca_and_nobody_in_plaintext(tmp_path, 
     tls = settings(tmp_path, tls_cert=str(certs["server"]), tls_key=str(certs["server.key"]))
 
     async def scenario():
-        async with running_gateway(tls, MemoryPublisher(), MemoryLog()) as gw:
+        async with running_gateway(tls, MemoryPublisher(), MemoryLog(), delivered(f"{PLATFORM}:SO1")) as gw:
             return (await report_status(gw, tokens["customs-a"], ca=str(certs["ca"])),
                     await report_status(gw, tokens["customs-a"]))
 
@@ -52,7 +53,7 @@ def test_mutual_tls_binds_the_certificate_to_the_client_id(tmp_path, certs, toke
         return {"ca": str(certs["ca"]), "cert": str(certs[name]), "key": str(certs[f"{name}.key"])}
 
     async def scenario():
-        async with running_gateway(mtls, MemoryPublisher(), MemoryLog()) as gw:
+        async with running_gateway(mtls, MemoryPublisher(), MemoryLog(), delivered(f"{PLATFORM}:SO1")) as gw:
             return (await report_status(gw, tokens["customs-a"], **own("customs-a")),
                     await report_status(gw, tokens["customs-a"], **own("customs-b")),
                     await report_status(gw, tokens["customs-a"], ca=str(certs["ca"])))
