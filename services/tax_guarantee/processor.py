@@ -241,6 +241,8 @@ def _refusal_outputs(verdict: dict, outcome: Refused) -> list[Output]:
     inventory = verdict.get("inventory")
     if inventory is not None:
         rec = receipt(inventory, REJECTED, verdict_info("rejected", [failure], ()), [failure], outcome.at)
+        # the numbers order_match gave the verified inventory: the XSD requires preNo on a CEB622
+        rec.update(preNo=inventory.get("preNo"), invtNo=inventory.get("invtNo"))
         # The same refusal always gets the same receipt id, so a redelivery can be recognised.
         name = f"sandan:guarantee-refusal:{verdict['declarationId']}"
         rec["guid"] = str(uuid.uuid5(uuid.NAMESPACE_URL, name)).upper()

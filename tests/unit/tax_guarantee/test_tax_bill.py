@@ -231,3 +231,16 @@ def test_the_bill_and_its_status_changes_from_the_engine_validate_against_the_of
     schema = xsd.schema_for(XSD_DIR)
     for message in receipt_messages(written):
         assert xsd.problems(schema, etree.fromstring(message.xml)) == [], message.code
+
+
+def test_a_guarantee_refusals_ceb622_carries_the_inventorys_numbers_and_validates_against_the_xsd(engine):
+    from services.common.ceb import xsd
+    from services.common.ceb.receipt_xml import receipt_messages
+
+    v = billed_verdict("1", [(SHIRT, "200000")])  # VAT 18,200: more than the 10,000 guaranteed
+    v["inventory"]["guid"] = "11111111-0000-4000-8000-000000000000"
+    [refusal] = receipts(run(engine.on_verdict(v, NOW_MS)))
+    assert (refusal["message"], refusal["returnStatus"]) == ("CEB622", "100")
+    assert (refusal["preNo"], refusal["invtNo"]) == ("B20250615000000001", INVT_NO)
+    [message] = receipt_messages([refusal])
+    assert xsd.problems(xsd.schema_for(XSD_DIR), etree.fromstring(message.xml)) == []
