@@ -75,8 +75,12 @@ test: up
 test-faults: setup
 	$(VENV_PY) -m pytest tests/faults $(PYTEST_ARGS)
 
+# The demo checks the receipts it reads against the official XSDs when it finds them next to
+# the repository (or wherever CEB_XSD_DIR already points); sandan never needs them to run.
+DEMO_XSD_DIR := $(or $(CEB_XSD_DIR),$(wildcard $(CURDIR)/../shared/ceb/xsd))
+
 demo: up
-	$(VENV)/bin/sandan demo
+	CEB_XSD_DIR="$(DEMO_XSD_DIR)" $(VENV)/bin/sandan demo
 
 bench-codec: venv
 	$(VENV_PY) bench/codec.py

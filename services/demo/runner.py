@@ -25,11 +25,13 @@ from pathlib import Path
 
 from services.common import config, kafka_io, runs, topics
 from services.common.avro import codec
+from services.common.ceb import xsd
 from services.common.ceb.writer import write_message
 from services.common.documents import MESSAGE_OF_KIND, kind_of
 from services.common.generator import generate
 from services.demo import parties as parties_mod
 from services.demo import returns_stage, scrape
+from services.demo.receipts_desk import ReceiptsDesk
 from services.demo.processes import ServiceProcess, service_env
 from services.gateway.client import GatewayClient
 from services.demo.progress import Progress
@@ -145,8 +147,13 @@ async def _run(plan: DemoPlan, out) -> dict:
     env = service_env(prefix, SANDAN_MATCH_TIMEOUT=str(plan.match_timeout_s), SANDAN_LOCAL_DIR=str(run_dir),
                       SANDAN_GATEWAY_LISTEN=address, SANDAN_GATEWAY_CLIENTS=str(run_dir / "gateway-clients.json"),
                       **{setting: str(ports[setting]) for setting in METRICS_PORTS})
+    # CEB_XSD_DIR checks the receipts the demo reads, not what the services take in: some of the
+    # demo's broken documents (currency not 142) are for the match to reject (FIXED_VALUES),
+    # where the gateway's XSD check would refuse them first and leave their declarations incomplete
+    env.pop("CEB_XSD_DIR", None)
     services = [ServiceProcess(name, args, env, run_dir).start() for name, args in SERVICES]
     desk, stop = parties_mod.CustomsDesk(customs), asyncio.Event()
+    receipts_desk = ReceiptsDesk(parties, run_dir / "receipts", xsd.configured_dir())
     try:
         sets, docs, expected = build_documents(plan)
         files = write_inbox(docs, run_dir / "inbox")
@@ -159,6 +166,7 @@ async def _run(plan: DemoPlan, out) -> dict:
         await asyncio.to_thread(parties_mod.register_guarantees, amounts, env)
         say(f"  registered {len(amounts)} tax guarantees; {short} is deliberately short")
         desk_task = asyncio.create_task(desk.run(stop))
+        receipts_task = asyncio.create_task(receipts_desk.run(stop))
         submit_started = time.monotonic()
         async with GatewayClient(parties) as gw:
             answers = await gw.submit_files(files)
@@ -170,17 +178,22 @@ async def _run(plan: DemoPlan, out) -> dict:
         before = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
         returned = await returns_stage.run(after_sales, parties, env, say, flow.cleared)
         settled = settle(short, flow, env)
+        # a tax bill per cleared declaration; a status change per settled bill and per bill voided in full
+        await receipts_desk.settle({"CEB816": len(flow.cleared), "CEB818": len(settled) + returned["cancelled"]
+                                    + returned["returns_completed"]})
         after = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
         scraped = {setting: scrape.scrape(port) for setting, port in ports.items()}
         say(metrics_summary(scraped, ports, flow))
         say(await asyncio.to_thread(prometheus_view, len(flow.verdicts), ports))
         stop.set()
         await desk_task
+        await receipts_task
     finally:
         stop.set()
         for service in services:
             service.stop()
-    return report(expected, flow, desk, returned, (before, after, short, settled), time.monotonic() - started, out)
+    return report(expected, flow, desk, returned, (before, after, short, settled), time.monotonic() - started, out,
+                  receipts_desk)
 
 
 METRICS_PORTS = ("SANDAN_ORDER_MATCH_METRICS_PORT", "SANDAN_TAX_GUARANTEE_METRICS_PORT",
@@ -298,7 +311,8 @@ def percentile(values: list[int], q: int) -> int:
     return ordered[min(len(ordered) - 1, (len(ordered) * q) // 100)]
 
 
-def report(expected: dict, flow: Flow, desk, returned: dict, guarantees, seconds: float, out) -> dict:
+def report(expected: dict, flow: Flow, desk, returned: dict, guarantees, seconds: float, out,
+           receipts: ReceiptsDesk) -> dict:
     before, after, short, settled = guarantees
     verdicts = flow.verdicts
     status = Counter(v["status"] for v in verdicts.values())
@@ -327,6 +341,15 @@ def report(expected: dict, flow: Flow, desk, returned: dict, guarantees, seconds
         mark = "  <- short; settled %d bills" % len(settled) if code == short else ""
         lines.append(f"  {code} {a['guaranteed']:>12} / {b['outstanding']:>10} -> {a['outstanding']:>10}"
                      f" / {a['available']:>12}{mark}")
+    delivered = receipts.delivered
+    checked = receipts.xsd_dir is not None
+    lines.append(f"receipts delivered as CEB XML (gateway Receipts, format CEB_XML; files in {receipts.folder})")
+    lines += [f"  {code:22} {n:6}   ({receipts.messages[code]} messages"
+              + (f"; {receipts.valid[code]} valid against the XSD)" if checked else ")")
+              for code, n in sorted(delivered.items())]
+    if not checked:
+        lines.append("  (not checked against the XSD: set CEB_XSD_DIR to the folder of the official XSDs)")
+    lines += [f"  XSD: {problem}" for problem in receipts.problems]
     lines.append(f"match latency (last document -> verdict): p50 {percentile(latency, 50)} ms,"
                  f" p95 {percentile(latency, 95)} ms, p99 {percentile(latency, 99)} ms")
     lines.append(f"every verdict as expected: {'yes' if not mismatched else f'NO, {len(mismatched)} differ'};"
@@ -337,7 +360,10 @@ def report(expected: dict, flow: Flow, desk, returned: dict, guarantees, seconds
               "cleared": len(flow.cleared), "guarantee_refused": len(flow.refused), "delivered": len(desk.delivered),
               "cancelled": returned["cancelled"], "returns_completed": returned["returns_completed"],
               "returns_refused": returned["returns_refused"],
-              "as_expected": not mismatched and desk.delivered.keys() == flow.cleared.keys(),
+              "receipts_xml": dict(sorted(delivered.items())),
+              "receipts_xml_valid": dict(sorted(receipts.valid.items())) if checked else None,
+              "as_expected": not mismatched and desk.delivered.keys() == flow.cleared.keys()
+              and (not checked or receipts.valid == delivered),
               "seconds": round(seconds, 1)}
     print(json.dumps(result), file=out, flush=True)
     return result
