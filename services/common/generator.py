@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -98,10 +98,18 @@ class DeclarationSet:
     expected_status: str
     expected_codes: frozenset[str]
     fault: str | None
+    # Refusal sets (``with_refusals``) only: every document to send, in the order to send it;
+    # the refusal codes its documents get; 2 to send once the others are decided; the kind
+    # whose amount the caller breaks in the XML (the reader refuses it, as if it never came).
+    sent: tuple[dict, ...] | None = None
+    expected_refused: tuple[str, ...] = ()
+    phase: int = 1
+    xml_break: str | None = None
+    expected_missing: tuple[str, ...] = ()
 
     @property
-    def documents(self) -> tuple[dict, dict, dict, dict]:
-        return self.order, self.payment, self.logistics, self.inventory
+    def documents(self) -> tuple[dict, ...]:
+        return self.sent if self.sent is not None else (self.order, self.payment, self.logistics, self.inventory)
 
 
 def generate(count: int, *, buyers: int = 100, fault_share: str | Decimal | int = "0.1", seed: int = 0,
@@ -127,6 +135,63 @@ def generate(count: int, *, buyers: int = 100, fault_share: str | Decimal | int 
         builder = _SetBuilder(rng, i, now, pool, rng.randrange(10000) < bonded_per_10000, rates, limit)
         sets.append(builder.build(fault))
     return sets
+
+
+REFUSAL_KINDS = ("DUPLICATE", "APP_TIME", "FIELD", "WAYBILL_REUSED", "WITHDRAWN_FIRST", "CHANGED_FIRST")
+
+
+def with_refusals(sets: list[DeclarationSet]) -> list[DeclarationSet]:
+    """The first fault-free sets turned into one case of each refusal kind (DOMAIN §2a), the
+    rest unchanged; needs len(REFUSAL_KINDS) + 1 fault-free sets. The cases:
+
+    * DUPLICATE: the inventory sent again as new (appType 1, another guid, a minute later);
+    * APP_TIME: the payment dated 2099 (refused; the declaration ends INCOMPLETE without it);
+    * FIELD: ``xml_break`` names the payment, whose amount the caller breaks in the XML;
+    * WAYBILL_REUSED: waybill and inventory name the carrier number of an earlier set
+      (phase 2: sent once that set is decided, so "first" is the same everywhere);
+    * WITHDRAWN_FIRST: the order's withdrawal (same appTime) sent before the order;
+    * CHANGED_FIRST: the payment's correction (same appTime, appType 2) sent before a
+      payment whose amount is wrong.
+    """
+    clean = [i for i, s in enumerate(sets) if s.fault is None]
+    if len(clean) < len(REFUSAL_KINDS) + 1:
+        raise ValueError(f"with_refusals needs {len(REFUSAL_KINDS) + 1} fault-free sets, got {len(clean)}")
+    out = list(sets)
+    claimed = sets[clean[0]]
+    for kind, i in zip(REFUSAL_KINDS, clean[1:]):
+        s = sets[i]
+        order, payment, logistics, inventory = (dict(d) for d in (s.order, s.payment, s.logistics, s.inventory))
+        guid = f"{REFUSAL_KINDS.index(kind) + 1:08X}-0000-4000-8000-{i:012X}"
+        if kind == "DUPLICATE":
+            later = datetime.strptime(inventory["appTime"], "%Y%m%d%H%M%S") + timedelta(minutes=1)
+            again = dict(inventory, guid=guid, appTime=f"{later:%Y%m%d%H%M%S}")
+            out[i] = replace(s, sent=(order, payment, logistics, inventory, again), expected_refused=(codes.DUPLICATE,))
+        elif kind == "APP_TIME":
+            payment["appTime"] = "20990101000000"
+            out[i] = replace(s, payment=payment, sent=(order, payment, logistics, inventory),
+                             expected_status="incomplete", expected_codes=frozenset({codes.INCOMPLETE}),
+                             expected_refused=(codes.APP_TIME,), expected_missing=("payment",))
+        elif kind == "FIELD":
+            out[i] = replace(s, sent=(order, payment, logistics, inventory), xml_break="payment",
+                             expected_status="incomplete", expected_codes=frozenset({codes.INCOMPLETE}),
+                             expected_missing=("payment",))  # refused by the reader, under its own code
+        elif kind == "WAYBILL_REUSED":
+            for doc in (logistics, inventory):
+                doc["logisticsCode"] = claimed.logistics["logisticsCode"]
+                doc["logisticsNo"] = claimed.logistics["logisticsNo"]
+            logistics["logisticsName"] = inventory["logisticsName"] = claimed.logistics["logisticsName"]
+            out[i] = replace(s, logistics=logistics, inventory=inventory, sent=(order, payment, logistics, inventory),
+                             phase=2, expected_status="rejected", expected_codes=frozenset({codes.WAYBILL_REUSED}))
+        elif kind == "WITHDRAWN_FIRST":
+            withdrawal = dict(order, guid=guid, appType="3")
+            out[i] = replace(s, sent=(withdrawal, order, payment, logistics, inventory),
+                             expected_status="incomplete", expected_codes=frozenset({codes.INCOMPLETE}),
+                             expected_missing=("order",))
+        else:  # CHANGED_FIRST
+            wrong = dict(payment, amountPaid=payment["amountPaid"] + 1)
+            change = dict(payment, guid=guid, appType="2")
+            out[i] = replace(s, payment=change, sent=(order, change, wrong, logistics, inventory))
+    return out
 
 
 def _fraction(value, name: str) -> Decimal:
