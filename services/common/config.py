@@ -98,6 +98,8 @@ SETTINGS: list[Setting] = [
             "Open Receipts/Subscribe/SubscribeBatches streams one client may hold (more: RESOURCE_EXHAUSTED)"),
     Setting("SANDAN_GATEWAY_REPORT_SKEW_SECONDS", "300",
             "How far in the future a reported decision time may be (clock skew) before the report is refused"),
+    Setting("SANDAN_GATEWAY_REPORT_WINDOW_DAYS", "30",
+            "Days a delivered declaration stays reportable (the gateway's index of deliveries expires after it)"),
     Setting("SANDAN_GATEWAY_ADDRESS", "127.0.0.1:50051", "Client side: gateway address for `sandan gateway` commands"),
     Setting("SANDAN_GATEWAY_TOKEN", "", "Client side: bearer token (prefer SANDAN_GATEWAY_CREDENTIALS)"),
     Setting("SANDAN_GATEWAY_CREDENTIALS", "",

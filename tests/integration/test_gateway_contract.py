@@ -121,26 +121,38 @@ def test_receipts_reach_only_their_addressee_and_resume_by_cursor(gateway_topics
     assert {r.receiver for r in first + rest} == {PLATFORM}
 
 
-def test_the_delivered_index_in_redis_is_shared_and_keeps_only_digests(stack, topic_prefix, monkeypatch):
+def test_the_delivered_index_in_redis_is_shared_keeps_only_digests_and_forgets_past_its_window(
+        stack, topic_prefix, monkeypatch):
     import redis.asyncio as aioredis
 
-    from services.gateway.delivered import RedisDelivered, key, member
+    from services.gateway.delivered import RedisDelivered, china_day, day_key, member
 
     monkeypatch.setenv("SANDAN_TOPIC_PREFIX", f"{topic_prefix}delivered-")
+    day_s = 86400
+    now = [1_780_000_000.0]
 
     async def scenario():
         redis = aioredis.from_url(stack.redis_url)
+        today = china_day(now[0])
+        keys = [day_key(d) for d in range(today - 5, today + 5)]
         try:
-            await redis.delete(key())
-            one, other = RedisDelivered(redis), RedisDelivered(redis)  # two gateways on one Redis
+            # two gateways on one Redis, a window of 2 days
+            one, other = (RedisDelivered(redis, window_days=2, clock=lambda: now[0]) for _ in range(2))
             await one.add([f"{PLATFORM}:SO1", f"{PLATFORM}:SO2"])
             found = [await other.contains(f"{PLATFORM}:SO{n}") for n in (1, 2, 3)]
-            members = await redis.smembers(key())
-            await redis.delete(key())
-            return found, members
+            members = await redis.smembers(day_key(today))
+            ttl = await redis.ttl(day_key(today))
+            now[0] += 2 * day_s
+            still = await other.contains(f"{PLATFORM}:SO1")  # the window's last day
+            now[0] += day_s
+            gone = await other.contains(f"{PLATFORM}:SO1")   # delivered before the window
+            return found, members, ttl, still, gone
         finally:
+            await redis.delete(*keys)
             await redis.aclose()
 
-    found, members = asyncio.run(scenario())
+    found, members, ttl, still, gone = asyncio.run(scenario())
     assert found == [True, True, False]
     assert members == {member(f"{PLATFORM}:SO1"), member(f"{PLATFORM}:SO2")} and all(len(m) == 12 for m in members)
+    assert 2 * day_s < ttl <= 3 * day_s  # Redis drops the day's set after the window: bounded memory
+    assert (still, gone) == (True, False)
