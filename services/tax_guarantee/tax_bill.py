@@ -6,9 +6,10 @@ guarantee was debited and it receives customs' aggregated payment notice. No cop
 platform, which learns the outcome from its own receipts.
 
 Per-line taxes add up to the head exactly: each line's exact tax (its pro-rata share of the
-taxable value P at the line's rates, kept as fractions) is rounded down to the fen, and the fen
-the head has left over go to the lines with the largest fractions (ties to the lower ``gnum``;
-largest remainder method), so every line is within a fen of its exact tax. ``taxPrice`` is
+taxable value P at the line's rates, as integers over one common denominator) is rounded down
+to the fen, and the fen the head has left over go to the lines with the largest remainders
+(ties to the lower ``gnum``; largest remainder method), so every line is within a fen of its
+exact tax. ``taxPrice`` is
 each line's exact share of P apportioned the same way.
 
 Every value comes from the verdict and the ledger entry of the deduction (or of the void or
@@ -17,13 +18,15 @@ settlement), so a replay builds the same bill: ``taxNo`` is the ``invtNo`` follo
 """
 from __future__ import annotations
 
+import functools
+import math
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
 
 from services.common.clock import china_stamp
-from services.common.money import FEN, UNIT, fen_str, round_fen
+from services.common.money import FEN, SCALE, UNIT, fen_str, round_fen, to_units
 from services.order_match.rates import RateTable
 
 TAX_BILL, TAX_STATUS = "CEB816", "CEB818"
@@ -41,26 +44,27 @@ def invt_no_of(verdict: dict) -> str | None:
     return (verdict.get("invtNo") or inventory.get("invtNo") or "").strip() or None
 
 
-def apportion(total: Decimal, exact: Sequence[Fraction]) -> list[Decimal]:
-    """``total`` split over the ``exact`` line amounts, in whole fen (whole 0.00001 when ``total``
-    is not a whole fen), adding up to ``total``.
+def apportion(total: Decimal, exact: Sequence[int], denominator: int) -> list[Decimal]:
+    """``total`` split over the exact line amounts ``exact[i] / denominator`` CNY, in whole fen
+    (whole 0.00001 when ``total`` is not a whole fen), adding up to ``total``.
 
-    When ``total`` is the rounded sum of ``exact`` each part is its exact amount rounded down or
-    up (the largest remainders go up, ties to the first line); otherwise (a head computed with
-    other rates) ``total`` is split in proportion to ``exact``, or evenly when they are all 0.
+    When ``total`` is the rounded sum of the exact amounts each part is its exact amount rounded
+    down or up (the largest remainders go up, ties to the first line); otherwise (a head computed
+    with other rates) ``total`` is split in proportion to them, or evenly when they are all 0.
+    Integers throughout: the exact amounts share one denominator.
     """
     if not exact:
         return []
-    unit = FEN if total == round_fen(total) else UNIT
-    units = int(total / unit)
-    wanted = [Fraction(a) / Fraction(unit) for a in exact]
-    parts = [w.numerator // w.denominator for w in wanted]
+    unit, per_cny = (FEN, 100) if total == round_fen(total) else (UNIT, 10**SCALE)
+    units = int(total.scaleb(2 if unit == FEN else SCALE))
+    wanted, whole = [a * per_cny for a in exact], denominator  # line i wants wanted[i] / whole units
+    parts = [a // whole for a in wanted]
     if not 0 <= units - sum(parts) <= len(parts):
-        whole = sum(wanted) or None
-        wanted = [Fraction(units) * (w / whole if whole else Fraction(1, len(wanted))) for w in wanted]
-        parts = [w.numerator // w.denominator for w in wanted]
+        weights = wanted if any(wanted) else [1] * len(wanted)
+        wanted, whole = [units * a for a in weights], sum(weights)
+        parts = [a // whole for a in wanted]
     left = units - sum(parts)
-    for i in sorted(range(len(wanted)), key=lambda i: (parts[i] - wanted[i], i))[:left]:
+    for i in sorted(range(len(wanted)), key=lambda i: (-(wanted[i] % whole), i))[:left]:
         parts[i] += 1
     return [Decimal(p) * unit for p in parts]
 
@@ -70,23 +74,35 @@ def line_taxes(verdict: dict, rates: RateTable) -> list[dict]:
     lines = sorted((verdict.get("inventory") or {}).get("lines") or [], key=lambda line: line["gnum"])
     if not lines:
         return []
-    prices = [Fraction(line["totalPrice"]) for line in lines]
-    if sum(prices) == 0:  # every line free (gifts): P splits evenly, as the match's tax does
-        prices = [Fraction(1)] * len(lines)
-    taxable = Fraction(verdict["taxableValue"])
-    shares = [taxable * p / sum(prices) for p in prices]
-    excise, vat = [], []
-    for line, share in zip(lines, shares):
-        v, c = (Fraction(r) for r in rates.lookup(line.get("gcode") or ""))
-        duty = share * c / (1 - c) if c else Fraction(0)
-        excise.append(duty * _REDUCTION)
-        vat.append((share + duty) * v * _REDUCTION)
-    columns = {"taxPrice": apportion(verdict["taxableValue"], shares),
-               "customsTax": apportion(verdict["customsTax"], shares),
-               "valueAddedTax": apportion(verdict["valueAddedTax"], vat),
-               "consumptionTax": apportion(verdict["consumptionTax"], excise)}
+    weights = [to_units(line["totalPrice"]) for line in lines]
+    if sum(weights) == 0:  # every line free (gifts): P splits evenly, as the match's tax does
+        weights = [1] * len(lines)
+    # line l's share of P is taxable * weights[l] / sum(weights); its taxes that share times a
+    # factor of its rates. Over one common denominator every exact amount is an integer.
+    taxable = to_units(verdict["taxableValue"])
+    excise, vat = zip(*(_factors(rates.lookup(line.get("gcode") or "")) for line in lines))
+    common = math.lcm(*(f.denominator for f in excise + vat))
+    denominator = 10**SCALE * sum(weights) * common
+    base = [taxable * w for w in weights]
+    shares = [b * common for b in base]
+    columns = {"taxPrice": apportion(verdict["taxableValue"], shares, denominator),
+               "customsTax": apportion(verdict["customsTax"], shares, denominator),
+               "valueAddedTax": apportion(verdict["valueAddedTax"], _times(base, vat, common), denominator),
+               "consumptionTax": apportion(verdict["consumptionTax"], _times(base, excise, common), denominator)}
     return [{"gnum": line["gnum"], "gcode": line["gcode"], **{name: column[i] for name, column in columns.items()}}
             for i, line in enumerate(lines)]
+
+
+@functools.lru_cache(maxsize=256)
+def _factors(rates: tuple[Decimal, Decimal]) -> tuple[Fraction, Fraction]:
+    """(consumption tax, VAT) per CNY of a line's share of P: c/(1−c)·0.7 and v/(1−c)·0.7."""
+    v, c = (Fraction(r) for r in rates)
+    return c / (1 - c) * _REDUCTION, v / (1 - c) * _REDUCTION
+
+
+def _times(base: list[int], factors: tuple[Fraction, ...], common: int) -> list[int]:
+    """Numerators over the common denominator of each line's share times its factor."""
+    return [b * f.numerator * (common // f.denominator) for b, f in zip(base, factors)]
 
 
 def tax_bill(verdict: dict, at_ms: int, rates: RateTable) -> dict | None:

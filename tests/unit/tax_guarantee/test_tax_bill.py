@@ -82,16 +82,16 @@ def test_the_issue_example_lines_add_up_to_the_exact_half_fen_head():
 
 
 def test_the_left_over_fen_goes_to_the_largest_remainder_and_a_tie_to_the_lower_gnum():
-    exact = [Fraction("0.033"), Fraction("0.033"), Fraction("0.034")]
-    assert tax_bill.apportion(Decimal("0.10"), exact) == [Decimal("0.03"), Decimal("0.03"), Decimal("0.04")]
-    assert tax_bill.apportion(Decimal("0.10"), [Fraction("0.035")] * 2 + [Fraction("0.03")]) == [
-        Decimal("0.04"), Decimal("0.03"), Decimal("0.03")]
-    # a total the exact amounts do not round to: split in proportion to them
-    assert tax_bill.apportion(Decimal("0.10"), [Fraction(1)] * 3) == [Decimal("0.04"), Decimal("0.03"),
+    # exact amounts 0.033, 0.033, 0.034 CNY (thousandths)
+    assert tax_bill.apportion(Decimal("0.10"), [33, 33, 34], 1000) == [Decimal("0.03"), Decimal("0.03"),
+                                                                       Decimal("0.04")]
+    assert tax_bill.apportion(Decimal("0.10"), [35, 35, 30], 1000) == [Decimal("0.04"), Decimal("0.03"),
                                                                        Decimal("0.03")]
-    assert tax_bill.apportion(Decimal("1.00"), [Fraction(1), Fraction(2), Fraction(0)]) == [
-        Decimal("0.33"), Decimal("0.67"), Decimal("0.00")]
-    assert tax_bill.apportion(Decimal("0.00001"), [Fraction(1), Fraction(3)]) == [Decimal(0), Decimal("0.00001")]
+    # a total the exact amounts do not round to: split in proportion to them, or evenly
+    assert tax_bill.apportion(Decimal("0.10"), [1, 1, 1], 1) == [Decimal("0.04"), Decimal("0.03"), Decimal("0.03")]
+    assert tax_bill.apportion(Decimal("1.00"), [1, 2, 0], 1) == [Decimal("0.33"), Decimal("0.67"), Decimal("0.00")]
+    assert tax_bill.apportion(Decimal("0.02"), [0, 0], 1) == [Decimal("0.01"), Decimal("0.01")]
+    assert tax_bill.apportion(Decimal("0.00001"), [1, 3], 1) == [Decimal(0), Decimal("0.00001")]
 
 
 @settings(max_examples=200, deadline=None)
