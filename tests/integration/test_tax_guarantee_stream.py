@@ -166,3 +166,16 @@ def test_declarations_are_cleared_or_refused_by_their_guarantee(stack, topic_pre
     [refund] = [e for e in ledger if e["action"] == "refund"]
     assert (refund["declarationId"], refund["amount"]) == (settled_bill, Decimal(1))
     assert any(w["kind"] == "expiry" and w["assureCode"] == ample[0] for w in warnings)
+
+    # The tax bills: one CEB816 per cleared declaration to its assureCode, lines adding up to the
+    # head; a CEB818 status 2 for the settled bill; none for the partial void or the refund.
+    bills = {r["orderNo"]: r for r in receipts if r["message"] == "CEB816"}
+    assert len(bills) == len(cleared_ids) == len([r for r in receipts if r["message"] == "CEB816"])
+    for decl in cleared_ids:
+        v, bill = matched[decl], bills[matched[decl]["orderNo"]]
+        assert (bill["receiver"], bill["taxStatus"]) == (v["assureCode"], "1")
+        assert bill["taxNo"] == v["inventory"]["invtNo"] + "01" and len(v["inventory"]["invtNo"]) == 18
+        assert sum(line["valueAddedTax"] + line["consumptionTax"] for line in bill["taxLines"]) == v["taxTotal"]
+    changes = [(r["orderNo"], r["taxStatus"], r["entDutyNo"]) for r in receipts if r["message"] == "CEB818"]
+    assert changes == [(matched[settled_bill]["orderNo"], "2", "N2025-0001")]
+    assert all(r["preNo"] for r in rejections.values())  # the XSD requires it on a CEB622
