@@ -103,3 +103,12 @@ def test_a_receipt_that_cannot_be_written_as_xml_is_left_out_without_holding_the
     found = xml_messages(batch, list(enumerate(read)), "BEFORE")
     assert [(m.code, m.guids, at) for at, m in found] == [
         ("CEB312", (read[0]["guid"],), batch[1].cursor), ("CEB312", (read[2]["guid"],), batch[2].cursor)]
+
+
+def test_the_command_line_asks_for_a_folder_with_xml_and_for_xml_with_a_folder(capsys):
+    from services.cli import main
+
+    assert main(["gateway", "receipts", "--format", "xml"]) == 2
+    assert main(["gateway", "receipts", "--out", "somewhere"]) == 2
+    err = capsys.readouterr().err
+    assert "--format xml needs --out DIR" in err and "--out needs --format xml" in err
