@@ -69,6 +69,13 @@ def fen_str(amount: Decimal) -> str:
     return str(round_fen(amount))
 
 
+def amount_str(amount: Decimal) -> str:
+    """An amount for people, exactly as computed: two decimals at least, more only where they
+    are not zero (``5000`` → ``"5000.00"``, ``5000.00400`` → ``"5000.004"``); never rounded."""
+    whole, _, fraction = format(amount, "f").partition(".")
+    return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
 def plain(amount: Decimal) -> str:
     """A decimal as a plain string without exponent, trailing zeros kept as given."""
     return format(amount, "f")

@@ -27,10 +27,18 @@ def _key() -> bytes:
     return _key_cache[1]
 
 
-def buyer_key(id_type: str, id_number: str) -> str:
-    """Stable pseudonym of a buyer: HMAC-SHA256 of the ID type and number, 32 hex chars."""
-    msg = f"{(id_type or '').strip()}:{(id_number or '').strip()}".encode()
-    return hmac.new(_key(), msg, hashlib.sha256).hexdigest()[:32]
+def buyer_id_number(id_number: str | None) -> str:
+    """An ID number as the annual quota counts it (DOMAIN §3): trimmed, letters upper-cased,
+    so ``…123x`` and ``…123X`` are one buyer."""
+    return (id_number or "").strip().upper()
+
+
+def buyer_key(id_number: str | None) -> str:
+    """Stable pseudonym of a buyer: HMAC-SHA256 of the normalised ID number, 32 hex chars.
+
+    The ID type is not part of it: the same number declared under another type is the same
+    person and shares one year-to-date total."""
+    return hmac.new(_key(), f"id:{buyer_id_number(id_number)}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def mask(value: str | None) -> str:

@@ -108,7 +108,7 @@ def _new_declaration(ebp_code: str, now_ms: int, timeout_ms: int) -> dict:
     return {"ebpCode": ebp_code, "status": OPEN, "order": None, "payment": None, "logistics": None,
             "inventory": None, "guids": {}, "fingerprints": {}, "firstAt": now_ms, "lastAt": now_ms,
             "deadline": now_ms + timeout_ms, "decidedAt": None, "decidedBy": None, "waybillKey": None,
-            "marks": {}}
+            "marks": {}, "inventoryAt": None}
 
 
 def find_declaration(bucket: dict, ebp_code: str) -> dict | None:
@@ -138,10 +138,13 @@ def _unattached(bucket: dict, key: list[str]) -> dict | None:
     return None
 
 
-def apply(bucket: dict, doc: dict, now_ms: int, timeout_ms: int, raw: bytes | None = None) -> list:
+def apply(bucket: dict, doc: dict, now_ms: int, timeout_ms: int, raw: bytes | None = None,
+          appended_ms: int | None = None) -> list:
     """Take one order, payment, waybill or inventory into its bucket; mutates ``bucket``.
 
     ``raw`` is the document's wire record when the caller has it (else it is encoded here).
+    ``appended_ms`` is the broker's append time of its record (None offline); an inventory's
+    is kept as its declaration's ``inventoryAt``, whose year is the quota year.
     """
     kind = kind_of(doc)
     if raw is None:
@@ -158,7 +161,7 @@ def apply(bucket: dict, doc: dict, now_ms: int, timeout_ms: int, raw: bytes | No
             # a withdrawal that finds nothing still opens the declaration, to hold its mark
             decl = _new_declaration(ebp, now_ms, timeout_ms)
             bucket["declarations"].append(decl)
-    return _apply_to_declaration(bucket, decl, kind, doc, raw, now_ms)
+    return _apply_to_declaration(bucket, decl, kind, doc, raw, now_ms, appended_ms)
 
 
 def _slot_refusal(kind: str, held_guid: str | None, held_fp: str | None, doc: dict, fp: str, status: str,
@@ -188,7 +191,8 @@ def _slot_refusal(kind: str, held_guid: str | None, held_fp: str | None, doc: di
     return None
 
 
-def _apply_to_declaration(bucket: dict, decl: dict, kind: str, doc: dict, raw: bytes, now_ms: int) -> list:
+def _apply_to_declaration(bucket: dict, decl: dict, kind: str, doc: dict, raw: bytes, now_ms: int,
+                          appended_ms: int | None = None) -> list:
     fp = fingerprint(raw)
     marks = decl.setdefault("marks", {})
     verdict = _slot_refusal(kind, decl["guids"].get(kind), decl["fingerprints"].get(kind), doc, fp, decl["status"],
@@ -216,6 +220,7 @@ def _apply_to_declaration(bucket: dict, decl: dict, kind: str, doc: dict, raw: b
     if kind == "inventory":
         named_before = decl["waybillKey"]
         decl["waybillKey"] = _waybill_key(doc) if decl["inventory"] is not None else None
+        decl["inventoryAt"] = appended_ms if decl["inventory"] is not None else None  # chooses the quota year
         _reattach_waybill(bucket, decl, named_before, now_ms)
     if decl["status"] == REJECTED:
         decl["status"] = OPEN  # a corrected document re-opens a rejected declaration

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import csv
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 from services.common import pii
 from services.common.clock import now_ms as clock_ms
 from services.common.documents import DECLARATION_KINDS, kind_of
-from services.common.money import fen_str
-from services.order_match import matcher
+from services.common.money import AmountError, amount_str, parse_amount
+from services.order_match import codes, matcher
 from services.order_match.processor import MatchProcessor, Settling
 from services.order_match.quota import MemoryQuotaStore
 from services.order_match.rates import RateTable, load_rates
@@ -37,21 +37,62 @@ class YearToDateError(ValueError):
     pass
 
 
+YEAR_TO_DATE_COLUMNS = ("buyerIdNumber", "year", "amount")  # and optionally buyerIdType, which is not counted
+
+
 def load_year_to_date(path: str | Path) -> dict[tuple[str, int], Decimal]:
-    """CSV with columns buyerIdType,buyerIdNumber,year,amount → quota store seed (keyed hashes)."""
+    """CSV with columns buyerIdNumber,year,amount (a buyerIdType column may be there and is
+    ignored: the quota counts the ID number whatever its type) → quota store seed, keyed by
+    ``pii.buyer_key``. A bad value is a ``YearToDateError`` naming file, line and column."""
     seed: dict[tuple[str, int], Decimal] = {}
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        need = {"buyerIdType", "buyerIdNumber", "year", "amount"}
-        if not reader.fieldnames or not need <= set(reader.fieldnames):
-            raise YearToDateError(f"{path}: the header must name {', '.join(sorted(need))}")
-        for n, row in enumerate(reader, start=2):
-            try:
-                key = (pii.buyer_key(row["buyerIdType"], row["buyerIdNumber"]), int(row["year"]))
-                seed[key] = seed.get(key, Decimal(0)) + Decimal(row["amount"].strip())
-            except (ValueError, InvalidOperation):
-                raise YearToDateError(f"{path}: line {n}: year must be a whole number and amount a decimal") from None
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            missing = [name for name in YEAR_TO_DATE_COLUMNS if name not in header]
+            if missing:
+                raise YearToDateError(f"{path}: line 1: the header must name {', '.join(YEAR_TO_DATE_COLUMNS)}"
+                                      f" (missing {', '.join(missing)})")
+            column = {name: header.index(name) for name in YEAR_TO_DATE_COLUMNS}
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) > len(header):  # "1,000" unquoted, for one: never guess which cell is meant
+                    raise YearToDateError(f"{path}: line {reader.line_num}, column {len(header) + 1}: {len(row)}"
+                                          f" fields, the header names {len(header)}")
+                cells = {name: row[i].strip() if i < len(row) else None for name, i in column.items()}
+
+                def where(name: str) -> str:
+                    return f"{path}: line {reader.line_num}, column {column[name] + 1} ({name})"
+
+                number = pii.buyer_id_number(cells["buyerIdNumber"])
+                if not number:
+                    raise YearToDateError(f"{where('buyerIdNumber')}: no ID number")
+                year_text, amount_text = cells["year"], cells["amount"]
+                if year_text is None or not (year_text.isascii() and year_text.isdigit() and len(year_text) == 4):
+                    raise YearToDateError(f"{where('year')}: {year_text!r} is not a four-digit year")
+                amount = _year_to_date_amount(amount_text)
+                if amount is None:
+                    raise YearToDateError(f"{where('amount')}: {amount_text!r} is not an amount (plain digits with"
+                                          f" an optional fraction of at most 5 digits: no sign, exponent, NaN"
+                                          f" or infinity)")
+                key = (pii.buyer_key(number), int(year_text))
+                seed[key] = seed.get(key, Decimal(0)) + amount
+    except csv.Error as exc:
+        raise YearToDateError(f"{path}: line {reader.line_num}: not a CSV row ({exc})") from None
+    except UnicodeDecodeError:
+        raise YearToDateError(f"{path}: not UTF-8 text") from None
     return seed
+
+
+def _year_to_date_amount(text: str | None) -> Decimal | None:
+    """A non-negative amount as the CEB standard writes one (DOMAIN §2a), else None."""
+    if not text or text[0] in "+-":
+        return None
+    try:
+        return parse_amount(text)
+    except AmountError:
+        return None
 
 
 def _doc_order(doc: dict) -> tuple:
@@ -59,14 +100,19 @@ def _doc_order(doc: dict) -> tuple:
 
 
 def verdict_line(record: dict) -> dict:
-    """A ``declarations.verdicts`` record as the JSON object ``sandan check`` prints."""
-    decided = record["status"] != "incomplete"
+    """A ``declarations.verdicts`` record as the JSON object ``sandan check`` prints: amounts as
+    computed (P to the 0.00001 it may have, each tax kind to the fen it is rounded to). When the
+    amounts added up beyond what a record carries (``AMOUNT_RANGE``) nothing could be kept:
+    ``tax`` and ``taxableValue`` are null and the failure says why."""
+    computed = record["status"] != "incomplete" and not any(f["code"] == codes.AMOUNT_RANGE
+                                                            for f in record["failures"])
     return {
         "ebpCode": record["ebpCode"], "orderNo": record["orderNo"], "status": record["status"],
         "failures": [dict(f) for f in record["failures"]], "missing": list(record["missing"]),
-        "tax": {"customs": fen_str(record["customsTax"]), "consumption": fen_str(record["consumptionTax"]),
-                "vat": fen_str(record["valueAddedTax"]), "total": fen_str(record["taxTotal"])} if decided else None,
-        "taxableValue": fen_str(record["taxableValue"]) if decided else None,
+        "tax": {"customs": amount_str(record["customsTax"]), "consumption": amount_str(record["consumptionTax"]),
+                "vat": amount_str(record["valueAddedTax"]), "total": amount_str(record["taxTotal"])}
+        if computed else None,
+        "taxableValue": amount_str(record["taxableValue"]) if computed else None,
     }
 
 

@@ -63,6 +63,8 @@ class MatchProcessor:
         ``arrived_ms`` is when it entered Kafka (default ``now_ms``): deadlines count from
         arrivals, and a declaration whose deadline passed before this document arrived is
         INCOMPLETE whether or not a tick came first (decided by ``position``, this document).
+        An inventory's ``arrived_ms`` also chooses the quota year; without one (``sandan
+        check``) its appTime does.
         Returns refusal receipts (and such INCOMPLETE verdicts) and the declarations now ready.
         A forward-dated document (APP_TIME) is answered and otherwise left out, as if it never came."""
         arrived = now_ms if arrived_ms is None else arrived_ms
@@ -77,7 +79,7 @@ class MatchProcessor:
             self._decoded[raw] = doc
             if len(self._decoded) > DECODED_KEPT:
                 self._decoded.popitem(last=False)
-        for event in matcher.apply(bucket, doc, arrived, self.timeout_ms, raw):
+        for event in matcher.apply(bucket, doc, arrived, self.timeout_ms, raw, appended_ms=arrived_ms):
             if isinstance(event, matcher.Refusal):
                 outputs.append(_receipt_output(refusal_receipt(event.document, event.code, event.message, now_ms)))
             elif isinstance(event, matcher.Ready):
@@ -95,7 +97,8 @@ class MatchProcessor:
             if decl is not None and matcher.complete(decl):
                 found.append((item, decl, self._documents(decl)))
         decisions = await decide_many([docs for _, _, docs in found], quota=self.quota, waybills=self.waybills,
-                                      settings=self.settings, rates=self.rates)
+                                      settings=self.settings, rates=self.rates,
+                                      arrivals=[decl.get("inventoryAt") for _, decl, _ in found])
         outputs: list[Output] = []
         for (item, decl, docs), decision in zip(found, decisions):
             outputs += self._verdict_outputs(item.bucket, decl, docs, decision, now_ms, item.arrived_ms)
@@ -112,7 +115,7 @@ class MatchProcessor:
         """One document; ``position`` ("topic:partition:offset") lets a replay after a crash
         emit again the decision it caused (see matcher's docstring)."""
         outputs = await self.replay(bucket, position, now_ms) if position else []
-        taken, ready = self.take(bucket, doc, now_ms, raw)
+        taken, ready = self.take(bucket, doc, now_ms, raw, arrived_ms=now_ms)  # the stream's clock: now is arrival
         outputs += taken
         outputs += await self.settle_many([Settling(bucket, ebp_code, position) for ebp_code in ready], now_ms)
         return await self.number(outputs, now_ms)

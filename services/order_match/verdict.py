@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from services.common.money import fen_str
+from services.common.money import amount_str, fen_str
 from services.order_match.tax import TaxResult
 
 VERIFIED = "verified"
@@ -61,5 +61,5 @@ class Verdict:
                 "vat": fen_str(tax.vat),
                 "total": fen_str(tax.total),
             },
-            "taxableValue": None if self.taxable_value is None else fen_str(self.taxable_value),
+            "taxableValue": None if self.taxable_value is None else amount_str(self.taxable_value),
         }

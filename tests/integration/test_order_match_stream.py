@@ -13,7 +13,7 @@ import redis
 
 from services.common import kafka_io, pii
 from services.common.generator import generate
-from services.order_match.decide import declaration_id, quota_year
+from services.order_match.decide import china_year, declaration_id, quota_year
 from services.order_match.quota import quota_key
 
 from .workers import Worker, produce_documents, read_records, wait_for_verdicts, with_prefix, worker_env
@@ -36,14 +36,16 @@ def _expectations(sets, incomplete: int):
 
 
 def _quota_totals(redis_url: str, namespace: str, sets, verdicts) -> tuple[dict, dict]:
-    """(what Redis holds, what the verified verdicts add up to) per buyer quota key."""
+    """(what Redis holds, what the verified verdicts add up to) per buyer quota key. The quota
+    year is the one the inventory arrived in (the generator's appTimes are in 2025)."""
     client = redis.Redis.from_url(redis_url)
     wanted: dict[str, Decimal] = defaultdict(Decimal)
-    verified = {v["declarationId"] for v in verdicts if v["status"] == "verified"}
+    verified = {v["declarationId"]: v for v in verdicts if v["status"] == "verified"}
     for s in sets:
-        if declaration_id(s.order["ebpCode"], s.order["orderNo"]) in verified:
-            key = quota_key(namespace, pii.buyer_key(s.order["buyerIdType"], s.order["buyerIdNumber"]),
-                            quota_year(s.inventory))
+        verdict = verified.get(declaration_id(s.order["ebpCode"], s.order["orderNo"]))
+        if verdict is not None:
+            assert verdict["quotaYear"] == china_year(verdict["decidedAt"]) != quota_year(s.inventory)
+            key = quota_key(namespace, pii.buyer_key(s.order["buyerIdNumber"]), verdict["quotaYear"])
             wanted[key] += s.order["goodsValue"] + s.order["freight"] + s.inventory.get("insuredFee", Decimal(0))
     held = {key: Decimal(int(client.hget(key, "total") or 0)).scaleb(-5) for key in wanted}
     client.close()

@@ -46,7 +46,7 @@ def taxable(s: DeclarationSet) -> Decimal:
 
 
 def buyer(s: DeclarationSet) -> str:
-    return pii.buyer_key(s.order["buyerIdType"], s.order["buyerIdNumber"])
+    return pii.buyer_key(s.order["buyerIdNumber"])
 
 
 def decl_id(s: DeclarationSet) -> str:

@@ -6,11 +6,18 @@ from services.common import config, pii
 
 def test_buyer_key_is_keyed_stable_and_does_not_contain_the_number(monkeypatch):
     number = "330106198803157719"
-    key = pii.buyer_key("1", number)
-    assert key == pii.buyer_key("1", f" {number} ")
+    key = pii.buyer_key(number)
+    assert key == pii.buyer_key(f" {number} ")
     assert number not in key and len(key) == 32
     monkeypatch.setenv("SANDAN_PII_KEY", "another-secret")
-    assert pii.buyer_key("1", number) != key  # without the secret the key space cannot be rebuilt
+    assert pii.buyer_key(number) != key  # without the secret the key space cannot be rebuilt
+
+
+def test_buyer_key_is_the_number_trimmed_and_upper_cased_whatever_its_type():
+    # DOMAIN §3: the year-to-date total counts P per ID number; x and X are one check digit.
+    assert pii.buyer_key("11010519491231002x") == pii.buyer_key(" 11010519491231002X\t")
+    assert pii.buyer_key("11010519491231002X") != pii.buyer_key("110105194912310021")
+    assert pii.buyer_id_number(" 11010519491231002x ") == "11010519491231002X"
 
 
 def test_mask_and_redact_hide_personal_fields_only():

@@ -63,7 +63,7 @@ def _one_buyer_sets(n: int):
 def test_annual_quota_is_spent_in_inventory_apptime_order():
     sets = _one_buyer_sets(3)
     values = [s.order["goodsValue"] + s.order["freight"] + s.inventory.get("insuredFee", 0) for s in sets]
-    buyer = pii.buyer_key(sets[0].order["buyerIdType"], sets[0].order["buyerIdNumber"])
+    buyer = pii.buyer_key(sets[0].order["buyerIdNumber"])
     year = int(sets[0].inventory["appTime"][:4])
     # leave room for exactly the first two declarations (by inventory appTime) and not the third
     ordered = sorted(range(3), key=lambda i: sets[i].inventory["appTime"])
@@ -80,7 +80,7 @@ def test_annual_quota_is_spent_in_inventory_apptime_order():
 def test_exactly_the_annual_limit_passes():
     [s] = _one_buyer_sets(1)
     value = s.order["goodsValue"] + s.order["freight"] + s.inventory.get("insuredFee", 0)
-    buyer = pii.buyer_key(s.order["buyerIdType"], s.order["buyerIdNumber"])
+    buyer = pii.buyer_key(s.order["buyerIdNumber"])
     year = int(s.inventory["appTime"][:4])
     [line] = check(copy.deepcopy(list(s.documents)), year_to_date={(buyer, year): Decimal(26000) - value},
                    settings=RuleSettings())
