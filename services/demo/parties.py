@@ -18,10 +18,13 @@ from services.gateway.client import Credentials, GatewayClient
 from services.gateway.clients import add_client
 
 
+WAREHOUSE = "3122960RTC"  # the returns-centre warehouse's operator code: its parcels' receipts (CEB712) come to it
+
+
 def gateway_clients(path: Path, address: str) -> tuple[Credentials, Credentials]:
-    """One enterprise client speaking for every party the generator invents, and customs."""
+    """One enterprise client speaking for every party the generator invents and the warehouse, and customs."""
     codes = sorted({code for table in (gen.PLATFORMS, gen.MERCHANTS, gen.PAYMENT_FIRMS, gen.CARRIERS, gen.AGENTS)
-                    for code, *_ in table})
+                    for code, *_ in table} | {WAREHOUSE})
     parties = add_client(path, "demo-parties", "enterprise", codes)
     customs = add_client(path, "demo-customs", "customs", [])
     return Credentials(address, parties), Credentials(address, customs)

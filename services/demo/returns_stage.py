@@ -103,7 +103,7 @@ async def run(plan: AfterSales, credentials, env: dict, say, cleared: dict) -> d
 def _arrivals(plan: AfterSales, env: dict) -> None:
     for s, sorting in [(s, "fit") for s in plan.returns] + [(s, "unfit") for s in plan.unfit]:
         parties.sandan("warehouse", "arrive", "--logistics-no", s.logistics["logisticsNo"], "--logistics-code",
-                       s.logistics["logisticsCode"], "--sorting", sorting, env=env)
+                       s.logistics["logisticsCode"], "--sorting", sorting, "--warehouse", parties.WAREHOUSE, env=env)
 
 
 def _wait_receipts(cancels: set[str], requests: set[str], *, on_accepted, timeout_s: float) -> dict[str, str]:

@@ -178,9 +178,11 @@ async def _run(plan: DemoPlan, out) -> dict:
         before = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
         returned = await returns_stage.run(after_sales, parties, env, say, flow.cleared)
         settled = settle(short, flow, env)
-        # a tax bill per cleared declaration; a status change per settled bill and per bill voided in full
+        # a tax bill per cleared declaration, a status change per settled bill and per bill voided in
+        # full, a warehouse receipt per returned parcel
         await receipts_desk.settle({"CEB816": len(flow.cleared), "CEB818": len(settled) + returned["cancelled"]
-                                    + returned["returns_completed"]})
+                                    + returned["returns_completed"], "CEB712": len(after_sales.returns)
+                                    + len(after_sales.unfit)})
         after = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
         scraped = {setting: scrape.scrape(port) for setting, port in ports.items()}
         say(metrics_summary(scraped, ports, flow))
