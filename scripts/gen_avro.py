@@ -40,13 +40,22 @@ def avro_field(spec: dict) -> dict:
     return field
 
 
+# sandan's own field, not the standard's: the enterprise code that sent the document (the
+# gateway's authenticated caller, or the publisher's); only it may change or withdraw it.
+SUBMITTER = {"name": "submitter", "type": ["null", "string"], "default": None,
+             "doc": "enterprise code that submitted the document (not in the CEB XML)"}
+# v1 had no submitter; it is kept in schemas/avro/superseded/ so old records still decode.
+VERSION = 2
+
+
 def record(name: str, code: str, head: str, body: str | None) -> dict:
     fields = [avro_field(f) for f in FIELDS[head]]
     if body:
         fields.append({"name": "lines", "type": {"type": "array", "items": {
             "type": "record", "name": body, "fields": [avro_field(f) for f in FIELDS[body]]}}})
+    fields.append(SUBMITTER)
     return {"type": "record", "name": name, "namespace": "sandan.ceb", "doc": f"{code} ({head})",
-            "sandan.version": 1, "sandan.message": code, "fields": fields}
+            "sandan.version": VERSION, "sandan.message": code, "fields": fields}
 
 
 def main() -> None:

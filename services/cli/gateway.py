@@ -67,6 +67,8 @@ def add_parser(sub) -> None:
     add.add_argument("--role", required=True, choices=["enterprise", "customs"])
     add.add_argument("--code", action="append", default=[], dest="codes", metavar="CODE",
                      help="enterprise code the client acts for (repeat for several)")
+    add.add_argument("--message", action="append", default=None, dest="messages", metavar="CEBnnn",
+                     help="message type an enterprise client may submit (repeat; default: every input type)")
     add.add_argument("--clients", default="", metavar="FILE", help="clients file (default SANDAN_GATEWAY_CLIENTS)")
     add.add_argument("--credentials-out", default="", metavar="FILE",
                      help="also write the client's credentials file (address, token, TLS files) here")
@@ -229,7 +231,8 @@ def run_add_client(args) -> int:
 
     path = Path(args.clients) if args.clients else ServerSettings.from_env().clients_file
     try:
-        token, replaced = put_client(path, args.client_id, args.role, args.codes, rotate=args.rotate)
+        token, replaced = put_client(path, args.client_id, args.role, args.codes, rotate=args.rotate,
+                                     messages=args.messages)
     except ClientFileError as exc:
         print(f"sandan gateway add-client: {exc}", file=sys.stderr)
         return 2

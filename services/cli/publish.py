@@ -1,7 +1,9 @@
 """`sandan publish FILE|DIR...`: CEB XML files to sandan's Kafka topics.
 
 Bad documents go to the dead-letter topic with the reason and the rest still go through;
-every record is acknowledged by the broker (acks=all) before the count is printed.
+every record is acknowledged by the broker (acks=all) before the count is printed. Each
+document carries its submitter (``services.common.senders``): ``--submitter CODE``, the
+publisher's enterprise code, or by default the code its own sender field names.
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from services.common.ceb.errors import CebError
 def add_parser(sub) -> None:
     p = sub.add_parser("publish", help="publish CEB XML files (or folders of them) to Kafka")
     p.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    p.add_argument("--submitter", default="", metavar="CODE",
+                   help="enterprise code publishing the documents (only it may change or withdraw them later); "
+                        "default: each document's own sender field (ebpCode, payCode, logisticsCode, agentCode ...)")
     p.set_defaults(run=run)
 
 
@@ -35,6 +40,7 @@ def run(args) -> int:
     from services.common.avro import codec
     from services.common.ceb.reader import parse_file
     from services.common.ingest import NotAnInputMessage, document_outputs, encode, unreadable_output
+    from services.common.senders import stamp
 
     files = xml_files(args.paths)
     if not files:
@@ -50,7 +56,10 @@ def run(args) -> int:
     pending = []
     for i, path in enumerate(files, 1):
         try:
-            outputs = document_outputs(parse_file(path, lenient=True))
+            message = parse_file(path, lenient=True)
+            for doc in message.documents:
+                stamp(doc, args.submitter.strip() or None)
+            outputs = document_outputs(message)
         except OSError as exc:
             print(f"sandan publish: {path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
             counts["unreadable files"] += 1

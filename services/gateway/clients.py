@@ -5,6 +5,9 @@ The file is JSON::
     {"clients": [{"id": "hz-platform", "role": "enterprise", "codes": ["91330106MA27XK5W3B"],
                   "token": "sha256$<salt hex>$<digest hex>"}]}
 
+An enterprise entry may add ``"messages": ["CEB411"]``, the message types it may submit
+(DOMAIN §1: a payment firm sends payments); without it, every enterprise input type.
+
 Only a salted hash of each token is stored. Tokens are ``<client id>.<random>`` with 256
 random bits, so a fast hash is enough (nobody can guess such a token) and the id prefix
 finds the one entry to compare against without hashing against every client.
@@ -21,6 +24,8 @@ import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from services.common.senders import INPUT_MESSAGES
 
 log = logging.getLogger("sandan.gateway.clients")
 
@@ -42,9 +47,13 @@ class Client:
     role: str
     codes: frozenset[str]
     token_hash: str
+    messages: frozenset[str] | None = None  # message types it may submit; None: every input type
 
     def to_json(self) -> dict:
-        return {"id": self.id, "role": self.role, "codes": sorted(self.codes), "token": self.token_hash}
+        entry = {"id": self.id, "role": self.role, "codes": sorted(self.codes), "token": self.token_hash}
+        if self.messages is not None:
+            entry["messages"] = sorted(self.messages)
+        return entry
 
 
 def hash_token(token: str, salt: str | None = None) -> str:
@@ -79,7 +88,7 @@ def check_id(client_id: str) -> str:
     return client_id
 
 
-def make_client(client_id: str, role: str, codes, token_hash: str) -> Client:
+def make_client(client_id: str, role: str, codes, token_hash: str, messages=None) -> Client:
     check_id(client_id)
     if role not in ROLES:
         raise ClientFileError(f"client {client_id}: role {role!r} is not one of {', '.join(ROLES)}")
@@ -91,7 +100,22 @@ def make_client(client_id: str, role: str, codes, token_hash: str) -> Client:
         raise ClientFileError(f"client {client_id}: an enterprise client needs at least one enterprise code")
     if not isinstance(token_hash, str) or not token_hash.startswith(_HASH_SCHEME + "$"):
         raise ClientFileError(f"client {client_id}: token must be a '{_HASH_SCHEME}$salt$digest' hash")
-    return Client(client_id, role, code_set, token_hash)
+    return Client(client_id, role, code_set, token_hash, _message_types(client_id, role, messages))
+
+
+def _message_types(client_id: str, role: str, messages) -> frozenset[str] | None:
+    if messages is None:
+        return None
+    if role != ENTERPRISE:
+        raise ClientFileError(f"client {client_id}: only an enterprise client has \"messages\" (it submits)")
+    if isinstance(messages, str) or not isinstance(messages, (list, tuple, set, frozenset)):
+        raise ClientFileError(f"client {client_id}: \"messages\" must be a list of message types")
+    found = frozenset(str(m).strip().upper() for m in messages)
+    bad = sorted(found.difference(INPUT_MESSAGES))
+    if bad:
+        raise ClientFileError(f"client {client_id}: {bad[0]!r} is not a message type an enterprise submits "
+                              f"({', '.join(INPUT_MESSAGES)})")
+    return found
 
 
 def parse_clients(text: str, source: str = "clients file") -> dict[str, Client]:
@@ -107,7 +131,7 @@ def parse_clients(text: str, source: str = "clients file") -> dict[str, Client]:
         if not isinstance(entry, dict):
             raise ClientFileError(f"{source}: clients[{n}] is not an object")
         client = make_client(str(entry.get("id", "")), str(entry.get("role", "")), entry.get("codes"),
-                             entry.get("token"))
+                             entry.get("token"), entry.get("messages"))
         if client.id in clients:
             raise ClientFileError(f"{source}: client id {client.id} appears twice")
         clients[client.id] = client
@@ -137,7 +161,8 @@ def save_clients(path: Path, clients: dict[str, Client]) -> None:
         raise
 
 
-def put_client(path: Path, client_id: str, role: str, codes, *, rotate: bool) -> tuple[str, Client | None]:
+def put_client(path: Path, client_id: str, role: str, codes, *, rotate: bool,
+               messages=None) -> tuple[str, Client | None]:
     """Add a client, or with ``rotate`` replace an existing one (its token first of all).
 
     Returns the new token (shown once) and the entry it replaced, if any. Without ``rotate``
@@ -150,14 +175,14 @@ def put_client(path: Path, client_id: str, role: str, codes, *, rotate: bool) ->
                               f"{', '.join(sorted(previous.codes)) or 'none'}): give --rotate to replace it and its "
                               f"token (its open streams end)")
     token = new_token(client_id)
-    clients[client_id] = make_client(client_id, role, codes, hash_token(token))
+    clients[client_id] = make_client(client_id, role, codes, hash_token(token), messages)
     save_clients(path, clients)
     return token, previous
 
 
-def add_client(path: Path, client_id: str, role: str, codes) -> str:
+def add_client(path: Path, client_id: str, role: str, codes, messages=None) -> str:
     """Add a client or renew an existing one's token, for scripts and tests; returns the token."""
-    return put_client(path, client_id, role, codes, rotate=True)[0]
+    return put_client(path, client_id, role, codes, rotate=True, messages=messages)[0]
 
 
 class ClientRegistry:

@@ -127,7 +127,7 @@ class Gateway(pb_grpc.GatewayServicer):
                     self.limiter.take(client.id)
                     sequence += 1
                     submission = await asyncio.to_thread(examine, _format_name(item.format), item.message_type,
-                                                         item.payload, client.codes, source)
+                                                         item.payload, client.codes, source, client.messages)
                     await self.publisher.publish(submission.outputs)  # acknowledged before the answer
                     count_dead_letters(submission.outputs)
                     answer = messages.submit_answer(item.item_id, sequence, submission, self.clock())

@@ -4,8 +4,10 @@ Pure. An item is a whole CEB XML message or one document as an Avro record. Good
 documents become records for their topic; documents that break the standard's field rules
 are refused (each with a CEB900-style answer) and go to the dead-letter topic; an item
 that cannot be read at all is refused whole and dead-lettered as received. An item
-holding a document that does not name the caller as its sender is not a data error but a
-forbidden act: it raises PERMISSION_DENIED and nothing of it is published.
+holding a document that does not name the caller as its sender, or of a message type the
+caller's role may not send, is not a data error but a forbidden act: it raises
+PERMISSION_DENIED and nothing of it is published. Every document published carries its
+submitter (``services.common.senders``): the caller's code that it names as its sender.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from services.common.ceb.errors import CebError, describe
 from services.common.ceb.reader import parse_message
 from services.common.ceb.writer import write_message
 from services.common.documents import MESSAGE_TYPES
+from services.common.senders import SENDER_FIELDS, SUBMITTER, named_codes
 from services.common.ingest import NotAnInputMessage, document_outputs, unreadable_output
 from services.common.outputs import Output
 from services.gateway.errors import PERMISSION_DENIED, CallError
@@ -28,17 +31,6 @@ WHOLE_MESSAGE = -1
 # Kafka refuses records over ~1 MB; an unreadable payload is kept in part, enough to diagnose it.
 DEAD_LETTER_PAYLOAD_MAX = 512 * 1024
 
-# Fields naming the party that sends each message; the caller must be one of them.
-SENDER_FIELDS = {
-    "CEB311": ("ebpCode", "ebcCode"),
-    "CEB411": ("payCode",),
-    "CEB511": ("logisticsCode",),
-    "CEB513": ("logisticsCode",),
-    "CEB621": ("agentCode", "ebcCode"),
-    "CEB623": ("agentCode", "ebcCode"),
-    "CEB625": ("agentCode", "ebcCode"),
-    "CEB711": ("operatorCode",),
-}
 _SCHEMAS = frozenset(SCHEMA_OF_KIND.values())
 
 
@@ -57,13 +49,18 @@ class Submission:
     refused: list[Refused] = field(default_factory=list)
 
 
-def examine(payload_format: str, message_type: str, payload: bytes, codes: frozenset[str], source: str) -> Submission:
-    """What to do with one item sent by the holder of enterprise ``codes``."""
+def examine(payload_format: str, message_type: str, payload: bytes, codes: frozenset[str], source: str,
+            may_send: frozenset[str] | None = None) -> Submission:
+    """What to do with one item sent by the holder of enterprise ``codes``, who may send the
+    message types ``may_send`` (None: every input type)."""
     message_type = message_type.strip().upper()
     if message_type not in SENDER_FIELDS:
         known = ", ".join(sorted(SENDER_FIELDS))
         return _refuse_whole(source, payload, message_type, f"message_type {message_type!r} is not one the gateway "
                                                             f"takes ({known})")
+    if may_send is not None and message_type not in may_send:
+        raise CallError(PERMISSION_DENIED, f"your client may send {', '.join(sorted(may_send)) or 'no messages'}, "
+                                           f"not {message_type}")
     if payload_format == CEB_XML:
         return _examine_xml(message_type, payload, codes, source)
     if payload_format == AVRO:
@@ -85,6 +82,18 @@ def check_sender(document: dict, message_type: str, codes: frozenset[str]) -> No
                                            f"your enterprise codes ({', '.join(sorted(codes))})")
 
 
+def _stamp(document: dict, message_type: str, codes: frozenset[str]) -> None:
+    """Set the submitter: the first of the caller's codes the document names as its sender.
+    An Avro record that already names one must name exactly that caller's code."""
+    named = named_codes(document, message_type, codes)
+    given = str(document.get(SUBMITTER) or "").strip()
+    if given and given not in named:
+        raise CallError(PERMISSION_DENIED, f"{message_type} document {describe(document)}: submitter {given!r} must be "
+                                           f"your enterprise code that the document names in "
+                                           f"{' or '.join(SENDER_FIELDS[message_type])}")
+    document[SUBMITTER] = given or (named[0] if named else None)
+
+
 def _examine_xml(message_type: str, payload: bytes, codes: frozenset[str], source: str) -> Submission:
     try:
         message = parse_message(payload, source=source, lenient=True)
@@ -96,6 +105,7 @@ def _examine_xml(message_type: str, payload: bytes, codes: frozenset[str], sourc
                                                             f"{message.code}Message", message.guid)
     for doc in message.documents:
         check_sender(doc, message_type, codes)
+        _stamp(doc, message_type, codes)  # the same dict its output carries
     for bad in message.rejected:
         check_sender(bad.raw, message_type, codes)
     refused = [Refused(bad.guid or "", bad.index, f"{message.code} document {describe(bad.raw)}: "
@@ -116,6 +126,7 @@ def _examine_avro(message_type: str, payload: bytes, codes: frozenset[str], sour
         return _refuse_whole(source, payload, message_type, f"message_type says {message_type} but the record is a "
                                                             f"{doc.get('message')} document", doc.get("guid") or "")
     check_sender(doc, message_type, codes)
+    _stamp(doc, message_type, codes)
     try:
         write_message(message_type, [doc])  # the same field rules the XML reader applies
     except CebError as exc:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from services.common.avro import SCHEMA_OF_KIND, codec
 from services.common.clock import china_stamp, parse_app_time
 from services.common.documents import DECLARATION_KINDS, kind_of
+from services.common.senders import same_sender
 from services.order_match import codes
 
 OPEN, VERIFIED, REJECTED, INCOMPLETE = "open", "verified", "rejected", "incomplete"
@@ -165,18 +166,23 @@ def apply(bucket: dict, doc: dict, now_ms: int, timeout_ms: int, raw: bytes | No
 
 
 def _slot_refusal(kind: str, held_guid: str | None, held_fp: str | None, doc: dict, fp: str, status: str,
-                  mark: str | None = None) -> Refusal | None | bool:
+                  mark: str | None = None, held: bytes | None = None) -> Refusal | None | bool:
     """Common rules of one document slot. Returns a Refusal, True for a no-op, or None to go on.
 
     ``mark`` is the order key of the last document applied to the slot (a withdrawal too).
     Documents apply in order-key order; one that arrives after a later one was applied has
     been overtaken: applying it now would undo the later one, so it is SUPERSEDED. Of two
     originals (appType 1 both) the first to arrive holds the slot and the other is DUPLICATE.
+    ``held`` is the wire record in the slot: only its submitter may change or withdraw it.
     """
     guid = doc.get("guid")
     if held_guid == guid and held_fp == fp:
         return True  # the same document delivered again
     app_type = doc.get("appType")
+    if app_type in ("2", "3") and held is not None and not same_sender(document(held), doc):
+        return Refusal(doc, codes.NOT_SUBMITTER, f"appType {app_type}: the {kind} it would "
+                                                 f"{'change' if app_type == '2' else 'withdraw'} was submitted by "
+                                                 f"another enterprise; only its submitter may")
     if status == VERIFIED:
         if app_type in ("2", "3"):
             return Refusal(doc, codes.LOCKED, f"{kind} changed (appType {app_type}) after its declaration was verified")
@@ -196,7 +202,7 @@ def _apply_to_declaration(bucket: dict, decl: dict, kind: str, doc: dict, raw: b
     fp = fingerprint(raw)
     marks = decl.setdefault("marks", {})
     verdict = _slot_refusal(kind, decl["guids"].get(kind), decl["fingerprints"].get(kind), doc, fp, decl["status"],
-                            marks.get(kind))
+                            marks.get(kind), decl[kind])
     if verdict is True:
         return []
     if verdict is not None:
@@ -254,7 +260,8 @@ def _apply_unattached_waybill(bucket: dict, doc: dict, raw: bytes, key: list[str
     fp = fingerprint(raw)
     entry = _unattached(bucket, key)
     held_guid = entry["guid"] if entry else None
-    verdict = _slot_refusal("waybill", held_guid, entry["fingerprint"] if entry else None, doc, fp, OPEN)
+    verdict = _slot_refusal("waybill", held_guid, entry["fingerprint"] if entry else None, doc, fp, OPEN,
+                            held=entry["doc"] if entry else None)
     if verdict is True:
         return []
     if verdict is not None:

@@ -1,6 +1,7 @@
 """Receipts (CEB312/412/512/622 style) answering each document of a declaration.
 
-Every document gets one answer addressed to the enterprise that sent it: accepted (120)
+Every document gets one answer addressed to the enterprise that sent it (its submitter;
+a record from before submitters: its own sender field): accepted (120)
 when its declaration verifies, rejected (100) with the failing rules when it does not or
 when it expires incomplete, and a customs processing code (negative) when the document
 itself is refused (a repeated appType 1, a change after verification).
@@ -11,15 +12,14 @@ import uuid
 
 from services.common.clock import china_stamp
 from services.common.documents import MESSAGE_TYPES, RECEIPT_FOR
+from services.common.senders import OWN_SENDER_FIELD, submitter_of
 from services.order_match import codes
 from services.order_match.verdict import Failure
 
 ACCEPTED = "120"
 REJECTED = "100"
 
-# Who sent each kind of document, so who gets its receipt.
-SENDER_FIELD = {"CEB311": "ebpCode", "CEB411": "payCode", "CEB511": "logisticsCode", "CEB621": "agentCode",
-                "CEB623": "agentCode", "CEB625": "agentCode", "CEB711": "operatorCode", "CEB513": "logisticsCode"}
+SENDER_FIELD = OWN_SENDER_FIELD
 
 # DOMAIN §1: customs' own processing codes for refusals of one document.
 _REFUSAL_STATUS = {(codes.DUPLICATE, "CEB311"): "-301010", (codes.DUPLICATE, "CEB621"): "-621004",
@@ -29,7 +29,7 @@ _COPIED = ("orderNo", "ebpCode", "ebcCode", "payCode", "payTransactionId", "logi
 
 
 def receiver_of(doc: dict) -> str:
-    return (doc.get(SENDER_FIELD.get(doc["message"], "ebpCode")) or "").strip()
+    return submitter_of(doc)
 
 
 def receipt(doc: dict, status: str, info: str, failures: tuple[Failure, ...] | list[Failure], now_ms: int) -> dict:

@@ -18,6 +18,7 @@ from services.common.ceb.errors import CebError
 from services.common.ceb.reader import DS_NAMESPACE
 from services.common.ceb.schema import EntitySpec, entity
 from services.common.documents import MESSAGE_TYPES, NAMESPACE, MessageType
+from services.common.senders import SUBMITTER
 
 SOURCE = "write_message"
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -91,7 +92,8 @@ def _append_document(root: etree._Element, mt: MessageType, document: dict, inde
     errors: list[str] = []
     if document.get("message", mt.code) != mt.code:
         errors.append(f"document is a {document['message']}, not a {mt.code}")
-    allowed = {"message", "lines"} if mt.body else {"message"}
+    # sandan's own keys of a document: its message and its submitter (not in the standard's XML)
+    allowed = {"message", "lines", SUBMITTER} if mt.body else {"message", SUBMITTER}
     head_texts = _texts(document, head_spec, mt.head, allowed, errors)
     line_texts = _line_texts(document, mt, errors) if mt.body else []
     if errors:
