@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
 from services.common import config
 from services.common import generator as gen
+from services.common.avro import codec
 from services.common.clock import CHINA, now_ms
 from services.gateway.client import Credentials, GatewayClient
 from services.gateway.clients import add_client
@@ -84,15 +83,15 @@ class CustomsDesk:
                     # accepted and numbered (120); released (800) unless held back for a cancellation
                     held = item.declaration_id in self.hold
                     await gw.report(ebp_code=item.ebp_code, order_no=item.order_no, status="120" if held else "800",
-                                    decided_at=_china_now(), invt_no=invt_no(item.declaration_id),
+                                    decided_at=_china_now(), invt_no=invt_no(item),
                                     report_id=f"{'accept' if held else 'release'}:{item.declaration_id}")
                     self.released.add(item.declaration_id)
 
 
-def invt_no(decl_id: str) -> str:
-    """An 18-character inventory number as customs assigns it (customs code, year, I, serial)."""
-    serial = int(hashlib.sha1(decl_id.encode()).hexdigest(), 16) % 10**9
-    return f"2991{time.strftime('%Y')}I{serial:09d}"
+def invt_no(item) -> str:
+    """The inventory number order_match gave the cleared declaration (carried on its verdict)."""
+    _, verdict = codec().decode(item.verdict)
+    return (verdict.get("inventory") or {}).get("invtNo") or ""
 
 
 def _china_now() -> str:

@@ -27,22 +27,22 @@ _CANCEL_FIELDS = ("customsCode", "orderNo", "ebpCode", "ebpName", "ebcCode", "eb
                   "agentName")
 
 
-def _head(s, message: str) -> dict:
+def _head(s, message: str, cleared: dict) -> dict:
     doc = {k: s.inventory[k] for k in _CANCEL_FIELDS if k in s.inventory}
     doc.update(message=message, guid=str(uuid.uuid4()).upper(), appType="1", appStatus="2",
                appTime=datetime.fromtimestamp(now_ms() // 1000, CHINA).strftime("%Y%m%d%H%M%S"),
-               invtNo=parties.invt_no(declaration_id(s.order["ebpCode"], s.order["orderNo"])))
+               invtNo=cleared[declaration_id(s.order["ebpCode"], s.order["orderNo"])]["inventory"]["invtNo"])
     return doc
 
 
-def cancellation(s) -> dict:
-    return dict(_head(s, "CEB623"), reason="buyer cancelled the order before release")
+def cancellation(s, cleared: dict) -> dict:
+    return dict(_head(s, "CEB623", cleared), reason="buyer cancelled the order before release")
 
 
-def return_request(s) -> dict:
+def return_request(s, cleared: dict) -> dict:
     lines = [{"gnum": line["gnum"], "gcode": line["gcode"], "gname": line["gname"], "qty": line["qty"],
               "unit": line["unit"]} for line in s.inventory["lines"]]
-    return dict(_head(s, "CEB625"), reason="goods returned by the buyer", lines=lines)
+    return dict(_head(s, "CEB625", cleared), reason="goods returned by the buyer", lines=lines)
 
 
 @dataclass
@@ -78,8 +78,8 @@ async def buyer_quotas(plan: AfterSales, cleared: dict) -> dict[str, Decimal]:
 async def run(plan: AfterSales, credentials, env: dict, say, cleared: dict) -> dict:
     """Send the cancellations and returns, bring the parcels back, count the decisions."""
     quotas_before = await buyer_quotas(plan, cleared)
-    cancels = [cancellation(s) for s in plan.cancel]
-    requests = [return_request(s) for s in plan.returns + plan.unfit]
+    cancels = [cancellation(s, cleared) for s in plan.cancel]
+    requests = [return_request(s, cleared) for s in plan.returns + plan.unfit]
     async with GatewayClient(credentials) as gw:
         items = [xml_item(write_message("CEB623", cancels), "cancellations"),
                  xml_item(write_message("CEB625", requests), "returns")]

@@ -80,7 +80,7 @@ def declaration_from_verdict(verdict: dict) -> dict:
         raise InputError(INVALID_FIELD, "Verdict/assureCode", "no assureCode: no guarantee to give the tax back to")
     return {
         "declarationId": _text(verdict, "declarationId", "Verdict"), "ebpCode": _text(verdict, "ebpCode", "Verdict"),
-        "invtNo": None, "assureCode": assure,
+        "invtNo": (inventory.get("invtNo") or "").strip() or None, "assureCode": assure,
         "buyerKey": verdict.get("buyerKey"), "quotaYear": verdict.get("quotaYear"),
         "logisticsCode": _text(inventory, "logisticsCode", "inventory"),
         "logisticsNo": _text(inventory, "logisticsNo", "inventory"),
