@@ -41,7 +41,9 @@ def test_publish_sends_good_documents_and_dead_letters_bad_ones(stack, topic_pre
         payments = read_records("documents.payment")
         dead = read_records("deadletter")
     assert sorted(o["orderNo"] for o in orders) == sorted([sets[0].order["orderNo"], sets[2].order["orderNo"]])
-    assert orders[0] in (sets[0].order, sets[2].order)
+    assert {k: v for k, v in orders[0].items() if k != "submitter"} in (sets[0].order, sets[2].order)
+    assert all(o["submitter"] == o["ebpCode"] for o in orders)  # by default, its own sender field
+    assert all(p["submitter"] == p["payCode"] for p in payments)
     assert len(payments) == 3
     reasons = {d["code"]: d for d in dead}
     assert set(reasons) == {"INVALID_DOCUMENT", "UNREADABLE_MESSAGE"}
@@ -57,3 +59,15 @@ def test_publish_without_kafka_fails_clearly(tmp_path):
                           capture_output=True, text=True, cwd=config.PROJECT_ROOT, timeout=120)
     assert done.returncode == 2
     assert "did not answer" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_publish_stamps_the_publishers_code_as_submitter(stack, topic_prefix, tmp_path):
+    prefix = f"{topic_prefix}pubsub-"
+    sets = generate(2, fault_share=0, seed=22)
+    (tmp_path / "orders.xml").write_bytes(write_message("CEB311", [s.order for s in sets]))
+    assert run_cli("topics", "create", prefix=prefix).returncode == 0
+    done = run_cli("publish", "--submitter", "3301999999", str(tmp_path), prefix=prefix)
+    assert done.returncode == 0, done.stderr
+    with with_prefix(prefix):
+        orders = read_records("documents.order")
+    assert [o["submitter"] for o in orders] == ["3301999999", "3301999999"]
