@@ -3,19 +3,23 @@ sender), refuses an Avro record naming another submitter, and lets a client send
 message types its entry allows."""
 from __future__ import annotations
 
+import asyncio
 import copy
 import io
 import json
 
 import fastavro
+import grpc
 import pytest
 
 from services.common.avro import SCHEMA_DIR, SUPERSEDED, codec
 from services.common.ceb.writer import write_message
 from services.common.generator import generate
+from services.gateway.client import xml_item
 from services.gateway.clients import ClientFileError, add_client, load_clients, parse_clients
 from services.gateway.errors import PERMISSION_DENIED, CallError
 from services.gateway.submission import AVRO, CEB_XML, examine
+from tests.gateway_harness import MemoryLog, MemoryPublisher, running_gateway, settings
 
 SOURCE = "gateway:test"
 
@@ -122,3 +126,28 @@ def test_a_version_1_verdict_with_its_inventory_still_decodes(one):
     name, back = codec().decode(buf.getvalue())
     assert name == "sandan.Verdict" and back["status"] == "verified"
     assert back["inventory"] == {k: v for k, v in one.inventory.items() if v is not None}
+
+
+def test_the_gateway_refuses_a_message_type_outside_the_clients_list_and_stamps_what_it_takes(tmp_path, one):
+    path = tmp_path / "clients.json"
+    platform = one.order["ebpCode"]
+    tokens = {"orders": add_client(path, "orders", "enterprise", [platform], messages=["CEB311"]),
+              "payments": add_client(path, "payments", "enterprise", [platform], messages=["CEB411"])}
+    order_xml = write_message("CEB311", [one.order])
+
+    async def scenario():
+        publisher = MemoryPublisher()
+        async with running_gateway(settings(tmp_path), publisher, MemoryLog()) as gw:
+            async with gw.client(tokens["orders"]) as allowed, gw.client(tokens["payments"]) as other:
+                answers = [a async for a in allowed.submit([xml_item(order_xml, "o")])]
+                try:
+                    [a async for a in other.submit([xml_item(order_xml, "x")])]
+                    refused = None
+                except grpc.aio.AioRpcError as exc:
+                    refused = (exc.code(), exc.details())
+        return publisher, answers, refused
+
+    publisher, answers, refused = asyncio.run(scenario())
+    assert [a.item_id for a in answers] == ["o"]
+    assert [o.record["submitter"] for o in publisher.on("documents.order")] == [platform]
+    assert refused == (grpc.StatusCode.PERMISSION_DENIED, "your client may send CEB411, not CEB311")
