@@ -43,6 +43,7 @@ def run(args) -> int:
     from services.common.senders import stamp
 
     files = xml_files(args.paths)
+    submitter = (getattr(args, "submitter", "") or "").strip() or None  # callers in code may leave it out
     if not files:
         print("sandan publish: no XML files found", file=sys.stderr)
         return 2
@@ -58,7 +59,7 @@ def run(args) -> int:
         try:
             message = parse_file(path, lenient=True)
             for doc in message.documents:
-                stamp(doc, args.submitter.strip() or None)
+                stamp(doc, submitter)
             outputs = document_outputs(message)
         except OSError as exc:
             print(f"sandan publish: {path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
