@@ -21,6 +21,7 @@ from services.gateway import cursor
 from services.gateway.client import Credentials, GatewayClient
 from services.gateway.clients import add_client
 from services.gateway.delivered import MemoryDelivered, member
+from services.gateway.fanout import FanoutReader
 from services.gateway.kafka_bridge import KafkaPublisher, LogRecord, StreamStats, TopicReader
 from services.gateway.server import GatewayServer, ServerSettings, build_gateway
 
@@ -88,16 +89,18 @@ def gateway_topics(stack, topic_prefix, monkeypatch) -> str:
 
 
 @asynccontextmanager
-async def kafka_gateway(server_settings: ServerSettings,
-                        delivered_index: MemoryDelivered | None = None) -> AsyncIterator[Running]:
-    """An in-process gateway on the real Kafka."""
+async def kafka_gateway(server_settings: ServerSettings, delivered_index: MemoryDelivered | None = None,
+                        consumer_factory=None) -> AsyncIterator[Running]:
+    """An in-process gateway on the real Kafka (its streams' consumers from ``consumer_factory`` if given)."""
     publisher = KafkaPublisher(kafka_io.bootstrap())
     await publisher.start()
-    reader = TopicReader(kafka_io.bootstrap(), server_settings.stream_batch, server_settings.fetch_bytes)
+    reader = FanoutReader(TopicReader(kafka_io.bootstrap(), server_settings.stream_batch, server_settings.fetch_bytes,
+                                      consumer_factory))
     try:
         async with running_gateway(server_settings, publisher, reader, delivered_index) as gw:
             yield gw
     finally:
+        await reader.close()
         await publisher.stop()
 
 

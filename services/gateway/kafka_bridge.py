@@ -71,17 +71,28 @@ class StreamStats:
         return self.taken - self.sent
 
 
+ConsumerFactory = Callable[[str], AIOKafkaConsumer]  # client id -> a consumer not yet started
+
+
 class TopicReader:
-    def __init__(self, bootstrap: str, batch: int, fetch_bytes: int) -> None:
+    def __init__(self, bootstrap: str, batch: int, fetch_bytes: int,
+                 consumer_factory: ConsumerFactory | None = None) -> None:
         self.bootstrap, self.batch, self.fetch_bytes = bootstrap, batch, fetch_bytes
+        self.consumer_factory = consumer_factory or self._consumer
+
+    def _consumer(self, client_id: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", client_id=client_id,
+                                max_partition_fetch_bytes=self.fetch_bytes, fetch_max_bytes=self.fetch_bytes)
 
     async def read(self, short_topic: str, positions: dict[int, int] | None, latest: bool, stop: asyncio.Event,
-                   stats: StreamStats, on_lag: Callable[[int], None]) -> AsyncIterator[list[LogRecord]]:
+                   stats: StreamStats, on_lag: Callable[[int], None],
+                   leave: Callable[[dict[int, int], bool], bool] | None = None) -> AsyncIterator[list[LogRecord]]:
         """Records of ``short_topic`` from ``positions`` (a cursor's) or the start, until ``stop``:
-        a list per read from Kafka (never empty), in order within each partition."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", client_id="sandan-gateway-stream",
-                                    max_partition_fetch_bytes=self.fetch_bytes, fetch_max_bytes=self.fetch_bytes)
+        a list per read from Kafka (never empty), in order within each partition. ``leave(positions,
+        caught_up)`` is asked before every read from Kafka; True ends the records there (the caller
+        goes on from those positions another way)."""
+        consumer = self.consumer_factory("sandan-gateway-stream")
         try:
             await consumer.start()
             at = await self._seek(consumer, topics.name(short_topic), positions or {}, latest)
@@ -93,6 +104,8 @@ class TopicReader:
             raise
         try:
             while not stop.is_set():
+                if leave is not None and leave(dict(at), _lag(consumer, at, unknown=-1) == 0):
+                    return
                 batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=self.batch)
                 on_lag(_lag(consumer, at))
                 taken = []
@@ -125,10 +138,14 @@ class TopicReader:
         return at
 
 
-def _lag(consumer: AIOKafkaConsumer, at: dict[int, int]) -> int:
+def _lag(consumer: AIOKafkaConsumer, at: dict[int, int], unknown: int = 0) -> int:
+    """Records on Kafka past ``at``; ``unknown`` when a partition's end is not known yet (-1: say so)."""
     total = 0
     for tp in consumer.assignment():
         high = consumer.highwater(tp)
-        if high is not None:
-            total += max(0, high - at[tp.partition])
+        if high is None:
+            if unknown < 0:
+                return unknown
+            continue
+        total += max(0, high - at[tp.partition])
     return total

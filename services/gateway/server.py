@@ -1,7 +1,8 @@
 """The gateway process: a grpc.aio server with health, reflection, TLS and graceful stop.
 
 Not a faust worker: it owns one idempotent aiokafka producer for everything it accepts
-and opens one group-less consumer per subscriber stream.
+and group-less consumers for the streams: one shared per topic of cleared declarations
+(``fanout.py``), one per stream that catches up or reads receipts.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from services.common import metrics as common_metrics
 from services.gateway import metrics, reflection
 from services.gateway.clients import ClientRegistry
 from services.gateway.delivered import DeliveredIndex, RedisDelivered
+from services.gateway.fanout import FanoutReader
 from services.gateway.kafka_bridge import KafkaPublisher, TopicReader
 from services.gateway.proto import gateway_pb2 as pb
 from services.gateway.proto import gateway_pb2_grpc as pb_grpc
@@ -190,8 +192,8 @@ async def serve(settings: ServerSettings) -> None:
     except AioKafkaError as exc:
         raise SystemExit(f"Kafka at {bootstrap} (SANDAN_KAFKA_BOOTSTRAP) is unreachable: {type(exc).__name__}") from None
     redis = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
-    server = GatewayServer(settings, build_gateway(settings, publisher, TopicReader(
-        bootstrap, settings.stream_batch, settings.fetch_bytes), RedisDelivered(redis)))
+    reader = FanoutReader(TopicReader(bootstrap, settings.stream_batch, settings.fetch_bytes))
+    server = GatewayServer(settings, build_gateway(settings, publisher, reader, RedisDelivered(redis)))
     try:
         port = await server.start()
         if not settings.clients_file.exists():
@@ -207,6 +209,7 @@ async def serve(settings: ServerSettings) -> None:
         log.info("gateway stopping: finishing in-flight calls (up to %d s)", settings.grace)
         await server.stop()
     finally:
+        await reader.close()
         await publisher.stop()
         await redis.aclose()
     log.info("gateway stopped")
