@@ -27,22 +27,28 @@ _CANCEL_FIELDS = ("customsCode", "orderNo", "ebpCode", "ebpName", "ebcCode", "eb
                   "agentName")
 
 
-def _head(s, message: str, cleared: dict) -> dict:
+def _head(s, message: str, invt_no: str) -> dict:
     doc = {k: s.inventory[k] for k in _CANCEL_FIELDS if k in s.inventory}
     doc.update(message=message, guid=str(uuid.uuid4()).upper(), appType="1", appStatus="2",
                appTime=datetime.fromtimestamp(now_ms() // 1000, CHINA).strftime("%Y%m%d%H%M%S"),
-               invtNo=cleared[declaration_id(s.order["ebpCode"], s.order["orderNo"])]["inventory"]["invtNo"])
+               invtNo=invt_no)
     return doc
 
 
-def cancellation(s, cleared: dict) -> dict:
-    return dict(_head(s, "CEB623", cleared), reason="buyer cancelled the order before release")
+def cancellation(s, invt_no: str) -> dict:
+    """A CEB623 for set ``s``, naming the inventory number customs gave (``invt_no``)."""
+    return dict(_head(s, "CEB623", invt_no), reason="buyer cancelled the order before release")
 
 
-def return_request(s, cleared: dict) -> dict:
+def return_request(s, invt_no: str) -> dict:
     lines = [{"gnum": line["gnum"], "gcode": line["gcode"], "gname": line["gname"], "qty": line["qty"],
               "unit": line["unit"]} for line in s.inventory["lines"]]
-    return dict(_head(s, "CEB625", cleared), reason="goods returned by the buyer", lines=lines)
+    return dict(_head(s, "CEB625", invt_no), reason="goods returned by the buyer", lines=lines)
+
+
+def cleared_invt_no(cleared: dict, s) -> str:
+    """The invtNo order_match gave set ``s``, from its cleared verdict."""
+    return cleared[declaration_id(s.order["ebpCode"], s.order["orderNo"])]["inventory"]["invtNo"]
 
 
 @dataclass
@@ -78,8 +84,8 @@ async def buyer_quotas(plan: AfterSales, cleared: dict) -> dict[str, Decimal]:
 async def run(plan: AfterSales, credentials, env: dict, say, cleared: dict) -> dict:
     """Send the cancellations and returns, bring the parcels back, count the decisions."""
     quotas_before = await buyer_quotas(plan, cleared)
-    cancels = [cancellation(s, cleared) for s in plan.cancel]
-    requests = [return_request(s, cleared) for s in plan.returns + plan.unfit]
+    cancels = [cancellation(s, cleared_invt_no(cleared, s)) for s in plan.cancel]
+    requests = [return_request(s, cleared_invt_no(cleared, s)) for s in plan.returns + plan.unfit]
     async with GatewayClient(credentials) as gw:
         items = [xml_item(write_message("CEB623", cancels), "cancellations"),
                  xml_item(write_message("CEB625", requests), "returns")]

@@ -17,6 +17,9 @@ from services.common.ceb.writer import write_message
 from services.common.generator import generate
 from services.demo import returns_stage
 
+# a well-formed inventory number for the seeds (the fuzzers mutate what follows from it)
+SEED_INVT_NO = "29912025I000000001"
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "ceb"
 NS = b'xmlns:ceb="http://www.chinaport.gov.cn/ceb"'
 GUID = b'guid="00000000-0000-4000-8000-000000000000" version="1.0"'
@@ -29,8 +32,8 @@ def samples() -> dict[str, bytes]:
     sets = generate(3, fault_share=0, seed=9)
     out = {f"generated {code}": write_message(code, [s.documents[i] for s in sets])
            for i, code in enumerate(("CEB311", "CEB411", "CEB511", "CEB621"))}
-    out["generated CEB623"] = write_message("CEB623", [returns_stage.cancellation(s) for s in sets])
-    out["generated CEB625"] = write_message("CEB625", [returns_stage.return_request(s) for s in sets])
+    out["generated CEB623"] = write_message("CEB623", [returns_stage.cancellation(s, SEED_INVT_NO) for s in sets])
+    out["generated CEB625"] = write_message("CEB625", [returns_stage.return_request(s, SEED_INVT_NO) for s in sets])
     out.update({path.name: path.read_bytes() for path in sorted(DATA.glob("*.xml"))})
     return out
 

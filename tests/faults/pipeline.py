@@ -292,12 +292,12 @@ class AfterSales:
         for s in self.plan.cancel:
             decl = _set_decl(s)
             if decl not in self.cancels.values() and decl in t.known_to_returns and decl in t.desk.released:
-                doc = returns_stage.cancellation(s)
+                doc = returns_stage.cancellation(s, parties.invt_no(t.desk.delivered[decl]))
                 self.cancels[doc["guid"]] = decl
                 self.submitter.add(f"cancel:{decl}", write_message("CEB623", [doc]))
         for s, sorting in [(s, "fit") for s in self.plan.returns] + [(s, "unfit") for s in self.plan.unfit]:
             if s not in self.requests.values() and _set_decl(s) in t.released:
-                doc = returns_stage.return_request(s)
+                doc = returns_stage.return_request(s, parties.invt_no(t.desk.delivered[_set_decl(s)]))
                 self.requests[doc["guid"]], self.sorting[doc["guid"]] = s, sorting
                 self.submitter.add(f"return:{_set_decl(s)}", write_message("CEB625", [doc]))
 

@@ -31,6 +31,9 @@ from tests.faults.fuzz import ACCEPTED_BY_GATEWAY, Tally
 from tests.faults.pipeline import Services, environment
 from tests.integration.workers import with_prefix
 
+# a well-formed inventory number for the seeds (the fuzzers mutate what follows from it)
+SEED_INVT_NO = "29912025I000000001"
+
 TALLY = Tally("fuzz: workers' input topics")
 WIRE = codec()
 INPUTS = {"order-match": ("documents.order", "documents.payment", "documents.logistics", "documents.inventory"),
@@ -64,8 +67,8 @@ def originals() -> list[tuple[str, str, dict]]:
                 ("guarantee.commands", "sandan.GuaranteeCommand", command),
                 ("customs.reports", "sandan.CustomsReport", report),
                 ("warehouse.arrivals", "sandan.WarehouseArrival", arrival),
-                ("documents.cancel", "sandan.ceb.InvtCancel", returns_stage.cancellation(s)),
-                ("documents.refund", "sandan.ceb.InvtRefund", returns_stage.return_request(s))]
+                ("documents.cancel", "sandan.ceb.InvtCancel", returns_stage.cancellation(s, SEED_INVT_NO)),
+                ("documents.refund", "sandan.ceb.InvtRefund", returns_stage.return_request(s, SEED_INVT_NO))]
     return records
 
 
