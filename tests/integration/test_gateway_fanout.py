@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -156,3 +157,35 @@ async def _read(call, count: int) -> list:
     except TimeoutError:
         pass
     return out
+
+
+def test_a_cursor_where_the_shared_reader_stands_joins_at_once_and_revocation_ends_joined_streams(
+        gateway_topics, tmp_path):
+    tokens = register(tmp_path / "clients.json", ("customs", "customs", []), ("other", "customs", []))
+    consumers = CountingConsumers()
+
+    async def scenario():
+        async with kafka_gateway(settings(tmp_path, auth_recheck_s=0.05), consumer_factory=consumers) as gw:
+            async with gw.client(tokens["customs"]) as client, gw.client(tokens["other"]) as other:
+                first = other.stub.Subscribe(pb.SubscribeRequest(start=pb.START_LATEST), metadata=other.metadata)
+                await until(lambda: members(gw) == 1, "the first subscriber joined")
+                await asyncio.to_thread(produce, CLEARED, verdicts(range(10)))
+                seen = await _read(first, 10)
+                # A reconnect with the last cursor, where the shared reader stands: no consumer of its own.
+                resumed = client.stub.Subscribe(pb.SubscribeRequest(cursor=seen[-1].cursor), metadata=client.metadata)
+                await until(lambda: members(gw) == 2, "the resumed stream joined")
+                await asyncio.to_thread(produce, CLEARED, verdicts(range(10, 15)))
+                after = await _read(resumed, 5)
+                register(tmp_path / "clients.json", ("other", "customs", []))  # rotates other's token
+                seen += await _read(first, 5)  # what it was sent before the revocation, then its status
+                ended = await first.code()
+                await until(lambda: members(gw) == 1, "the revoked stream left the shared reader")
+                resumed.cancel()
+                await until(lambda: CLEARED not in gw.gateway.reader.shared, "the unused shared reader closed")
+                return seen, after, ended
+
+    seen, after, ended = asyncio.run(scenario())
+    assert_once_in_order(seen, 0, {f"ORD{n:06d}" for n in range(15)})
+    assert_once_in_order(after, 10, {f"ORD{n:06d}" for n in range(10, 15)})
+    assert ended == grpc.StatusCode.UNAUTHENTICATED
+    assert consumers.made == {"sandan-gateway-shared": 1}
