@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The real local stack: one KRaft Kafka broker (jars from Maven Central, no Docker), one
-# Redis with an append-only file and one Prometheus scraping the sandan services, all on
+# Redis with an append-only file, one Prometheus scraping the sandan services and one schema
+# registry (Apicurio Registry, assembled from Maven Central; Confluent-compatible API), all on
 # 127.0.0.1, state under $SANDAN_LOCAL_DIR.
 #
-#   scripts/stack.sh setup    fetch the Kafka jars, apt-install redis-server, prometheus and docker-compose if missing
+#   scripts/stack.sh setup    fetch the Kafka jars, build the registry, apt-install redis-server, prometheus and docker-compose if missing
 #   scripts/stack.sh up       start whatever is not running, then wait until all of them answer
 #   scripts/stack.sh down     stop them (SIGTERM, then SIGKILL after a timeout)
 #   scripts/stack.sh status   one line per service; exit 0 only when all are running
@@ -11,8 +12,8 @@
 #   scripts/stack.sh config   only write their configuration files (what `up` would run)
 #   scripts/stack.sh reset    down, then delete the Kafka, Redis and Prometheus data
 #
-# up, down, wait and config take service names (kafka, redis, prometheus) to act on only
-# those, e.g. `down kafka` or `up prometheus`; without names they act on all three.
+# up, down, wait and config take service names (kafka, redis, prometheus, registry) to act on
+# only those, e.g. `down kafka` or `up prometheus`; without names they act on all of them.
 #
 # Every command is idempotent. Settings are the SANDAN_* variables of
 # services/common/config.py; their defaults are read from that file so they cannot drift.
@@ -36,7 +37,7 @@ setting() {
     printf '%s' "$value"
 }
 
-SERVICES=(kafka redis prometheus)
+SERVICES=(kafka redis prometheus registry)
 
 KAFKA_VERSION=$(setting SANDAN_KAFKA_VERSION)
 KAFKA_PORT=$(setting SANDAN_KAFKA_PORT)
@@ -44,6 +45,8 @@ CONTROLLER_PORT=$(setting SANDAN_KAFKA_CONTROLLER_PORT)
 KAFKA_HEAP=$(setting SANDAN_KAFKA_HEAP)
 REDIS_PORT=$(setting SANDAN_REDIS_PORT)
 PROMETHEUS_PORT=$(setting SANDAN_PROMETHEUS_PORT)
+REGISTRY_PORT=$(setting SANDAN_SCHEMA_REGISTRY_PORT)
+REGISTRY_HEAP=$(setting SANDAN_SCHEMA_REGISTRY_HEAP)
 TIMEOUT=$(setting SANDAN_STACK_TIMEOUT)
 # Not a literal in config.py (it is computed from the project root), so mirrored here.
 LOCAL_DIR=${SANDAN_LOCAL_DIR:-$ROOT/.local}
@@ -65,9 +68,15 @@ PROMETHEUS_DATA=$PROMETHEUS_DIR/data
 PROMETHEUS_PID=$PROMETHEUS_DIR/prometheus.pid
 PROMETHEUS_LOG=$PROMETHEUS_DIR/prometheus.log
 PROMETHEUS_CONF=$PROMETHEUS_DIR/prometheus.yml
+REGISTRY_VERSION=$(sed -n 's|.*<apicurio.version>\(.*\)</apicurio.version>.*|\1|p' "$ROOT/deploy/schema-registry/pom.xml")
+REGISTRY_BUILD=$ROOT/.cache/schema-registry/$REGISTRY_VERSION
+REGISTRY_JAR=$REGISTRY_BUILD/sandan-schema-registry-1-runner.jar
+REGISTRY_DIR=$LOCAL_DIR/registry
+REGISTRY_PID=$REGISTRY_DIR/registry.pid
+REGISTRY_LOG=$REGISTRY_DIR/registry.log
 STOP_TIMEOUT=30
 
-for port in "$KAFKA_PORT" "$CONTROLLER_PORT" "$REDIS_PORT" "$PROMETHEUS_PORT"; do
+for port in "$KAFKA_PORT" "$CONTROLLER_PORT" "$REDIS_PORT" "$PROMETHEUS_PORT" "$REGISTRY_PORT"; do
     [[ $port =~ ^[0-9]+$ ]] || die "port '$port' is not a number (check SANDAN_*_PORT)"
 done
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "SANDAN_STACK_TIMEOUT='$TIMEOUT' is not a whole number of seconds"
@@ -93,6 +102,7 @@ live_pid() {
 kafka_pid() { live_pid "$KAFKA_PID" "$KAFKA_CONF"; }
 redis_pid() { live_pid "$REDIS_PID" "redis-server"; }
 prometheus_pid() { live_pid "$PROMETHEUS_PID" "$PROMETHEUS_CONF"; }
+registry_pid() { live_pid "$REGISTRY_PID" "$REGISTRY_JAR"; }
 
 # SELECTED=the services named on the command line, in SERVICES order; all of them when none is.
 select_services() {
@@ -140,6 +150,7 @@ apt_install() {
 }
 
 jars_ok() { [[ -f $JARS_DIR/.complete ]]; }
+registry_ok() { [[ -f $REGISTRY_BUILD/.complete ]]; }
 
 cmd_setup() {
     local missing=()
@@ -150,7 +161,7 @@ cmd_setup() {
     # docker-compose (Debian's) only checks docker-compose.yml in the tests (`config -q` needs no engine).
     command -v docker-compose >/dev/null || missing+=(docker-compose)
     command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
-    if ! jars_ok && ! command -v mvn >/dev/null; then missing+=(maven); fi
+    if { ! jars_ok || ! registry_ok; } && ! command -v mvn >/dev/null; then missing+=(maven); fi
     if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 
     if ! jars_ok; then
@@ -168,6 +179,24 @@ cmd_setup() {
         mv "$tmp" "$JARS_DIR"
         touch "$JARS_DIR/.complete"
         say "fetched $(find "$JARS_DIR" -name '*.jar' | wc -l) jars in $(since "$start") s"
+    fi
+    if ! registry_ok; then
+        local start out tmp=$REGISTRY_BUILD.partial
+        start=$(now)
+        say "building Apicurio Registry $REGISTRY_VERSION from Maven Central into $(rel "$REGISTRY_BUILD") (once, ~130 MB)"
+        rm -rf "$tmp"
+        # The registry's jar is classes only; the Quarkus plugin assembles the runnable app.
+        # Its classes carry no index, hence index-dependency.
+        out=$(mvn -q -B -Dstyle.color=never -s "$ROOT/deploy/schema-registry/settings.xml" \
+            -f "$ROOT/deploy/schema-registry/pom.xml" package -Dsandan.build="$tmp" \
+            -Dquarkus.index-dependency.registry.group-id=io.apicurio \
+            -Dquarkus.index-dependency.registry.artifact-id=apicurio-registry-app 2>&1) \
+            || die "mvn could not build the schema registry (is Maven Central reachable?):"$'\n'"$out"
+        [[ -f $tmp/sandan-schema-registry-1-runner.jar ]] || die "mvn finished but $(rel "$tmp") has no runner jar"
+        rm -rf "$REGISTRY_BUILD"
+        mv "$tmp" "$REGISTRY_BUILD"
+        touch "$REGISTRY_BUILD/.complete"
+        say "built the schema registry in $(since "$start") s"
     fi
 }
 
@@ -367,6 +396,54 @@ prometheus_up() {
     PROMETHEUS_STARTED=$pid
 }
 
+# ---------------------------------------------------------------------------- registry
+
+# Ready means the Confluent-compatible API answers 200 (storage open). Plain bash, as prometheus_answers.
+registry_answers() {
+    local status
+    port_open "$REGISTRY_PORT" || return 1
+    # shellcheck disable=SC2016  # $1 belongs to the inner bash
+    status=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+        printf "GET /apis/ccompat/v7/subjects HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && head -n 1 <&3' _ "$REGISTRY_PORT" 2>/dev/null) \
+        || return 1
+    [[ $status == "HTTP/1."[01]" 200"* ]]
+}
+
+registry_render_config() { mkdir -p "$REGISTRY_DIR"; }
+
+REGISTRY_STARTED=""
+registry_up() {
+    local pid
+    if pid=$(registry_pid); then
+        echo "registry: already running, 127.0.0.1:$REGISTRY_PORT (pid $pid)"
+        return
+    fi
+    if port_open "$REGISTRY_PORT"; then
+        registry_answers || die "127.0.0.1:$REGISTRY_PORT is in use by something that is not a schema registry; free it or set SANDAN_SCHEMA_REGISTRY_PORT"
+        echo "registry: already running, 127.0.0.1:$REGISTRY_PORT (not started by this checkout; left alone)"
+        return
+    fi
+    registry_ok || die "schema registry not built; run scripts/stack.sh setup"
+    registry_render_config
+    # Schemas live in an H2 file under $REGISTRY_DIR: ids written into records must survive a
+    # restart. Detached like the broker (see kafka_up); a small serial-GC heap, it serves a few
+    # look-ups per process start.
+    # shellcheck disable=SC2016  # $$ and $@ belong to the inner bash
+    REGISTRY_DATASOURCE_URL="jdbc:h2:file:$REGISTRY_DIR/registry" \
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$REGISTRY_PID" \
+        java -Xms"$REGISTRY_HEAP" -Xmx"$REGISTRY_HEAP" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+        -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+        -Dquarkus.datasource.jdbc.min-size=1 -Dquarkus.datasource.jdbc.initial-size=1 \
+        -jar "$REGISTRY_JAR" >"$REGISTRY_LOG" 2>&1 </dev/null 9>&- &
+    local i
+    for i in $(seq 50); do
+        pid=$(registry_pid) && break
+        sleep 0.1
+    done
+    [[ -n ${pid:-} ]] || { show_log "$REGISTRY_LOG"; die "the schema registry did not start"; }
+    REGISTRY_STARTED=$pid
+}
+
 # ---------------------------------------------------------------------------- wait
 
 show_log() {
@@ -381,6 +458,7 @@ cmd_wait() {
     select_services "$@"
     local services=("${SELECTED[@]}") service start deadline answered=" " all next_note
     if selected kafka; then jars_ok || die "Kafka jars missing; run scripts/stack.sh setup"; fi
+    if selected registry; then registry_ok || die "schema registry not built; run scripts/stack.sh setup"; fi
     start=$(now)
     deadline=$((SECONDS + TIMEOUT))
     next_note=$((SECONDS + 10))
@@ -399,6 +477,10 @@ cmd_wait() {
         if [[ -n $PROMETHEUS_STARTED ]] && ! kill -0 "$PROMETHEUS_STARTED" 2>/dev/null; then
             show_log "$PROMETHEUS_LOG"
             die "prometheus (pid $PROMETHEUS_STARTED) exited during start-up"
+        fi
+        if [[ -n $REGISTRY_STARTED ]] && ! kill -0 "$REGISTRY_STARTED" 2>/dev/null; then
+            show_log "$REGISTRY_LOG"
+            die "the schema registry (pid $REGISTRY_STARTED) exited during start-up"
         fi
         if ((SECONDS >= deadline)); then
             for service in "${services[@]}"; do
@@ -427,6 +509,10 @@ redis_timed_out() {
     show_log "$REDIS_LOG"
     echo "stack: error: redis did not answer PING on 127.0.0.1:$REDIS_PORT within $TIMEOUT s" >&2
 }
+registry_timed_out() {
+    show_log "$REGISTRY_LOG"
+    echo "stack: error: the schema registry did not answer on http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7 within $TIMEOUT s" >&2
+}
 prometheus_timed_out() {
     show_log "$PROMETHEUS_LOG"
     echo "stack: error: prometheus did not report ready on http://127.0.0.1:$PROMETHEUS_PORT/-/ready within $TIMEOUT s" >&2
@@ -447,6 +533,7 @@ cmd_up() {
     [[ -z $KAFKA_STARTED ]] || echo "kafka: started, 127.0.0.1:$KAFKA_PORT (pid $KAFKA_STARTED, logs in $(rel "$KAFKA_LOGS"))"
     [[ -z $REDIS_STARTED ]] || echo "redis: started, 127.0.0.1:$REDIS_PORT (pid $REDIS_STARTED, log $(rel "$REDIS_LOG"))"
     [[ -z $PROMETHEUS_STARTED ]] || echo "prometheus: started, http://127.0.0.1:$PROMETHEUS_PORT (pid $PROMETHEUS_STARTED, log $(rel "$PROMETHEUS_LOG"))"
+    [[ -z $REGISTRY_STARTED ]] || echo "registry: started, http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7 (pid $REGISTRY_STARTED, log $(rel "$REGISTRY_LOG"))"
     say "up in $(since "$start") s"
 }
 
@@ -499,14 +586,26 @@ prometheus_down() {
     rm -f "$PROMETHEUS_PID"
 }
 
-# down [kafka] [redis] [prometheus]: naming services lets a caller stop only what it started itself.
+registry_down() {
+    local pid
+    if pid=$(registry_pid); then
+        stop_pid registry "$pid"
+    elif port_open "$REGISTRY_PORT"; then
+        echo "registry: not started by this checkout (something answers on 127.0.0.1:$REGISTRY_PORT); left alone"
+    else
+        echo "registry: not running"
+    fi
+    rm -f "$REGISTRY_PID"
+}
+
+# down [kafka] [redis] [prometheus] [registry]: naming services lets a caller stop only what it started itself.
 cmd_down() {
     select_services "$@"
     local service
     lock
     # Prometheus first: it only watches the others. Kafka before Redis: it holds client
     # connections open; Redis has nothing that depends on Kafka.
-    for service in prometheus kafka redis; do
+    for service in prometheus registry kafka redis; do
         if selected "$service"; then "${service}_down"; fi
     done
     return 0
@@ -535,6 +634,13 @@ cmd_status() {
     else
         echo "prometheus: stopped, 127.0.0.1:$PROMETHEUS_PORT"; rc=3
     fi
+    if pid=$(registry_pid); then
+        echo "registry: running, pid $pid, 127.0.0.1:$REGISTRY_PORT"
+    elif port_open "$REGISTRY_PORT"; then
+        echo "registry: running, not started by this checkout, 127.0.0.1:$REGISTRY_PORT"
+    else
+        echo "registry: stopped, 127.0.0.1:$REGISTRY_PORT"; rc=3
+    fi
     return $rc
 }
 
@@ -548,14 +654,15 @@ cmd_config() {
     selected kafka && echo "kafka: $KAFKA_CONF"
     selected redis && echo "redis: $REDIS_CONF"
     selected prometheus && echo "prometheus: $PROMETHEUS_CONF"
+    selected registry && echo "registry: $REGISTRY_DIR (no configuration file; settings on its command line)"
     return 0
 }
 
 cmd_reset() {
     cmd_down
     # Only the folders this script owns: SANDAN_LOCAL_DIR may point anywhere.
-    rm -rf "$KAFKA_DIR" "$REDIS_DIR" "$PROMETHEUS_DIR"
-    say "deleted $(rel "$KAFKA_DIR"), $(rel "$REDIS_DIR") and $(rel "$PROMETHEUS_DIR")"
+    rm -rf "$KAFKA_DIR" "$REDIS_DIR" "$PROMETHEUS_DIR" "$REGISTRY_DIR"
+    say "deleted $(rel "$KAFKA_DIR"), $(rel "$REDIS_DIR"), $(rel "$PROMETHEUS_DIR") and $(rel "$REGISTRY_DIR")"
 }
 
 case ${1:-} in
@@ -566,5 +673,5 @@ case ${1:-} in
     wait) shift; cmd_wait "$@" ;;
     config) shift; cmd_config "$@" ;;
     reset) cmd_reset ;;
-    *) echo "usage: $0 {setup|up|down|status|wait|config|reset} [kafka|redis|prometheus]..." >&2; exit 2 ;;
+    *) echo "usage: $0 {setup|up|down|status|wait|config|reset} [kafka|redis|prometheus|registry]..." >&2; exit 2 ;;
 esac

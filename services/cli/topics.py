@@ -1,4 +1,5 @@
-"""`sandan topics create|list`: the declared topics (services/common/topics.py)."""
+"""`sandan topics create|list`: the declared topics (services/common/topics.py), and in the Confluent
+wire format their value schemas in the schema registry."""
 from __future__ import annotations
 
 import sys
@@ -24,6 +25,11 @@ def create(args) -> int:
     for name in created:
         print(f"created  {name}")
     print(f"{len(created)} created, {len(existing)} already present")
+    from services.common import avro
+    if avro.codec().wire_format == "confluent":
+        # create_topics registered them (idempotent: an unchanged schema keeps its id).
+        count = sum(1 for t in topics.TOPICS if t.value in avro.codec().names())
+        print(f"{count} value schemas registered under <topic>-value (BACKWARD) at {avro.codec().registry.url}")
     return 0
 
 

@@ -1,16 +1,26 @@
-"""Avro wire format for every Kafka record sandan writes.
+"""Avro wire format for every Kafka record sandan writes, in one of two framings.
 
-A record on the wire is ``0xA5, len(tag), tag, avro-body`` where tag is
-``b"<schema full name>/<version>"`` and the body is fastavro's schemaless encoding. The
-tag lets a reader pick the schema a record was written with, so schemas can evolve
-without a registry service: when a schema gains fields its ``sandan.version`` goes up and
-the version before is kept in ``schemas/avro/superseded/<file>.v<N>.avsc``; records tagged
-with it are read with Avro schema resolution into the current shape (new fields get their
-defaults). Only the current version is ever written.
+``confluent`` (the ecosystem's standard, readable by any Confluent-compatible deserializer):
+``0x00, schema id (4 bytes, big-endian), avro-body``. The id is the one a Confluent-compatible
+schema registry gives the writer's schema, registered under ``<topic>-value`` for every topic
+that carries the record (TopicNameStrategy; records no topic declares, such as changelog
+tables, under their full name). Ids are looked up once per schema and process and cached;
+a reader fetches an id it has not seen from the registry, once, and reads the record with the
+writer's schema resolved to the current one.
+
+``sandan`` (the framing before the registry, and the one used without a registry):
+``0xA5, len(tag), tag, avro-body`` where tag is ``b"<schema full name>/<version>"``.
+
+Either way the body is fastavro's schemaless encoding, and ``decode`` reads both framings
+(it picks by the first byte), so records already on the topics stay readable. When a schema
+gains fields its ``sandan.version`` goes up and the version before is kept in
+``schemas/avro/superseded/<file>.v<N>.avsc``; records written with it are read with Avro
+schema resolution into the current shape (new fields get their defaults). Only the current
+version is ever written.
 
 Amounts are ``Decimal`` in the domain and ``long`` with a fixed scale of 5 on the wire
-(fields marked ``"sandan.scale": 5`` in the .avsc); the conversion is exact both ways and
-refuses a value with more than 5 fraction digits.
+(fields marked ``"sandan.scale": 5`` in the .avsc, a property the registered schema keeps);
+the conversion is exact both ways and refuses a value with more than 5 fraction digits.
 """
 from __future__ import annotations
 
@@ -23,10 +33,14 @@ from pathlib import Path
 from typing import Callable
 
 import fastavro
+from fastavro.schema import to_parsing_canonical_form
 
 from services.common.money import SCALE, AmountError
+from services.common.schema_registry import RegistryClient, RegistryError
 
 MAGIC = 0xA5
+CONFLUENT_MAGIC = 0x00
+FORMATS = ("sandan", "confluent")
 # A scale-5 long holds up to 92,233,720,368,547.75807 CNY: below the standard's 19 digits
 # (10^14), far above any real declaration. Larger amounts are refused, never wrapped.
 MAX_UNITS = 2**63 - 1
@@ -37,6 +51,34 @@ SUPERSEDED = "superseded"  # folder of SCHEMA_DIR holding earlier versions, read
 
 class WireError(ValueError):
     """Bytes that are not a sandan Avro record (bad header, unknown schema, corrupt body)."""
+
+
+def expanded(raw: dict, raw_named: dict) -> dict:
+    """``raw`` made self-contained for a registry: each named type it refers to defined inline
+    at its first use (as Avro requires), later uses left as names."""
+    defined: set[str] = {f"{raw['namespace']}.{raw['name']}"}
+
+    def walk(node):
+        if isinstance(node, str):
+            if node in raw_named and node not in defined:
+                defined.add(node)
+                return walk(raw_named[node])
+            return node
+        if isinstance(node, list):
+            return [walk(branch) for branch in node]
+        if isinstance(node, dict):
+            out = dict(node)
+            if "fields" in node:
+                out["fields"] = [dict(f, type=walk(f["type"])) for f in node["fields"]]
+            for key in ("items", "values"):
+                if key in node:
+                    out[key] = walk(node[key])
+            if node.get("type") not in ("record", "enum", "fixed", "array", "map", None) and not isinstance(node.get("type"), str):
+                out["type"] = walk(node["type"])
+            return out
+        return node
+
+    return walk(raw)
 
 
 def _to_units(value: Decimal) -> int:
@@ -188,17 +230,33 @@ class _Entry:
     to_wire: Converter
     from_wire: Converter
     reader: dict | None = None  # the current schema, for a superseded version's records
+    registered: str = ""        # the self-contained schema JSON a registry gets
+    out: bytes | None = None    # the header encode writes: sandan's tag, or 0x00 + registry id once known
 
 
 @dataclass
 class AvroCodec:
-    """Encodes and decodes every record type in ``schemas/avro`` (each schema parsed once)."""
+    """Encodes and decodes every record type in ``schemas/avro`` (each schema parsed once).
+
+    ``wire_format`` picks what ``encode`` writes (``sandan`` or ``confluent``; the latter needs
+    ``registry``); ``decode`` reads both. ``subjects`` gives the registry subjects a record name
+    is registered under (services/common/topics.py's ``<topic>-value`` for the codec()).
+    """
 
     schema_dir: Path = SCHEMA_DIR
+    wire_format: str = "sandan"
+    registry: RegistryClient | None = None
+    subjects: Callable[[str], list[str]] = field(default=lambda name: [name])
     _by_name: dict[str, _Entry] = field(default_factory=dict)
     _by_tag: dict[bytes, _Entry] = field(default_factory=dict)
+    _by_id: dict[int, _Entry] = field(default_factory=dict)
+    _superseded: dict[str, list[_Entry]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.wire_format not in FORMATS:
+            raise WireError(f"wire format {self.wire_format!r} is not one of {', '.join(FORMATS)}")
+        if self.wire_format == "confluent" and self.registry is None:
+            raise WireError("the confluent wire format needs a schema registry (SANDAN_SCHEMA_REGISTRY_URL)")
         raws = [json.loads(p.read_text(encoding="utf-8")) for p in self.schema_dir.glob("*.avsc")]
         # Named types other schemas refer to are parsed first: Failure, then the CEB documents.
         raws.sort(key=lambda r: (r["name"] != "Failure", r["namespace"] != "sandan.ceb", r["name"]))
@@ -217,12 +275,16 @@ class AvroCodec:
             tag = f"{full}/{version}".encode()
             entry = _Entry(full, version, raw.get("sandan.message"), parsed,
                            bytes([MAGIC, len(tag)]) + tag,
-                           _converters(raw, raw_named, _to_units), _converters(raw, raw_named, _from_units, True))
+                           _converters(raw, raw_named, _to_units), _converters(raw, raw_named, _from_units, True),
+                           registered=json.dumps(expanded(raw, raw_named), separators=(",", ":")))
+            entry.out = entry.header if self.wire_format == "sandan" else None
             self._by_name[full] = entry
             self._by_name.setdefault(raw["name"], entry)
             self._by_tag[tag] = entry
         for path in sorted((self.schema_dir / SUPERSEDED).glob("*.avsc")):
             self._add_superseded(json.loads(path.read_text(encoding="utf-8")), raw_named, path)
+        for versions in self._superseded.values():
+            versions.sort(key=lambda e: e.version)
 
     def _add_superseded(self, raw: dict, raw_named: dict, path: Path) -> None:
         full = f"{raw['namespace']}.{raw['name']}"
@@ -235,37 +297,107 @@ class AvroCodec:
             if dep != full:
                 fastavro.parse_schema(raw_named[dep], named_schemas=named)
         tag = f"{full}/{version}".encode()
-        self._by_tag[tag] = _Entry(full, version, current.message, fastavro.parse_schema(raw, named_schemas=named),
-                                   bytes([MAGIC, len(tag)]) + tag, current.to_wire, current.from_wire,
-                                   reader=current.parsed)
+        others = {k: v for k, v in raw_named.items() if k != full}
+        entry = _Entry(full, version, current.message, fastavro.parse_schema(raw, named_schemas=named),
+                       bytes([MAGIC, len(tag)]) + tag, current.to_wire, current.from_wire, reader=current.parsed,
+                       registered=json.dumps(expanded(raw, others), separators=(",", ":")))
+        self._by_tag[tag] = entry
+        self._superseded.setdefault(full, []).append(entry)
 
     def names(self) -> list[str]:
         return sorted({e.name for e in self._by_name.values()})
+
+    def _entry(self, name: str) -> _Entry:
+        entry = self._by_name.get(name)
+        if entry is None:
+            raise WireError(f"no Avro schema named {name!r}")
+        return entry
+
+    def register(self, name: str, subjects: list[str] | None = None) -> int:
+        """Registers ``name`` under each of its subjects (BACKWARD, superseded versions first,
+        oldest first, so every version is kept) and returns the id its records are written with.
+
+        Raises schema_registry.RegistryUnavailable when the registry does not answer and WireError when it refuses a schema (e.g. an incompatible change).
+        """
+        entry = self._entry(name)
+        if self.registry is None:
+            raise WireError("no schema registry configured (SANDAN_SCHEMA_REGISTRY_URL)")
+        ids = []
+        for subject in subjects if subjects is not None else self.subjects(entry.name):
+            try:
+                self.registry.set_compatibility(subject, "BACKWARD")
+                for old in self._superseded.get(entry.name, ()):
+                    self._by_id.setdefault(self.registry.register(subject, old.registered), old)
+                ids.append(self.registry.register(subject, entry.registered))
+            except RegistryError as exc:
+                raise WireError(f"{entry.name} under subject {subject}: {exc}") from None
+            self._by_id[ids[-1]] = entry
+        if not ids:
+            raise WireError(f"{entry.name}: no subject to register it under")
+        if self.wire_format == "confluent" and entry.out is None:
+            entry.out = bytes([CONFLUENT_MAGIC]) + ids[0].to_bytes(4, "big")
+        return ids[0]
 
     def encode(self, name: str, record: dict) -> bytes:
         entry = self._by_name.get(name)
         if entry is None:
             raise WireError(f"no Avro schema named {name!r}")
+        header = entry.out
+        if header is None:  # confluent, first record of this schema in this process
+            self.register(name)
+            header = entry.out
         buf = io.BytesIO()
-        buf.write(entry.header)
+        buf.write(header)
         try:
             fastavro.schemaless_writer(buf, entry.parsed, entry.to_wire(record))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise WireError(f"{name}: record does not fit the schema: {exc}") from exc
         return buf.getvalue()
 
+    def _by_schema_id(self, schema_id: int) -> _Entry:
+        """The entry for a registry id not seen yet: the writer's schema from the registry, read
+        into the current schema of the same name."""
+        if self.registry is None:
+            raise WireError(f"a Confluent-framed record (schema id {schema_id}) and no schema registry "
+                            "configured (SANDAN_SCHEMA_REGISTRY_URL)")
+        try:
+            text = self.registry.schema(schema_id)
+        except RegistryError as exc:
+            raise WireError(f"schema id {schema_id}: {exc}") from None
+        try:
+            raw = json.loads(text)
+            full = raw["name"] if "." in raw["name"] else f"{raw.get('namespace', '')}.{raw['name']}"
+            writer = fastavro.parse_schema(raw, named_schemas={})
+        except (ValueError, KeyError, TypeError, fastavro.schema.SchemaParseException) as exc:
+            raise WireError(f"schema id {schema_id} is not an Avro record schema: {exc}") from None
+        current = self._by_name.get(full)
+        if current is None:
+            raise WireError(f"schema id {schema_id} is {full!r}, which sandan has no schema for")
+        same = to_parsing_canonical_form(writer) == to_parsing_canonical_form(
+            fastavro.parse_schema(json.loads(current.registered), named_schemas={}))
+        entry = current if same else _Entry(full, 0, current.message, writer, b"", current.to_wire,
+                                            current.from_wire, reader=current.parsed)
+        self._by_id[schema_id] = entry
+        return entry
+
     def decode(self, data: bytes) -> tuple[str, dict]:
         """Returns (schema full name, record); CEB documents get their ``"message"`` back."""
-        if len(data) < 2 or data[0] != MAGIC or len(data) < 2 + data[1]:
+        if data[:1] == b"\x00" and len(data) >= 5:
+            schema_id = int.from_bytes(data[1:5], "big")
+            entry = self._by_id.get(schema_id) or self._by_schema_id(schema_id)
+            start = 5
+        elif len(data) >= 2 and data[0] == MAGIC and len(data) >= 2 + data[1]:
+            tag = bytes(data[2:2 + data[1]])
+            entry = self._by_tag.get(tag)
+            if entry is None:
+                raise WireError(f"unknown schema {tag.decode(errors='replace')!r}")
+            start = 2 + data[1]
+        else:
             raise WireError("not a sandan Avro record (bad header)")
-        tag = bytes(data[2:2 + data[1]])
-        entry = self._by_tag.get(tag)
-        if entry is None:
-            raise WireError(f"unknown schema {tag.decode(errors='replace')!r}")
         try:
             # The body is read in place (a BytesIO over bytes shares them) rather than sliced off.
             body = io.BytesIO(data)
-            body.seek(2 + data[1])
+            body.seek(start)
             record = fastavro.schemaless_reader(body, entry.parsed, entry.reader)
         except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError, OverflowError) as exc:
             raise WireError(f"{entry.name}: corrupt Avro body: {exc}") from exc
@@ -282,9 +414,36 @@ SCHEMA_OF_KIND = {
 _shared: AvroCodec | None = None
 
 
+def wire_format() -> str:
+    """SANDAN_WIRE_FORMAT, with ``auto``: confluent when a registry URL is set, sandan otherwise."""
+    from services.common import config
+
+    chosen = config.get("SANDAN_WIRE_FORMAT").strip().lower()
+    if chosen == "auto":
+        return "confluent" if config.get("SANDAN_SCHEMA_REGISTRY_URL").strip() else "sandan"
+    if chosen not in FORMATS:
+        raise SystemExit(f"setting SANDAN_WIRE_FORMAT={chosen!r} is not one of auto, {', '.join(FORMATS)}")
+    return chosen
+
+
+def topic_subjects(name: str) -> list[str]:
+    """TopicNameStrategy: ``<topic>-value`` for each declared topic carrying ``name``; a record
+    no topic declares (a changelog table's) under its own full name."""
+    from services.common import topics
+
+    return [f"{t.full_name}-value" for t in topics.TOPICS if t.value == name] or [name]
+
+
 def codec() -> AvroCodec:
-    """The process-wide codec (schemas parsed once)."""
+    """The process-wide codec (schemas parsed once), in the configured wire format."""
     global _shared
     if _shared is None:
-        _shared = AvroCodec()
+        from services.common import config
+
+        url = config.get("SANDAN_SCHEMA_REGISTRY_URL").strip()
+        chosen = wire_format()
+        if chosen == "confluent" and not url:
+            raise SystemExit("setting SANDAN_WIRE_FORMAT=confluent needs SANDAN_SCHEMA_REGISTRY_URL")
+        _shared = AvroCodec(wire_format=chosen, registry=RegistryClient(url) if url else None,
+                            subjects=topic_subjects)
     return _shared

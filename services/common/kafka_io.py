@@ -1,6 +1,6 @@
 """Thin kafka-python adapters: topic administration, a safe producer, a reader for tools.
 
-Services stream with faust (aiokafka); these synchronous helpers serve the command line,
+The stream workers use aiokafka; these synchronous helpers serve the command line,
 the tests and the demo. The producer is configured so that an acknowledged record is on
 the broker's log: acks=all, idempotence on, retries.
 """
@@ -14,7 +14,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from services.common import config, topics
+from services.common import avro, config, topics
+from services.common.schema_registry import RegistryUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,33 @@ def create_topics(specs: Iterable[topics.TopicSpec] = topics.TOPICS) -> tuple[li
                 created.append(spec.full_name)
             except TopicAlreadyExistsError:
                 pass  # created concurrently by another process: same outcome
+        register_schemas(specs)
         return created, sorted(existing & {s.full_name for s in specs})
     finally:
         client.close()
+
+
+def register_schemas(specs: Iterable[topics.TopicSpec] = topics.TOPICS) -> list[tuple[str, int]]:
+    """In the Confluent wire format: each topic's value schema under ``<topic>-value`` (BACKWARD,
+    superseded versions first), so outside readers resolve every id. Returns (subject, id) pairs.
+
+    A registry that does not answer ends the start-up with one line naming it (SystemExit):
+    writing in this format without it is impossible.
+    """
+    wire = avro.codec()
+    if wire.wire_format != "confluent":
+        return []
+    done = []
+    try:
+        for spec in specs:
+            if spec.value in wire.names():
+                subject = f"{spec.full_name}-value"
+                done.append((subject, wire.register(spec.value, [subject])))
+    except RegistryUnavailable as exc:
+        raise SystemExit(f"sandan: {exc} (start it with `make up`, or unset SANDAN_SCHEMA_REGISTRY_URL)") from None
+    except avro.WireError as exc:
+        raise SystemExit(f"sandan: the schema registry refused a schema: {exc}") from None
+    return done
 
 
 def producer(**overrides) -> KafkaProducer:
