@@ -18,7 +18,7 @@ import fastavro
 from services.common.avro import SCHEMA_OF_KIND, codec
 from services.common.ceb.reader import parse_message
 from services.common.ceb.writer import write_message
-from services.common.generator import generate
+from services.tools.generator import generate
 
 
 def best_of(rounds: int, fn) -> float:

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 from services.common import config, topics
-from services.common import generator
+from services.tools import generator
 from services.common.avro import SCHEMA_DIR, SCHEMA_OF_KIND, codec
 from services.common.documents import kind_of
 from services.demo.parties import guarantee_plan

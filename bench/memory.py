@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from services.common import config, generator, kafka_io, runs, topics
+from services.common import config, kafka_io, topics
+from services.tools import generator, runs
 from services.common.avro import codec
 from services.demo.processes import ServiceProcess, service_env
 from services.order_match import matcher

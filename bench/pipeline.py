@@ -32,7 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common import config, kafka_io, runs
+from services.common import config, kafka_io
+from services.tools import runs
 from services.common.rebalance_guard import RESTART
 from services.demo import parties as parties_mod
 from services.demo.processes import ServiceProcess, service_env

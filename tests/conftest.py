@@ -121,7 +121,7 @@ def topic_prefix() -> Iterator[str]:
     """A prefix unique to this test session, for topic names, group ids and Redis keys.
 
     It is also exported as SANDAN_TOPIC_PREFIX so services started by tests use it. At the end
-    the session's topics and Redis keys are deleted (services/common/runs.py says why), unless
+    the session's topics and Redis keys are deleted (services/tools/runs.py says why), unless
     SANDAN_KEEP_TEST_TOPICS=1 asks to keep them for a look.
     """
     prefix = f"t{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}-"
@@ -135,7 +135,7 @@ def topic_prefix() -> Iterator[str]:
         else:
             os.environ["SANDAN_TOPIC_PREFIX"] = previous
         if os.environ.get("SANDAN_KEEP_TEST_TOPICS") != "1" and kafka_answers(config.get("SANDAN_KAFKA_BOOTSTRAP")):
-            from services.common import runs
+            from services.tools import runs
 
             try:
                 runs.forget(prefix)

@@ -19,7 +19,7 @@ from services.common import kafka_io, topics
 from services.common.avro import codec
 from services.gateway import cursor
 from services.gateway.client import Credentials, GatewayClient
-from services.gateway.clients import add_client
+from services.gateway.client_registry import add_client
 from services.gateway.delivered import MemoryDelivered, member
 from services.gateway.fanout import FanoutReader
 from services.gateway.kafka_bridge import KafkaPublisher, LogRecord, StreamStats, TopicReader

@@ -34,7 +34,7 @@ def run(args) -> int:
     from services.common.ceb.reader import parse_file
     from services.common.documents import DECLARATION_KINDS, MESSAGE_TYPES
     from services.order_match.offline import YearToDateError, check, load_year_to_date
-    from services.order_match.rates import RateFileError
+    from services.common.rates import RateFileError
 
     files = xml_files(args.paths)
     if not files:

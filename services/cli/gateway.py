@@ -226,7 +226,7 @@ def run_report(args) -> int:
 def run_add_client(args) -> int:
     from services.common import config
     from services.gateway.client import Credentials
-    from services.gateway.clients import ClientFileError, put_client
+    from services.gateway.client_registry import ClientFileError, put_client
     from services.gateway.server import ServerSettings
 
     path = Path(args.clients) if args.clients else ServerSettings.from_env().clients_file

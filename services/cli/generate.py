@@ -43,7 +43,7 @@ def write_xml(sets, out: Path) -> list[Path]:
 
 def run(args) -> int:
     from services.common.config import get
-    from services.common.generator import generate
+    from services.tools.generator import generate
 
     try:
         sets = generate(args.count, buyers=args.buyers, fault_share=args.faults, bonded_share=args.bonded,

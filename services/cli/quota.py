@@ -1,8 +1,7 @@
 """`sandan quota rebuild [--repair]`: the buyers' annual quotas in Redis against Kafka.
 
-Replays declarations.verdicts, declarations.refused and the returns service's table
-changelog (services/order_match/quota_rebuild.py), prints every difference and, with
-``--repair``, writes the rebuilt hashes. Run the repair with the workers stopped, as for
+Replays the public topics declarations.verdicts, declarations.refused and quota.releases
+(services/common/quota/rebuild.py), prints every difference and, with ``--repair``, writes the rebuilt hashes. Run the repair with the workers stopped, as for
 ``sandan guarantee rebuild --repair``: after a Redis wipe, repair the guarantees and the
 quotas, then start the workers again.
 
@@ -31,10 +30,10 @@ def run_rebuild(args) -> int:
     from redis.exceptions import RedisError
 
     from services.common import config, kafka_io
-    from services.order_match import quota_rebuild
+    from services.common.quota import sources as quota_sources
 
     try:
-        sources = quota_rebuild.read_sources(args.timeout)
+        sources = quota_sources.read_sources(args.timeout)
     except kafka_io.KafkaError as exc:
         print(f"sandan quota: Kafka at {kafka_io.bootstrap()} did not answer: {exc}", file=sys.stderr)
         return UNREACHABLE
@@ -50,15 +49,16 @@ async def _rebuild(sources, repair: bool) -> int:
 
     from services.common import config
     from services.cli.guarantee import print_table
-    from services.order_match import quota_rebuild
+    from services.common.quota import rebuild as quota_rebuild
+    from services.common.quota import sources as quota_sources
 
-    rebuilt = quota_rebuild.rebuild(sources.verified, sources.refused, sources.returns_buckets)
+    rebuilt = quota_rebuild.rebuild(sources.verified, sources.refused, sources.releases)
     client = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
     try:
-        hashes = quota_rebuild.RedisQuotaHashes(client, f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}")
+        hashes = quota_sources.RedisQuotaHashes(client, f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}")
         differences = quota_rebuild.compare(rebuilt, await hashes.read_all())
         print(f"{sources.records} records: {len(sources.verified)} verdicts, {len(sources.refused)} refusals,"
-              f" {len(sources.returns_buckets)} returns states; {len(rebuilt.quotas)} buyer-year quotas")
+              f" {len(sources.releases)} quota releases; {len(rebuilt.quotas)} buyer-year quotas")
         for problem in rebuilt.problems:
             print(f"warning: {problem}")
         for topic in sources.truncated:

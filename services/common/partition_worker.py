@@ -1,11 +1,8 @@
 """A stream worker on aiokafka alone: batches of records in, outputs and table changes out.
 
-faust spent about half of order_match's CPU on its per-record machinery (a message object,
-conductor, channel, stream buffer and acknowledgement per record; a changelog future per
-table write): ~0.1 ms a record, more than sandan's own work (bench/RESULTS.md). Here a fetch
-is handed over as one list, and table changes go out with the outputs as plain sends.
-
-What it keeps from sandan's faust workers (services/common/streaming.py, rebalance_guard.py):
+A fetch is handed over as one list, and table changes go out with the outputs as plain
+sends: no per-record message object, future or acknowledgement (a framework's per-record
+machinery cost more CPU than sandan's own work, bench/RESULTS.md). It gives:
 
 * at-least-once: every second the producer is flushed (outputs and changelog records), then
   the offsets of the records processed before the flush are committed; an output Kafka
@@ -18,13 +15,11 @@ What it keeps from sandan's faust workers (services/common/streaming.py, rebalan
 * tables rebuilt from their changelogs for the partitions assigned, before any of their
   records is handled (``changelog_table``);
 * ``sandan_consumer_lag`` per owned input partition;
-
-and it goes through a rebalance instead of dying on it (the faust workers exit with 75 to
-step around faust's losses, rebalance_guard.py): when partitions are taken away, the batch in
-hand is finished, everything it produced is flushed and its offsets committed before the
-callback returns, so the next owner starts where this one stopped; records fetched for a
-partition that has left meanwhile are dropped unhandled (their offsets were not committed, the
-new owner takes them); partitions assigned are recovered before their first record.
+* a rebalance gone through, not died on: when partitions are taken away, the batch in hand
+  is finished, everything it produced is flushed and its offsets committed before the
+  callback returns, so the next owner starts where this one stopped; records fetched for a
+  partition that has left meanwhile are dropped unhandled (their offsets were not committed,
+  the new owner takes them); partitions assigned are recovered before their first record.
 """
 from __future__ import annotations
 

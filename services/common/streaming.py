@@ -1,4 +1,5 @@
-"""What every sandan faust worker shares: the app's settings, retries, output topics.
+"""What the stream workers share: retries, the output ``Publisher`` (partition_worker's
+workers), and the faust app settings of the returns worker, the one still on faust:
 
 * At-least-once: acks=all, offsets committed every second (by the timer only, never inline in
   the fetch loop) after faust flushes the producer.

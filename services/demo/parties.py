@@ -10,11 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from services.common import config
-from services.common import generator as gen
+from services.tools import generator as gen
 from services.common.avro import codec
 from services.common.clock import CHINA, now_ms
 from services.gateway.client import Credentials, GatewayClient
-from services.gateway.clients import add_client
+from services.gateway.client_registry import add_client
 
 
 WAREHOUSE = "3122960RTC"  # the returns-centre warehouse's operator code: its parcels' receipts (CEB712) come to it

@@ -20,7 +20,7 @@ from services.common.clock import CHINA, now_ms
 from services.demo import parties
 from services.gateway.client import GatewayClient, xml_item
 from services.order_match.decide import declaration_id
-from services.order_match.quota import RedisQuotaStore
+from services.common.quota.store import RedisQuotaStore
 
 _CANCEL_FIELDS = ("customsCode", "orderNo", "ebpCode", "ebpName", "ebcCode", "ebcName", "logisticsNo", "logisticsCode",
                   "logisticsName", "buyerIdType", "buyerIdNumber", "buyerName", "buyerTelephone", "agentCode",

@@ -23,12 +23,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from decimal import Decimal
 from pathlib import Path
 
-from services.common import config, kafka_io, runs, topics
+from services.common import config, kafka_io, topics
+from services.tools import runs
 from services.common.avro import codec
 from services.common.ceb import xsd
 from services.common.ceb.writer import write_message
 from services.common.documents import MESSAGE_OF_KIND, kind_of
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.demo import parties as parties_mod
 from services.demo import returns_stage, scrape
 from services.demo.receipts_desk import ReceiptsDesk

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from services.gateway.clients import CUSTOMS, ENTERPRISE, Client, ClientRegistry, client_id_of, token_matches
+from services.gateway.client_registry import CUSTOMS, ENTERPRISE, Client, ClientRegistry, client_id_of, token_matches
 from services.gateway.errors import PERMISSION_DENIED, UNAUTHENTICATED, CallError
 
 METHOD_ROLES = {"Submit": ENTERPRISE, "Receipts": ENTERPRISE, "Subscribe": CUSTOMS, "SubscribeBatches": CUSTOMS,

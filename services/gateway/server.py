@@ -1,6 +1,6 @@
 """The gateway process: a grpc.aio server with health, reflection, TLS and graceful stop.
 
-Not a faust worker: it owns one idempotent aiokafka producer for everything it accepts
+Not a stream worker: it owns one idempotent aiokafka producer for everything it accepts
 and group-less consumers for the streams: one shared per topic of cleared declarations
 (``fanout.py``), one per stream that catches up or reads receipts.
 """
@@ -22,7 +22,7 @@ from kafka.errors import KafkaError as SyncKafkaError
 from services.common import config, kafka_io
 from services.common import metrics as common_metrics
 from services.gateway import metrics, reflection
-from services.gateway.clients import ClientRegistry
+from services.gateway.client_registry import ClientRegistry
 from services.gateway.delivered import DeliveredIndex, RedisDelivered
 from services.gateway.fanout import FanoutReader
 from services.gateway.kafka_bridge import KafkaPublisher, TopicReader

@@ -24,7 +24,7 @@ from services.common.clock import now_ms
 from services.common.metrics import count_dead_letters
 from services.common.outputs import Output
 from services.gateway import auth, cursor, messages
-from services.gateway.clients import Client, ClientRegistry
+from services.gateway.client_registry import Client, ClientRegistry
 from services.gateway.delivered import DeliveredIndex, MemoryDelivered
 from services.gateway.errors import (FAILED_PRECONDITION, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAUTHENTICATED,
                                      UNAVAILABLE, CallError)

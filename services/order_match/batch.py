@@ -8,8 +8,8 @@ The documents go in one after the other, as ``MatchProcessor.on_document`` takes
   declaration to decide, the waiting ones are decided first, so each document meets the
   verdicts of the documents before it, exactly as one by one.
 
-No faust, Kafka or Redis here: the adapter loads buckets (``load``) and the processor's
-stores decide.
+No Kafka or Redis here: the adapter loads buckets (``load``) and the processor's stores
+decide.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class Arrival:
     raw: bytes          # its wire record
     position: str       # topic:partition:offset (see matcher's docstring on replays)
     arrived_ms: int     # when it entered Kafka: the verdict's latency counts from here
-    source: object = None  # the adapter's handle on the input (its faust event)
+    source: object = None  # the adapter's handle on the input (its Kafka record)
 
 
 class Batch:

@@ -1,8 +1,8 @@
 """order_match's buckets by orderNo: the changelog table's bytes, with the latest decoded.
 
-A declaration's documents mostly come in different batches, so its bucket used to be read,
-decoded, changed, encoded and written (table, changelog, Kafka) about once per document:
-3.4 times per declaration at full speed. Here, as in Kafka Streams' record caches:
+A declaration's documents mostly come in different batches (3.4 bucket reads per declaration
+at full speed), so reading, decoding, encoding and writing a bucket per document would
+dominate. Here, as in Kafka Streams' record caches:
 
 * ``put`` only marks a bucket dirty; ``flush`` (the worker calls it before every commit, and
   ``put`` when more than ``DIRTY_MAX`` wait) encodes and writes each dirty bucket once, so a

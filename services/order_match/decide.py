@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import MAXYEAR, MINYEAR, date
 
 from services.common import clock, pii
-from services.order_match import codes
-from services.order_match.quota import Lookup, QuotaStore, Reservation
-from services.order_match.rates import RateTable
+from services.common import codes
+from services.common.quota.store import Lookup, QuotaStore, Reservation
+from services.common.rates import RateTable
 from services.order_match.rules import RuleSettings, buyer_id, evaluate
-from services.order_match.verdict import REJECTED, Failure, Verdict
+from services.common.verdict import REJECTED, Failure, Verdict
 from services.order_match.waybills import WaybillRegistry
 
 

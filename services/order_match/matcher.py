@@ -1,13 +1,17 @@
 """The match state of one orderNo: buffering, de-duplication, changes, readiness, expiry.
 
-Pure: no faust, Kafka or Redis. The stream processor keeps one *bucket* per ``orderNo``
-(the key every document topic is partitioned by) in a faust table; ``sandan check`` keeps
-the same buckets in a dict. A bucket holds every declaration ``(ebpCode, orderNo)`` of that
+Pure: no Kafka or Redis. The stream worker keeps one *bucket* per ``orderNo`` (the key every
+document topic is partitioned by) in its changelog-backed table (``bucket_store``);
+``sandan check`` keeps the same buckets in a dict. A bucket holds every declaration ``(ebpCode, orderNo)`` of that
 order number and the waybills that no inventory has named yet (a waybill carries no
 ``ebpCode``; it joins the declaration whose inventory names its logisticsCode/logisticsNo).
 
-``apply`` takes one document and says what happened: a refusal (DUPLICATE, LOCKED ...), or
-that a declaration now has all four documents and must be decided. The caller decides it
+``apply`` takes one document and says what happened: a refusal (DUPLICATE, LOCKED, SUPERSEDED,
+NOT_SUBMITTER ...), or that a declaration now has all four documents and must be decided.
+Documents apply in ``appTime`` then ``appType`` order whatever order they arrive in: each
+declaration keeps per kind the mark of the last document applied (``marks``), and one that
+comes before its mark is SUPERSEDED. A change or withdrawal is taken only from the submitter
+of the document it changes. The caller decides it
 (rules, quota, waybill registry) and reports the outcome with ``record_verdict``, naming the
 input record that caused the decision (``decided_by``: topic, partition, offset).
 
@@ -19,8 +23,8 @@ emits the decision again. To be able to, bodies are kept for ``replay_window`` a
 verification; then only guids and fingerprints stay, which is all LOCKED and DUPLICATE need.
 
 A bucket keeps each document as the wire record it came in (``sandan.MatchBucket``): the
-table stores and reloads a bucket on every document, and bytes cost nothing to re-encode,
-where decoded documents were most of the worker's time. The wire record is canonical for a
+table stores and reloads buckets, and bytes cost nothing to re-encode where decoding every
+held document would cost most of the worker's time. The wire record is canonical for a
 document's content (amounts are scale-5 integers, fields in schema order), so its hash is
 the fingerprint, and the documents are decoded only when their declaration is decided.
 What the matching itself needs of a held document is kept beside it: guid, fingerprint and
@@ -35,7 +39,7 @@ from services.common.avro import SCHEMA_OF_KIND, codec
 from services.common.clock import china_stamp, parse_app_time
 from services.common.documents import DECLARATION_KINDS, kind_of
 from services.common.senders import same_sender
-from services.order_match import codes
+from services.common import codes
 
 OPEN, VERIFIED, REJECTED, INCOMPLETE = "open", "verified", "rejected", "incomplete"
 CLOSED = (VERIFIED, INCOMPLETE)

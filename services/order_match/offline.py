@@ -23,10 +23,11 @@ from services.common import pii
 from services.common.clock import now_ms as clock_ms
 from services.common.documents import DECLARATION_KINDS, kind_of
 from services.common.money import AmountError, amount_str, parse_amount
-from services.order_match import codes, matcher
+from services.common import codes
+from services.order_match import matcher
 from services.order_match.processor import MatchProcessor, Settling
-from services.order_match.quota import MemoryQuotaStore
-from services.order_match.rates import RateTable, load_rates
+from services.common.quota.store import MemoryQuotaStore
+from services.common.rates import RateTable, load_rates
 from services.order_match.rules import RuleSettings
 from services.order_match.waybills import MemoryWaybillRegistry
 

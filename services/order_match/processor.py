@@ -17,13 +17,13 @@ from services.common.outputs import Output
 from services.order_match import matcher
 from services.common.customs_numbers import CustomsNumbers, MemoryCustomsNumbers, number_outputs
 from services.order_match.decide import Decision, decide_many, declaration_id
-from services.order_match.quota import QuotaStore
-from services.order_match.rates import RateTable
-from services.order_match.receipts import ACCEPTED, REJECTED, receipt, receiver_of, refusal_receipt, verdict_info
+from services.common.quota.store import QuotaStore
+from services.common.rates import RateTable
+from services.common.receipts import ACCEPTED, REJECTED, receipt, receiver_of, refusal_receipt, verdict_info
 from services.common.documents import DECLARATION_KINDS, MESSAGE_OF_KIND, MESSAGE_TYPES
-from services.order_match import codes
+from services.common import codes
 from services.order_match.rules import RuleSettings
-from services.order_match.verdict import INCOMPLETE, Failure, Verdict
+from services.common.verdict import INCOMPLETE, Failure, Verdict
 from services.order_match.waybills import WaybillRegistry
 
 

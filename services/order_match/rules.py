@@ -22,10 +22,10 @@ from decimal import Context, Decimal, InvalidOperation, localcontext
 from services.common import config
 from services.common.documents import DECLARATION_KINDS, MESSAGE_OF_KIND
 from services.common.money import MAX_AMOUNT, ZERO, plain
-from services.order_match import codes
-from services.order_match.rates import RateTable
-from services.order_match.tax import TaxResult, compute_tax
-from services.order_match.verdict import INCOMPLETE, REJECTED, VERIFIED, Failure, Verdict
+from services.common import codes
+from services.common.rates import RateTable
+from services.common.tax import TaxResult, compute_tax
+from services.common.verdict import INCOMPLETE, REJECTED, VERIFIED, Failure, Verdict
 
 CNY = "142"
 ID_CARD = "1"

@@ -28,7 +28,7 @@ from services.common.clock import now_ms
 from services.common.deadletter import dead_letter
 from services.common.outputs import Output
 from services.common.customs_numbers import RedisCustomsNumbers, number_outputs
-from services.order_match.quota import RedisPartReleases, RedisQuotaStore
+from services.common.quota.store import RedisPartReleases, RedisQuotaStore
 from services.returns import bucket as state
 from services.returns import metrics, waybills
 from services.returns.engine import (BUCKET_SOURCES, DELIVERY_SOURCE, SCHEMA_OF_SOURCE, WAYBILL_SOURCES,

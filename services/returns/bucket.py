@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 from services.common.clock import china_stamp
 from services.common.money import ZERO, plain
-from services.order_match.verdict import Failure
-from services.returns import codes, policy
+from services.common.verdict import Failure
+from services.common import codes
+from services.returns import policy
 from services.returns.policy import Quantities, Windows
 
 WAITING, COMPLETED, REFUSED = "waiting", "completed", "refused"

@@ -20,16 +20,17 @@ topics are not read in any guaranteed order relative to each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from services.common import config
 from services.common.avro import codec
 from services.common.money import ZERO, fen_str
 from services.common.outputs import Output
-from services.order_match.quota import PartReleases, QuotaStore
-from services.order_match.verdict import Failure
+from services.common.quota.contract import QuotaRelease
+from services.common.quota.store import PartReleases, QuotaStore
+from services.common.verdict import Failure
 from services.returns import bucket as state
-from services.returns import codes, inputs, policy, records, waybills
+from services.common import codes
+from services.returns import inputs, policy, records, waybills
 from services.returns.arrivals import arrivals_from_delivery
 from services.returns.policy import Windows
 
@@ -47,15 +48,6 @@ _ID_FIELD = {"customs.reports": "reportId", "documents.cancel": "guid", "documen
              "returns.arrivals": "arrivalId"}
 
 
-@dataclass(frozen=True)
-class QuotaRelease:
-    declaration_id: str
-    buyer_key: str
-    year: int
-    part: str | None = None        # None: the whole reservation (a cancellation)
-    amount: Decimal | None = None
-
-
 @dataclass
 class Step:
     outputs: list[Output] = field(default_factory=list)
@@ -64,6 +56,11 @@ class Step:
     def add(self, output: Output | None) -> None:
         if output is not None:
             self.outputs.append(output)
+
+    def release(self, release: QuotaRelease, now_ms: int) -> None:
+        """Quota given back in Redis, and published for rebuilds."""
+        self.releases.append(release)
+        self.outputs.append(release.output(now_ms))
 
     def extend(self, other: "Step") -> "Step":
         self.outputs += other.outputs
@@ -220,7 +217,7 @@ class ReturnsEngine:
             step.add(records.void_command(decl, records.cancel_command_id(doc["guid"]), decl["taxTotal"],
                                           f"cancelled by CEB623 {doc['guid']}", now_ms))
         if decl["buyerKey"] and decl["quotaYear"] is not None:
-            step.releases.append(QuotaRelease(decl["declarationId"], decl["buyerKey"], decl["quotaYear"]))
+            step.release(QuotaRelease(decl["declarationId"], decl["buyerKey"], decl["quotaYear"]), now_ms)
         step.add(records.receipt_output(doc, "cancelled", records.CONCLUDED,
                                         f"cancelled: tax {fen_str(decl['taxTotal'])} voided, annual quota released",
                                         (), now_ms))
@@ -233,8 +230,8 @@ class ReturnsEngine:
             step.add(records.void_command(decl, records.return_command_id(guid), request["voided"],
                                           f"returned by CEB625 {guid}", now_ms))
         if decl["buyerKey"] and decl["quotaYear"] is not None and request["quotaRestored"] > ZERO:
-            step.releases.append(QuotaRelease(decl["declarationId"], decl["buyerKey"], decl["quotaYear"],
-                                              f"return:{guid}", request["quotaRestored"]))
+            step.release(QuotaRelease(decl["declarationId"], decl["buyerKey"], decl["quotaYear"],
+                                      f"return:{guid}", request["quotaRestored"]), now_ms)
         info = (f"return completed: {state.describe_qty(policy.quantities(request['returned']))} back in stock,"
                 f" tax {fen_str(request['voided'])} voided, quota {fen_str(request['quotaRestored'])} restored")
         step.add(records.receipt_output(request["document"], "completed", records.CONCLUDED, info, (), now_ms))

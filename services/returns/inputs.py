@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from services.common.codes import INVALID_FIELD, NOT_VERIFIED
 from services.common.money import ZERO
 from services.returns import policy
 
-INVALID_FIELD = "INVALID_FIELD"
-NOT_VERIFIED = "NOT_VERIFIED"
 SORTINGS = ("fit", "unfit")
 
 # The fields of a CEB623/625 that identify it in the receipt answering it.

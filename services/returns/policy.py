@@ -24,8 +24,8 @@ from decimal import Context, Decimal, localcontext
 from services.common import config
 from services.common.clock import CHINA, parse_app_time
 from services.common.money import ZERO, plain, round_fen
-from services.order_match.verdict import Failure
-from services.returns import codes
+from services.common.verdict import Failure
+from services.common import codes
 
 DAY_MS = 24 * 3600 * 1000
 _PRECISE = Context(prec=34)

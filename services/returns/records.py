@@ -11,8 +11,8 @@ import uuid
 from decimal import Decimal
 
 from services.common.outputs import Output
-from services.order_match.receipts import REJECTED, receipt
-from services.order_match.verdict import Failure
+from services.common.receipts import REJECTED, receipt
+from services.common.verdict import Failure
 
 ACCEPTED = "120"   # a return request is stored and waits for its goods
 CONCLUDED = "399"  # a cancellation done, a return completed

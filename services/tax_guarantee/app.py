@@ -39,8 +39,8 @@ from services.common.clock import now_ms
 from services.common.deadletter import dead_letter
 from services.common.outputs import Output
 from services.common.partition_worker import PartitionWorker
-from services.order_match.quota import RedisQuotaStore
-from services.order_match.rates import RateFileError, load_rates
+from services.common.quota.store import RedisQuotaStore
+from services.common.rates import RateFileError, load_rates
 from services.tax_guarantee import metrics
 from services.tax_guarantee.alerts import parse_thresholds
 from services.tax_guarantee.commands import ACTIONS
@@ -150,5 +150,4 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
             metrics.show_account(m, account)
 
     worker.timer(config.get_int("SANDAN_GUARANTEE_CHECK_SECONDS"), check)
-    worker.sandan_processor = processor  # for tests
     return worker, on_batch

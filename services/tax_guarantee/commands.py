@@ -12,7 +12,7 @@ from datetime import date
 from decimal import Decimal
 
 from services.common.money import ZERO
-from services.tax_guarantee import codes
+from services.common import codes
 from services.tax_guarantee.account import KINDS, parse_day
 
 ACCOUNT_ACTIONS = ("register", "amend", "extend", "freeze", "unfreeze", "close")

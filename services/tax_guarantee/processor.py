@@ -22,11 +22,12 @@ from decimal import Decimal
 
 from services.common.outputs import Output
 from services.common.money import ZERO
-from services.order_match.quota import QuotaStore
-from services.order_match.rates import RateTable, load_rates
-from services.order_match.receipts import REJECTED, receipt, verdict_info
-from services.order_match.verdict import VERIFIED, Failure
-from services.tax_guarantee import alerts, codes, ledger, rules, tax_bill
+from services.common.quota.store import QuotaStore
+from services.common.rates import RateTable, load_rates
+from services.common.receipts import REJECTED, receipt, verdict_info
+from services.common.verdict import VERIFIED, Failure
+from services.common import codes
+from services.tax_guarantee import alerts, ledger, rules, tax_bill
 from services.tax_guarantee.account import Account, china_date
 from services.tax_guarantee.commands import Command, Refusal, parse_command
 from services.tax_guarantee.store import AccountStore, Applied, Chain, Outcome, Refused, Snapshot

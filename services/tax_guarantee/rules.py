@@ -21,7 +21,7 @@ from datetime import date
 from decimal import Decimal
 
 from services.common.money import ZERO, fen_str
-from services.tax_guarantee import codes
+from services.common import codes
 from services.tax_guarantee.account import ACTIVE, CLOSED, FROZEN, Account, Bill, day_text, status
 from services.tax_guarantee.commands import Command, Refusal
 

@@ -27,7 +27,7 @@ from fractions import Fraction
 
 from services.common.clock import china_stamp
 from services.common.money import FEN, SCALE, UNIT, fen_str, round_fen, to_units
-from services.order_match.rates import RateTable
+from services.common.rates import RateTable
 
 TAX_BILL, TAX_STATUS = "CEB816", "CEB818"
 GENERATED, AGGREGATED, VOID = "1", "2", "3"

@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape
 from hypothesis import strategies as st
 
 from services.common.ceb.writer import write_message
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.demo import returns_stage
 
 # a well-formed inventory number for the seeds (the fuzzers mutate what follows from it)

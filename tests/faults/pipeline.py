@@ -35,13 +35,13 @@ from services.common import config, kafka_io, topics
 from services.common.avro import codec
 from services.common.ceb.writer import write_message
 from services.common.clock import now_ms
-from services.common.generator import WAREHOUSES
+from services.tools.generator import WAREHOUSES
 from services.common.rebalance_guard import CRASHED, RESTART
 from services.demo import parties, returns_stage, runner
 from services.demo.processes import ServiceProcess, service_env
 from services.gateway.client import Credentials, GatewayClient, xml_item
 from services.order_match.decide import declaration_id
-from services.order_match.quota_rebuild import RedisQuotaHashes
+from services.common.quota.sources import RedisQuotaHashes
 from services.returns.arrivals import arrival_record
 from services.tax_guarantee.redis_store import RedisAccountStore
 from tests.faults.audit import Evidence

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, seed, strategies as st
 from prometheus_client import REGISTRY
 
-from services.common import generator as gen
+from services.tools import generator as gen
 from services.common.avro import SCHEMA_OF_KIND, codec
 from services.common.documents import MESSAGE_TYPES, kind_of
 from services.gateway.proto import gateway_pb2 as pb

@@ -17,7 +17,7 @@ from decimal import Decimal
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import CoordinatorNotAvailableError
 
-from services.common import generator as gen
+from services.tools import generator as gen
 from services.common import kafka_io, topics
 from services.common.avro import MAX_UNITS, SCHEMA_OF_KIND, WireError, codec
 from services.common.clock import now_ms

@@ -20,14 +20,14 @@ import grpc
 import pytest
 
 from services.common import config, kafka_io, topics
-from services.common import generator as gen
+from services.tools import generator as gen
 from services.common.avro import codec
 from services.common.ceb.writer import write_message
 from services.common.pii import PERSONAL_FIELDS
 from services.demo import runner
 from services.demo.processes import ServiceProcess
 from services.gateway.client import Credentials, GatewayClient, xml_item
-from services.gateway.clients import add_client
+from services.gateway.client_registry import add_client
 from tests.faults.conftest import SEED
 from tests.faults.pipeline import RUNS, environment
 from tests.gateway_harness import make_certificates, receipt_bytes, verdict_bytes
@@ -37,7 +37,7 @@ SETS = gen.generate(12, fault_share=0, seed=31)
 A_CODES = [SETS[0].order["ebpCode"]]
 A_ORDERS = [s.order for s in SETS if s.order["ebpCode"] in A_CODES]
 B_ORDERS = [s.order for s in SETS if s.order["ebpCode"] not in A_CODES]
-# A token is `<client id>.<256 random bits>` (services/gateway/clients.py); the demo's clients are these two.
+# A token is `<client id>.<256 random bits>` (services/gateway/client_registry.py); the demo's clients are these two.
 DEMO_TOKEN = re.compile(r"demo-(parties|customs)\.[A-Za-z0-9_-]{43}")
 
 

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common import config
 from services.common.ceb.writer import write_message
-from services.common.generator import generate
+from services.tools.generator import generate
 from tests.gateway_harness import gateway_topics  # noqa: F401 - a fixture
 from tests.gateway_harness import produce, receipt_bytes, verdict_bytes
 

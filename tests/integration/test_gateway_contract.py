@@ -9,7 +9,7 @@ import pytest
 from services.common import kafka_io, topics
 from services.common.avro import codec
 from services.common.ceb.writer import write_message
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.gateway.client import avro_item, xml_item
 from services.gateway.proto import gateway_pb2 as pb
 from tests.gateway_harness import gateway_topics  # noqa: F401 - a fixture

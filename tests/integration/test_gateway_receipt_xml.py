@@ -15,9 +15,9 @@ from lxml import etree
 from services.common import config
 from services.common.avro import codec
 from services.common.ceb import xsd
-from services.common.generator import generate
-from services.order_match.rates import load_rates
-from services.order_match.receipts import receipt
+from services.tools.generator import generate
+from services.common.rates import load_rates
+from services.common.receipts import receipt
 from services.tax_guarantee.tax_bill import tax_bill
 from tests.gateway_harness import gateway_topics  # noqa: F401 - a fixture
 from tests.gateway_harness import kafka_gateway, produce, register, settings

@@ -15,7 +15,7 @@ import pytest
 from services.common.avro import SCHEMA_OF_KIND, codec
 from services.common.ceb.writer import write_message
 from services.common.documents import kind_of
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.common.senders import SENDER_FIELDS
 from services.gateway.client import avro_item, xml_item
 from services.gateway.proto import gateway_pb2 as pb

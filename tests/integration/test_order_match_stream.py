@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from services.common import kafka_io, pii
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.order_match.decide import china_year, declaration_id, quota_year
-from services.order_match.quota import quota_key
+from services.common.quota.store import quota_key
 
 from .workers import Worker, produce_documents, read_records, wait_for_verdicts, with_prefix, worker_env
 

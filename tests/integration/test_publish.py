@@ -9,7 +9,7 @@ import pytest
 
 from services.common import config
 from services.common.ceb.writer import write_message
-from services.common.generator import generate
+from services.tools.generator import generate
 
 from .workers import read_records, with_prefix
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 import redis.asyncio as aioredis
 
-from services.order_match.quota import Lookup, MemoryQuotaStore, RedisQuotaStore, Reservation
+from services.common.quota.store import Lookup, MemoryQuotaStore, RedisQuotaStore, Reservation
 from services.order_match.waybills import MemoryWaybillRegistry, RedisWaybillRegistry
 
 pytestmark = pytest.mark.integration

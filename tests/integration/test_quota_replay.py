@@ -1,5 +1,5 @@
 """A decision replayed after its quota went back must not take the quota again
-(services/order_match/quota.py; found by the fault suite: an order_match worker killed
+(services/common/quota/store.py; found by the fault suite: an order_match worker killed
 before committing its input decides the declaration again after restart, by which time the
 guarantee service may have refused it, or the buyer cancelled or returned it)."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 import redis.asyncio as aioredis
 
-from services.order_match.quota import RedisPartReleases, RedisQuotaStore, quota_key, released_field
+from services.common.quota.store import RedisPartReleases, RedisQuotaStore, quota_key, released_field
 
 pytestmark = pytest.mark.integration
 LIMIT = Decimal(26000)

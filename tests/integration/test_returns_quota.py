@@ -1,4 +1,4 @@
-"""Quota given back in parts on the real Redis (services/order_match/quota.py RedisPartReleases):
+"""Quota given back in parts on the real Redis (services/common/quota/store.py RedisPartReleases):
 each part once, even when released concurrently and repeatedly, never more than was reserved."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 import redis.asyncio as aioredis
 
-from services.order_match.quota import RedisPartReleases, RedisQuotaStore, parts_key
+from services.common.quota.store import RedisPartReleases, RedisQuotaStore, parts_key
 
 pytestmark = pytest.mark.integration
 D = Decimal

@@ -24,9 +24,9 @@ import redis.asyncio as aioredis
 from services.common import config, kafka_io, pii, topics
 from services.common.avro import codec
 from services.common.clock import china_stamp, now_ms
-from services.common.generator import DeclarationSet, generate
+from services.tools.generator import DeclarationSet, generate
 from services.order_match.decide import declaration_id, quota_year
-from services.order_match.quota import RedisQuotaStore, quota_key
+from services.common.quota.store import RedisQuotaStore, quota_key
 from services.returns.arrivals import arrival_record
 from services.returns.policy import DAY_MS
 

@@ -6,7 +6,8 @@ import secrets
 import redis
 from kafka.admin import NewTopic
 
-from services.common import kafka_io, runs
+from services.common import kafka_io
+from services.tools import runs
 
 
 def _make(prefix: str, names: list[str], r: redis.Redis) -> None:

@@ -19,7 +19,7 @@ from services.common import kafka_io
 from services.common.ceb.writer import write_message
 from services.common.config import PROJECT_ROOT
 from services.common.documents import kind_of
-from services.common.generator import generate, with_refusals
+from services.tools.generator import generate, with_refusals
 from services.order_match.decide import declaration_id
 
 from .workers import Worker, read_records, wait_for_verdicts, with_prefix, worker_env

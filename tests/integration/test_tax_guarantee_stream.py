@@ -18,11 +18,11 @@ from services.cli.guarantee import command_record
 from services.common import kafka_io, topics
 from services.common.avro import codec
 from services.common.clock import now_ms
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.common.money import ZERO
 from services.order_match.decide import declaration_id
-from services.order_match.quota import quota_key
-from services.tax_guarantee import codes
+from services.common.quota.store import quota_key
+from services.common import codes
 from services.tax_guarantee.account import china_date, day_text
 
 from .workers import Worker, produce_documents, read_records, with_prefix, worker_env

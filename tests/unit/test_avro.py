@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from services.common.avro import SCHEMA_OF_KIND, WireError, codec
-from services.common.generator import generate
+from services.tools.generator import generate
 
 SETS = generate(20, fault_share="0.5", seed=3)
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from services.common.avro import SCHEMA_OF_KIND, codec
 from services.common.ceb import CebError, parse_message
-from services.common.ceb.errors import APP_TIME, FIXED_VALUES, FORMAT_CHECK
+from services.common.codes import APP_TIME, FIXED_VALUES, FORMAT_CHECK
 from services.common.ceb.schema import FieldProblem, document_problems, entity
 from services.common.clock import CHINA
 from services.common.documents import MESSAGE_TYPES

@@ -15,13 +15,13 @@ from lxml import etree
 
 from services.common.customs_numbers import MemoryCustomsNumbers, number_outputs
 from services.common.ceb.receipt_xml import receipt_messages
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.common.outputs import Output
 from services.order_match import matcher
 from services.order_match.processor import MatchProcessor
-from services.order_match.quota import MemoryQuotaStore
-from services.order_match.rates import load_rates
-from services.order_match.receipts import ACCEPTED, receipt
+from services.common.quota.store import MemoryQuotaStore
+from services.common.rates import load_rates
+from services.common.receipts import ACCEPTED, receipt
 from services.order_match.rules import RuleSettings
 from services.order_match.waybills import MemoryWaybillRegistry
 

@@ -12,12 +12,12 @@ from pathlib import Path
 from services.common.avro import codec
 from services.common.ceb import xsd
 from services.common.ceb.receipt_xml import receipt_messages
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.demo.receipts_desk import ReceiptsDesk
 from services.demo.runner import Flow, report
 from services.gateway.client import Credentials
 from services.gateway.proto import gateway_pb2 as pb
-from services.order_match.receipts import receipt
+from services.common.receipts import receipt
 from tests.gateway_harness import MemoryLog, MemoryPublisher, register, running_gateway, settings
 
 XSD_DIR = Path(os.environ.get("CEB_XSD_DIR") or Path(__file__).resolve().parents[2].parent / "shared" / "ceb" / "xsd")

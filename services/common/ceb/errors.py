@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.common.codes import FORMAT_CHECK
+
 # Business keys tried in turn to identify a document in messages (none of them personal data).
 _KEYS = ("orderNo", "invtNo", "logisticsNo", "taxNo", "payTransactionId", "copNo")
 
-# Refusal codes of a document's problems (DOMAIN §2a): APP_TIME and FIXED_VALUES where the
-# domain names them, FORMAT_CHECK (customs' CEB900 format check) for every other rule.
-FORMAT_CHECK = "FORMAT_CHECK"
-APP_TIME = "APP_TIME"
-FIXED_VALUES = "FIXED_VALUES"
+# A document's problems are refused APP_TIME or FIXED_VALUES where the domain names them
+# (DOMAIN §2a), FORMAT_CHECK (customs' CEB900 format check) for every other rule.
 
 
 def refusal_code(errors: list) -> str:

@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from services.common.avro import MAX_UNITS
-from services.common.ceb.errors import APP_TIME, FIXED_VALUES, FORMAT_CHECK
+from services.common.codes import APP_TIME, FIXED_VALUES, FORMAT_CHECK
 from services.common.documents import NAMESPACE
 from services.common.money import SCALE
 from services.common.timefields import DATE_FORMAT, STAMP_FORMAT, TIME_FORMAT, is_valid

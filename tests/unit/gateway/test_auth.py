@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from services.gateway.auth import METHOD_ROLES, authenticate, authorize, bearer_token
-from services.gateway.clients import ClientRegistry, add_client
+from services.gateway.client_registry import ClientRegistry, add_client
 from services.gateway.errors import PERMISSION_DENIED, UNAUTHENTICATED, CallError
 
 CODE = "91330106MA27XK5W3B"

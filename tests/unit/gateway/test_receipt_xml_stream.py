@@ -10,11 +10,11 @@ from lxml import etree
 
 from services.common.avro import codec
 from services.common.ceb import xsd
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.gateway import cursor
 from services.gateway.kafka_bridge import LogRecord
 from services.gateway.receipt_groups import xml_messages
-from services.order_match.receipts import receipt
+from services.common.receipts import receipt
 from tests.gateway_harness import MemoryLog, MemoryPublisher, register, running_gateway, settings
 
 XSD_DIR = Path(os.environ.get("CEB_XSD_DIR") or Path(__file__).resolve().parents[3].parent / "shared" / "ceb" / "xsd")

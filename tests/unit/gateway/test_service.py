@@ -15,10 +15,10 @@ from prometheus_client import REGISTRY
 
 from services.common.avro import codec
 from services.common.ceb.writer import write_message
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.gateway import cursor
 from services.gateway.client import xml_item
-from services.gateway.clients import put_client
+from services.gateway.client_registry import put_client
 from services.gateway.proto import gateway_pb2 as pb
 from tests.gateway_harness import (MemoryLog, MemoryPublisher, delivered, receipt_bytes, register, running_gateway,
                                    settings, verdict_bytes)

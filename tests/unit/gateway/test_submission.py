@@ -10,7 +10,7 @@ from lxml import etree
 from services.common.avro import codec
 from services.common.ceb.writer import write_message
 from services.common.documents import NAMESPACE
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.gateway.errors import PERMISSION_DENIED, CallError
 from services.gateway.submission import (AVRO, CEB_XML, DEAD_LETTER_PAYLOAD_MAX, SENDER_FIELDS, WHOLE_MESSAGE,
                                          check_sender, examine)

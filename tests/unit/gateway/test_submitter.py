@@ -14,9 +14,9 @@ import pytest
 
 from services.common.avro import SCHEMA_DIR, SUPERSEDED, codec
 from services.common.ceb.writer import write_message
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.gateway.client import xml_item
-from services.gateway.clients import ClientFileError, add_client, load_clients, parse_clients
+from services.gateway.client_registry import ClientFileError, add_client, load_clients, parse_clients
 from services.gateway.errors import PERMISSION_DENIED, CallError
 from services.gateway.submission import AVRO, CEB_XML, examine
 from tests.gateway_harness import MemoryLog, MemoryPublisher, running_gateway, settings

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.order_match.rates import load_rates
+from services.common.rates import load_rates
 from services.order_match.rules import RuleSettings
 
 from .samples import base_documents

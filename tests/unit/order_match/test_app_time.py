@@ -7,12 +7,13 @@ import copy
 from datetime import datetime
 
 from services.common.clock import CHINA
-from services.common.generator import generate
-from services.order_match import codes, matcher
+from services.tools.generator import generate
+from services.common import codes
+from services.order_match import matcher
 from services.order_match.offline import check
 from services.order_match.processor import MatchProcessor
-from services.order_match.quota import MemoryQuotaStore
-from services.order_match.rates import load_rates
+from services.common.quota.store import MemoryQuotaStore
+from services.common.rates import load_rates
 from services.order_match.rules import RuleSettings
 from services.order_match.waybills import MemoryWaybillRegistry
 

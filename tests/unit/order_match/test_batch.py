@@ -8,12 +8,12 @@ import random
 
 import pytest
 
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.order_match import batch, matcher
 from services.order_match.batch import Arrival
 from services.order_match.processor import MatchProcessor
-from services.order_match.quota import MemoryQuotaStore
-from services.order_match.rates import load_rates
+from services.common.quota.store import MemoryQuotaStore
+from services.common.rates import load_rates
 from services.order_match.rules import RuleSettings
 from services.order_match.waybills import MemoryWaybillRegistry
 

@@ -7,12 +7,12 @@ import asyncio
 from services.common.avro import SCHEMA_OF_KIND, codec
 from services.common.changelog_table import ChangelogTable
 from services.common.documents import kind_of
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.order_match import matcher
 from services.order_match.bucket_store import BucketStore, copy_bucket
 from services.order_match.processor import MatchProcessor
-from services.order_match.quota import MemoryQuotaStore
-from services.order_match.rates import load_rates
+from services.common.quota.store import MemoryQuotaStore
+from services.common.rates import load_rates
 from services.order_match.rules import RuleSettings
 from services.order_match.waybills import MemoryWaybillRegistry
 

@@ -13,7 +13,7 @@ from services.cli import check as check_cli
 from services.common import pii
 from services.common.ceb.writer import write_message
 from services.common.money import MAX_AMOUNT, amount_str
-from services.order_match import codes
+from services.common import codes
 from services.order_match.offline import YearToDateError, check, load_year_to_date, verdict_line
 from services.order_match.rules import RuleSettings
 

@@ -16,7 +16,7 @@ from lxml import etree
 from services.cli import check as check_cli
 from services.common.ceb.writer import write_message
 from services.common.config import PROJECT_ROOT
-from services.common.generator import generate
+from services.tools.generator import generate
 
 SETS = generate(3, buyers=2, fault_share="0.34", seed=77)
 KINDS = (("order", "CEB311"), ("payment", "CEB411"), ("logistics", "CEB511"), ("inventory", "CEB621"))

@@ -7,12 +7,12 @@ import copy
 import re
 
 from services.common.clock import parse_app_time
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.order_match import matcher
 from services.common.customs_numbers import MemoryCustomsNumbers, NumberRequest
 from services.order_match.processor import MatchProcessor
-from services.order_match.quota import MemoryQuotaStore
-from services.order_match.rates import load_rates
+from services.common.quota.store import MemoryQuotaStore
+from services.common.rates import load_rates
 from services.order_match.rules import RuleSettings
 from services.order_match.waybills import MemoryWaybillRegistry
 

@@ -7,8 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from services.common.generator import generate
-from services.order_match import codes, matcher
+from services.tools.generator import generate
+from services.common import codes
+from services.order_match import matcher
 
 TIMEOUT = 60_000
 

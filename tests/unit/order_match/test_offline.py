@@ -9,8 +9,8 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from services.common import pii
-from services.common.generator import generate
-from services.order_match import codes
+from services.tools.generator import generate
+from services.common import codes
 from services.order_match.offline import check
 from services.order_match.rules import RuleSettings
 

@@ -17,13 +17,14 @@ from hypothesis import given, strategies as st
 from services.common import pii
 from services.common.avro import MAGIC, SCHEMA_DIR, SUPERSEDED, codec
 from services.common.clock import CHINA
-from services.order_match import batch, codes, matcher
+from services.common import codes
+from services.order_match import batch, matcher
 from services.order_match.batch import Arrival
 from services.order_match.decide import china_year, quota_year
 from services.order_match.offline import check
 from services.order_match.processor import MatchProcessor
-from services.order_match.quota import MemoryQuotaStore
-from services.order_match.rates import load_rates
+from services.common.quota.store import MemoryQuotaStore
+from services.common.rates import load_rates
 from services.order_match.rules import RuleSettings
 from services.order_match.waybills import MemoryWaybillRegistry
 

@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.common.generator import generate
-from services.order_match import codes
+from services.tools.generator import generate
+from services.common import codes
 from services.order_match.rules import RuleSettings, buyer_id, evaluate, taxable_value
 
 from .samples import AGENT, BUYER, CARRIER, EBC, EBP, make_consistent, run, set_line

@@ -10,13 +10,14 @@ from decimal import Decimal
 
 import pytest
 
-from services.common.generator import generate
+from services.tools.generator import generate
 from services.common.senders import same_sender, stamp
-from services.order_match import codes, matcher
+from services.common import codes
+from services.order_match import matcher
 from services.order_match.processor import MatchProcessor
-from services.order_match.quota import MemoryQuotaStore
-from services.order_match.rates import load_rates
-from services.order_match.receipts import receiver_of
+from services.common.quota.store import MemoryQuotaStore
+from services.common.rates import load_rates
+from services.common.receipts import receiver_of
 from services.order_match.rules import RuleSettings
 from services.order_match.waybills import MemoryWaybillRegistry
 

@@ -11,7 +11,7 @@ import asyncio
 from decimal import Decimal
 
 from services.common.avro import codec
-from services.order_match.quota import MemoryPartReleases, MemoryQuotaStore
+from services.common.quota.store import MemoryPartReleases, MemoryQuotaStore
 from services.returns import bucket as state
 from services.returns import waybills
 from services.returns.engine import (BUCKET_SOURCES, DELIVERY_SOURCE, SCHEMA_OF_SOURCE, ReturnsEngine, Settings,

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from services.returns import bucket as state
-from services.returns import codes
+from services.common import codes
 from services.returns.inputs import declaration_from_verdict, parcel_from_arrival, receipt_document
 from services.returns.policy import Windows
 

@@ -8,8 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from services.returns import codes, records
-from services.returns.engine import QuotaRelease, ReturnsEngine, Settings, release_quota
+from services.common import codes
+from services.returns import records
+from services.common.quota.contract import QuotaRelease
+from services.returns.engine import ReturnsEngine, Settings, release_quota
 from services.returns.inputs import InputError
 
 from . import samples as s
@@ -154,6 +156,10 @@ def test_a_step_repeated_after_a_crash_gives_the_same_records_and_the_quota_back
 def test_a_cancellation_released_twice_gives_the_quota_back_once(h):
     step = h.engine.take(h.bucket(s.ORDER), "documents.cancel", s.cancel(), b"", 0)
     assert step.releases == [QuotaRelease(f"{s.EBP}:{s.ORDER}", s.BUYER, 2025)]
+    # published for rebuilds (quota.releases), as the Redis release is done
+    assert [o.record for o in step.outputs if o.topic == "quota.releases"] == [
+        {"declarationId": f"{s.EBP}:{s.ORDER}", "buyerKey": s.BUYER, "quotaYear": 2025, "part": None, "amount": None,
+         "releasedAt": 0}]
     h.reserve(s.verdict(order_no="OTHER"))  # another declaration of the same buyer stays held
     for _ in range(2):
         asyncio.run(release_quota(step.releases, h.quota, h.parts))

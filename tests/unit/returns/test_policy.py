@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.returns import codes, policy
+from services.common import codes
+from services.returns import policy
 from services.returns.policy import Windows
 
 from .samples import at

@@ -1,11 +1,11 @@
-"""Quota given back in parts, once per part (services/order_match/quota.py, in-memory twin;
+"""Quota given back in parts, once per part (services/common/quota/store.py, in-memory twin;
 the Redis script is tested on the real Redis in tests/integration/test_returns_quota.py)."""
 from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
 
-from services.order_match.quota import MemoryPartReleases, MemoryQuotaStore
+from services.common.quota.store import MemoryPartReleases, MemoryQuotaStore
 
 D = Decimal
 

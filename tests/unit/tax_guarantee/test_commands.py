@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.tax_guarantee import codes
+from services.common import codes
 from services.tax_guarantee.commands import Command, Refusal, parse_command
 
 from .samples import command_record

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from prometheus_client import REGISTRY
 
-from services.order_match.quota import MemoryQuotaStore
+from services.common.quota.store import MemoryQuotaStore
 from services.tax_guarantee import metrics
 from services.tax_guarantee.processor import GuaranteeProcessor
 from services.tax_guarantee.store import MemoryAccountStore

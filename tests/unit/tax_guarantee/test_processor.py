@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.order_match.quota import MemoryQuotaStore
-from services.tax_guarantee import codes
+from services.common.quota.store import MemoryQuotaStore
+from services.common import codes
 from services.tax_guarantee.processor import GuaranteeProcessor
 from services.tax_guarantee.store import MemoryAccountStore
 

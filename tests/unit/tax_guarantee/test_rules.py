@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.tax_guarantee import codes, rules
+from services.common import codes
+from services.tax_guarantee import rules
 from services.tax_guarantee.account import ACTIVE, CLOSED, FROZEN
 from services.tax_guarantee.commands import Refusal
 from services.tax_guarantee.rules import Change

@@ -15,8 +15,8 @@ from lxml import etree
 
 from services.common.avro import codec
 from services.common.money import FEN, round_fen
-from services.order_match.quota import MemoryQuotaStore
-from services.order_match.rates import RateTable, load_rates
+from services.common.quota.store import MemoryQuotaStore
+from services.common.rates import RateTable, load_rates
 from services.tax_guarantee import tax_bill
 from services.tax_guarantee.processor import GuaranteeProcessor
 from services.tax_guarantee.store import MemoryAccountStore

@@ -1,7 +1,7 @@
 """Rule codes: each described once, with the customs return codes DOMAIN §1 gives."""
 from __future__ import annotations
 
-from services.order_match import codes
+from services.common import codes
 
 
 def test_every_code_has_a_description_and_the_customs_codes_of_the_domain():

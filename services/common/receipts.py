@@ -13,8 +13,8 @@ import uuid
 from services.common.clock import china_stamp
 from services.common.documents import MESSAGE_TYPES, RECEIPT_FOR
 from services.common.senders import OWN_SENDER_FIELD, submitter_of
-from services.order_match import codes
-from services.order_match.verdict import Failure
+from services.common import codes
+from services.common.verdict import Failure
 
 ACCEPTED = "120"
 REJECTED = "100"

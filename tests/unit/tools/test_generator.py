@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings as hyp_settings, strategies as st
 
-from services.common.generator import FAULTS, generate
-from services.order_match import codes
-from services.order_match.rates import load_rates
+from services.tools.generator import FAULTS, generate
+from services.common import codes
+from services.common.rates import load_rates
 from services.order_match.rules import RuleSettings, evaluate, taxable_value
 
-FIELDS = json.loads((Path(__file__).resolve().parents[2]
+FIELDS = json.loads((Path(__file__).resolve().parents[3]
                      / "services" / "common" / "ceb" / "fields.json").read_text(encoding="utf-8"))
 RATES = load_rates()
 SETTINGS = RuleSettings()

@@ -6,11 +6,11 @@ from fractions import Fraction
 
 from hypothesis import assume, given, settings as hyp_settings, strategies as st
 
-from services.order_match.rates import RateTable, load_rates
+from services.common.rates import RateTable, load_rates
 from services.order_match.rules import RuleSettings, declaration_tax
-from services.order_match.tax import TaxResult, compute_tax
+from services.common.tax import TaxResult, compute_tax
 
-from .samples import base_documents, make_consistent, run
+from tests.unit.order_match.samples import base_documents, make_consistent, run
 
 D = Decimal
 RATES = load_rates()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from services.common.money import amount_str, fen_str
-from services.order_match.tax import TaxResult
+from services.common.tax import TaxResult
 
 VERIFIED = "verified"
 REJECTED = "rejected"

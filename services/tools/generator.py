@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from services.common import config
-from services.order_match import codes
-from services.order_match.rates import RateTable, load_rates
+from services.common import codes
+from services.common.rates import RateTable, load_rates
 from services.order_match.rules import declaration_tax
 
 FAULTS = (

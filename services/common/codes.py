@@ -1,8 +1,9 @@
-"""Rule codes a verdict can name (DOMAIN §2, §4, §5), with the customs return codes.
+"""Every rule and refusal code sandan answers with (DOMAIN §2, §2a, §4, §5), in one table.
 
 Codes are plain strings so they travel unchanged through Avro records, JSON lines and
 metric labels; ``CODES`` carries the one-line description and, where DOMAIN §1 names one,
-the negative customs processing code a real customs system answers with.
+the negative customs processing code a real customs system answers with. The match, the
+guarantee service and the returns service all name their refusals from here.
 """
 from __future__ import annotations
 
@@ -42,6 +43,31 @@ RETURN_ARRIVAL_LATE = "RETURN_ARRIVAL_LATE"
 RETURN_ITEMS = "RETURN_ITEMS"
 RETURN_NOT_RELEASED = "RETURN_NOT_RELEASED"
 
+# The reader's refusal of one document's fields (§2a); APP_TIME and FIXED_VALUES above
+FORMAT_CHECK = "FORMAT_CHECK"
+# Cancellations and returns: the project's own codes where the public rules name none (decision)
+RETURN_UNFIT = "RETURN_UNFIT"
+CANCEL_NOT_VERIFIED = "CANCEL_NOT_VERIFIED"
+CANCEL_RELEASED = "CANCEL_RELEASED"
+CANCEL_REASON = "CANCEL_REASON"
+CANCEL_REPEATED = "CANCEL_REPEATED"
+APP_TYPE = "APP_TYPE"
+NOT_VERIFIED = "NOT_VERIFIED"
+# Guarantee account commands and tax-bill credits
+INVALID_FIELD = "INVALID_FIELD"
+INVALID_AMOUNT = "INVALID_AMOUNT"
+UNKNOWN_ACTION = "UNKNOWN_ACTION"
+ACCOUNT_EXISTS = "ACCOUNT_EXISTS"
+ACCOUNT_CLOSED = "ACCOUNT_CLOSED"
+BELOW_OUTSTANDING = "BELOW_OUTSTANDING"
+NOT_LATER = "NOT_LATER"
+ALREADY_FROZEN = "ALREADY_FROZEN"
+NOT_FROZEN = "NOT_FROZEN"
+OUTSTANDING_TAX = "OUTSTANDING_TAX"
+BILL_UNKNOWN = "BILL_UNKNOWN"
+BILL_SETTLED = "BILL_SETTLED"
+BILL_VOIDED = "BILL_VOIDED"
+BILL_FULLY_VOIDED = "BILL_FULLY_VOIDED"
 
 @dataclass(frozen=True)
 class Code:
@@ -81,6 +107,28 @@ _ALL = (
     Code(RETURN_ARRIVAL_LATE, "returned goods arrived more than 45 days after release"),
     Code(RETURN_ITEMS, "return names an unknown line or more than the returnable quantity"),
     Code(RETURN_NOT_RELEASED, "return of a declaration that was not released"),
+    Code(FORMAT_CHECK, "a field breaks the standard's format (customs' CEB900 format check)"),
+    Code(RETURN_UNFIT, "the returned goods failed sorting at the returns-centre warehouse"),
+    Code(CANCEL_NOT_VERIFIED, "cancellation of a declaration that was not verified and cleared"),
+    Code(CANCEL_RELEASED, "cancellation of a declaration customs already released (apply for a return)"),
+    Code(CANCEL_REASON, "cancellation without a reason"),
+    Code(CANCEL_REPEATED, "the declaration was already cancelled by another CEB623"),
+    Code(APP_TYPE, "only new (appType 1) cancellations and return requests are taken"),
+    Code(NOT_VERIFIED, "a cleared-declarations record that is not a verified declaration"),
+    Code(INVALID_FIELD, "a field the command or input needs is missing or malformed"),
+    Code(INVALID_AMOUNT, "an amount that is zero or negative where it must be positive"),
+    Code(UNKNOWN_ACTION, "a guarantee command with an action sandan does not know"),
+    Code(ACCOUNT_EXISTS, "register for an assureCode that already has an account"),
+    Code(ACCOUNT_CLOSED, "a command on a closed guarantee account"),
+    Code(BELOW_OUTSTANDING, "amend below the tax already deducted and not yet restored"),
+    Code(NOT_LATER, "extend to a validTo that is not after the current one"),
+    Code(ALREADY_FROZEN, "freeze of a frozen account"),
+    Code(NOT_FROZEN, "unfreeze of an account that is not frozen"),
+    Code(OUTSTANDING_TAX, "close while tax bills are still open"),
+    Code(BILL_UNKNOWN, "void or settle of a declaration never deducted from this account"),
+    Code(BILL_SETTLED, "void or settle of a bill that was settled already"),
+    Code(BILL_VOIDED, "settle of a bill that was (fully or partly) voided"),
+    Code(BILL_FULLY_VOIDED, "void of a bill with nothing left to void"),
 )
 
 CODES: dict[str, Code] = {c.name: c for c in _ALL}

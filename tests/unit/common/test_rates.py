@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.order_match.rates import SHIPPED, RateFileError, RateTable, load_rates
+from services.common.rates import SHIPPED, RateFileError, RateTable, load_rates
 
 D = Decimal
 HEADER = "hs_prefix,vat_rate,consumption_rate,description\n"

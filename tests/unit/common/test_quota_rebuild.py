@@ -1,4 +1,4 @@
-"""Rebuilding annual quotas from verdicts, refusals and the returns state (quota_rebuild.py).
+"""Rebuilding annual quotas from the public topics: verdicts, refusals and quota releases.
 
 The rebuild must land exactly where the live stores land: the last test drives the in-memory
 twins of the Redis scripts with random histories and compares.
@@ -10,8 +10,10 @@ from decimal import Decimal
 
 from hypothesis import given, settings, strategies as st
 
-from services.order_match.quota import MemoryPartReleases, MemoryQuotaStore
-from services.order_match.quota_rebuild import Difference, QuotaHash, compare, hash_of, rebuild
+from services.common.avro import codec
+from services.common.quota.contract import QuotaRelease
+from services.common.quota.rebuild import Difference, QuotaHash, compare, hash_of, rebuild
+from services.common.quota.store import MemoryPartReleases, MemoryQuotaStore
 
 D = Decimal
 YEAR = 2025
@@ -21,11 +23,14 @@ def verdict(decl: str, amount: str, buyer: str = "b1", status: str = "verified")
     return {"declarationId": decl, "status": status, "buyerKey": buyer, "quotaYear": YEAR, "taxableValue": D(amount)}
 
 
-def returns_bucket(decl: str, *, cancelled: bool = False, parts: tuple = ()) -> dict:
-    """``parts``: (CEB625 guid, status, quota restored) per return request."""
-    requests = [{"guid": g, "status": status, "quotaRestored": D(q)} for g, status, q in parts]
-    return {"orderNo": decl.split(":")[1], "declarations": [
-        {"declarationId": decl, "cancelledAt": 1 if cancelled else None, "requests": requests}]}
+def releases(decl: str, *, cancelled: bool = False, parts: tuple = ()) -> list[dict]:
+    """The quota.releases records the returns service publishes for a declaration: one for a
+    cancellation, one per completed return request that gave quota back (``parts``: CEB625 guid,
+    status, quota restored), as its engine does."""
+    out = [QuotaRelease(decl, "b1", YEAR).output(1).record] if cancelled else []
+    out += [QuotaRelease(decl, "b1", YEAR, f"return:{g}", D(q)).output(1).record
+            for g, status, q in parts if status == "completed" and D(q) > 0]
+    return out
 
 
 def held(rebuilt) -> dict:
@@ -42,23 +47,23 @@ def test_each_verified_declaration_holds_its_taxable_value_once():
 
 def test_a_refusal_and_a_cancellation_give_everything_back_and_mark_it():
     rebuilt = rebuild([verdict("E:1", "310"), verdict("E:2", "90"), verdict("E:3", "10")],
-                      [dict(verdict("E:1", "310"), status="rejected")], [returns_bucket("E:2", cancelled=True)])
+                      [dict(verdict("E:1", "310"), status="rejected")], releases("E:2", cancelled=True))
     assert held(rebuilt) == {("b1", YEAR): {"E:3": D("10")}}
     assert rebuilt.quotas[("b1", YEAR)].released == {"E:1", "E:2"}
     assert rebuilt.quotas[("b1", YEAR)].total == D("10")
 
 
 def test_completed_returns_give_back_their_parts_and_are_remembered_by_part_id():
-    bucket = returns_bucket("E:1", parts=(("G1", "completed", "100.5"), ("G2", "waiting", "0"),
+    bucket = releases("E:1", parts=(("G1", "completed", "100.5"), ("G2", "waiting", "0"),
                                           ("G3", "refused", "0"), ("G4", "completed", "500")))
-    rebuilt = rebuild([verdict("E:1", "310"), verdict("E:2", "20")], [], [bucket])
+    rebuilt = rebuild([verdict("E:1", "310"), verdict("E:2", "20")], [], bucket + bucket[:1])  # G1 redelivered
     assert held(rebuilt) == {("b1", YEAR): {"E:2": D("20")}}  # the second part took only what was left
     assert rebuilt.quotas[("b1", YEAR)].released == {"E:1"}
     assert rebuilt.parts == {"E:1": {"return:G1", "return:G4"}}
 
 
 def test_a_partial_return_leaves_the_rest_held_and_unmarked():
-    rebuilt = rebuild([verdict("E:1", "310")], [], [returns_bucket("E:1", parts=(("G1", "completed", "10"),))])
+    rebuilt = rebuild([verdict("E:1", "310")], [], releases("E:1", parts=(("G1", "completed", "10"),)))
     assert rebuilt.quotas[("b1", YEAR)] == QuotaHash({"E:1": D("300")}, set(), D("300"))
 
 
@@ -121,7 +126,7 @@ def test_the_rebuild_lands_where_the_live_stores_land(histories):
                 refused.append(verdict(decl, str(amount), buyer, status="rejected"))
             elif fate[0] == "cancelled":
                 await store.release(decl, buyer, YEAR)
-                buckets.append(returns_bucket(decl, cancelled=True))
+                buckets.extend(dict(r, buyerKey=buyer) for r in releases(decl, cancelled=True))
             elif fate[0] == "parts":
                 done = []
                 for i, (part_cents, completed) in enumerate(fate[1]):
@@ -129,7 +134,7 @@ def test_the_rebuild_lands_where_the_live_stores_land(histories):
                     if completed:
                         await parts_store.release_part(decl, f"return:G{n}-{i}", buyer, YEAR, part)
                     done.append((f"G{n}-{i}", "completed" if completed else "refused", str(part)))
-                buckets.append(returns_bucket(decl, parts=tuple(done)))
+                buckets.extend(dict(r, buyerKey=buyer) for r in releases(decl, parts=tuple(done)))
         # a replay of every decision must find each declaration reserved or released, never take more
         for n, (buyer, cents, _) in enumerate(histories):
             await store.reserve(f"E:{n}", buyer, YEAR, D(cents).scaleb(-2), D("1e12"))
@@ -139,3 +144,9 @@ def test_the_rebuild_lands_where_the_live_stores_land(histories):
     for buyer in ("b1", "b2"):
         quota = rebuilt.quotas.get((buyer, YEAR), QuotaHash(total=D(0)))
         assert asyncio.run(store.year_to_date(buyer, YEAR)) == quota.total
+
+
+def test_a_release_record_travels_as_its_public_schema():
+    out = QuotaRelease("E:1", "b1", YEAR, "return:G1", D("10.5")).output(7)
+    assert out.topic == "quota.releases" and out.key == b"E:1"
+    assert codec().decode(codec().encode(out.schema, out.record)) == ("sandan.QuotaRelease", out.record)

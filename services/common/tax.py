@@ -28,7 +28,7 @@ from fractions import Fraction
 from math import lcm
 
 from services.common.money import ZERO
-from services.order_match.rates import RateTable
+from services.common.rates import RateTable
 
 CUSTOMS_DUTY = Decimal("0.00")  # tariff is 0 within the limits
 # Additions in this context are exact whatever the operands (no rounding, no overflow): P and

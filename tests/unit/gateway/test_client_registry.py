@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from services.gateway.clients import (ClientFileError, ClientRegistry, add_client, client_id_of, hash_token, put_client,
+from services.gateway.client_registry import (ClientFileError, ClientRegistry, add_client, client_id_of, hash_token, put_client,
                                       load_clients, parse_clients, token_matches)
 
 CODE = "91330106MA27XK5W3B"
