@@ -79,8 +79,10 @@ test-faults: setup
 # the repository (or wherever CEB_XSD_DIR already points); sandan never needs them to run.
 DEMO_XSD_DIR := $(or $(CEB_XSD_DIR),$(wildcard $(CURDIR)/../shared/ceb/xsd))
 
+# The demo writes the Confluent wire format through the registry `make up` started.
+DEMO_REGISTRY_URL ?= http://127.0.0.1:$${SANDAN_SCHEMA_REGISTRY_PORT:-18081}/apis/ccompat/v7
 demo: up
-	CEB_XSD_DIR="$(DEMO_XSD_DIR)" $(VENV)/bin/sandan demo
+	SANDAN_SCHEMA_REGISTRY_URL="$${SANDAN_SCHEMA_REGISTRY_URL:-$(DEMO_REGISTRY_URL)}" CEB_XSD_DIR="$(DEMO_XSD_DIR)" $(VENV)/bin/sandan demo
 
 bench-codec: venv
 	$(VENV_PY) bench/codec.py
