@@ -33,7 +33,8 @@ def copy_bucket(bucket: dict) -> dict:
     documents are immutable bytes and are shared."""
     return {**bucket,
             "declarations": [{**d, "guids": dict(d["guids"]), "fingerprints": dict(d["fingerprints"]),
-                              "marks": dict(d.get("marks") or {}),
+                              "marks": {k: dict(v) if isinstance(v, dict) else v for k, v in (d.get("marks") or {}).items()},
+                              "orphanChanges": list(d.get("orphanChanges") or ()),
                               **({"waybillKey": list(d["waybillKey"])} if d.get("waybillKey") is not None else {})}
                              for d in bucket["declarations"]],
             "waybills": [{**w, "key": list(w["key"])} for w in bucket["waybills"]]}

@@ -9,9 +9,13 @@ order number and the waybills that no inventory has named yet (a waybill carries
 ``apply`` takes one document and says what happened: a refusal (DUPLICATE, LOCKED, SUPERSEDED,
 NOT_SUBMITTER ...), or that a declaration now has all four documents and must be decided.
 Documents apply in ``appTime`` then ``appType`` order whatever order they arrive in: each
-declaration keeps per kind the mark of the last document applied (``marks``), and one that
-comes before its mark is SUPERSEDED. A change or withdrawal is taken only from the submitter
-of the document it changes. The caller decides it
+declaration keeps per kind and per submitter the mark of the last document of that submitter
+applied (``marks``), and a document that comes before its own submitter's mark is SUPERSEDED.
+A change or withdrawal is taken only from the submitter of the document it changes; one that
+finds nothing of its submitter to change touches no other submitter's document: a withdrawal
+leaves only its submitter's mark, a change is held as an *orphan* (``orphanChanges``) that
+completes nothing until its submitter's original comes, and yields its slot to an original
+from anyone else (answered NOT_SUBMITTER). The caller decides it
 (rules, quota, waybill registry) and reports the outcome with ``record_verdict``, naming the
 input record that caused the decision (``decided_by``: topic, partition, offset).
 
@@ -38,7 +42,7 @@ from dataclasses import dataclass
 from services.common.avro import SCHEMA_OF_KIND, codec
 from services.common.clock import china_stamp, parse_app_time
 from services.common.documents import DECLARATION_KINDS, kind_of
-from services.common.senders import same_sender
+from services.common.senders import same_sender, submitter_of
 from services.common import codes
 
 OPEN, VERIFIED, REJECTED, INCOMPLETE = "open", "verified", "rejected", "incomplete"
@@ -57,6 +61,12 @@ class Refusal:
 class Ready:
     """A declaration has its four documents (again) and needs a verdict."""
     ebp_code: str
+
+
+@dataclass(frozen=True)
+class Evicted:
+    """An orphan change (decoded) whose slot an original of another submitter takes."""
+    document: dict
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,26 @@ def _new_declaration(ebp_code: str, now_ms: int, timeout_ms: int) -> dict:
     return {"ebpCode": ebp_code, "status": OPEN, "order": None, "payment": None, "logistics": None,
             "inventory": None, "guids": {}, "fingerprints": {}, "firstAt": now_ms, "lastAt": now_ms,
             "deadline": now_ms + timeout_ms, "decidedAt": None, "decidedBy": None, "waybillKey": None,
-            "marks": {}, "inventoryAt": None}
+            "marks": {}, "orphanChanges": [], "inventoryAt": None}
+
+
+LEGACY_MARK = ""  # the submitter of a mark written before submitters: it holds for everyone
+
+
+def mark_of(marks: dict, kind: str, submitter: str) -> str | None:
+    """The mark ``submitter``'s next document of ``kind`` must not come before (None: no mark)."""
+    owned = marks.get(kind)
+    if owned is None or isinstance(owned, str):
+        return owned
+    found = [m for m in (owned.get(submitter), owned.get(LEGACY_MARK)) if m]
+    return max(found) if found else None
+
+
+def _set_mark(marks: dict, kind: str, submitter: str, key: str) -> None:
+    owned = marks.get(kind)
+    if not isinstance(owned, dict):
+        owned = marks[kind] = {} if owned is None else {LEGACY_MARK: owned}
+    owned[submitter] = key
 
 
 def find_declaration(bucket: dict, ebp_code: str) -> dict | None:
@@ -170,14 +199,18 @@ def apply(bucket: dict, doc: dict, now_ms: int, timeout_ms: int, raw: bytes | No
 
 
 def _slot_refusal(kind: str, held_guid: str | None, held_fp: str | None, doc: dict, fp: str, status: str,
-                  mark: str | None = None, held: bytes | None = None) -> Refusal | None | bool:
-    """Common rules of one document slot. Returns a Refusal, True for a no-op, or None to go on.
+                  mark: str | None = None, held: bytes | None = None,
+                  orphan: bool = False) -> Refusal | Evicted | None | bool:
+    """Common rules of one document slot. Returns a Refusal, True for a no-op, Evicted when
+    ``doc`` takes the slot of an orphan change, or None to go on.
 
-    ``mark`` is the order key of the last document applied to the slot (a withdrawal too).
-    Documents apply in order-key order; one that arrives after a later one was applied has
-    been overtaken: applying it now would undo the later one, so it is SUPERSEDED. Of two
-    originals (appType 1 both) the first to arrive holds the slot and the other is DUPLICATE.
-    ``held`` is the wire record in the slot: only its submitter may change or withdraw it.
+    ``mark`` is the order key of the last document of ``doc``'s submitter applied to the slot
+    (a withdrawal too). Documents apply in order-key order; one that arrives after a later
+    one was applied has been overtaken: applying it now would undo the later one, so it is
+    SUPERSEDED. Of two originals (appType 1 both) the first to arrive holds the slot and the
+    other is DUPLICATE. ``held`` is the wire record in the slot: only its submitter may change
+    or withdraw it. An ``orphan`` held change has no original of its submitter behind it, so
+    an original from another submitter is not a duplicate of anything: it takes the slot.
     """
     guid = doc.get("guid")
     if held_guid == guid and held_fp == fp:
@@ -196,6 +229,10 @@ def _slot_refusal(kind: str, held_guid: str | None, held_fp: str | None, doc: di
     if mark is not None and order_key(doc) < mark and not (app_type == "1" and mark.endswith(" 1")):
         return Refusal(doc, codes.SUPERSEDED, f"a {kind} with appTime/appType {mark} was applied before this one"
                                               f" arrived and comes after it in the order of application")
+    if app_type == "1" and orphan and held is not None:
+        held_doc = document(held)
+        if not same_sender(held_doc, doc):
+            return Evicted(held_doc)
     if app_type == "1" and held_guid is not None:
         return Refusal(doc, codes.DUPLICATE, f"a {kind} with guid {held_guid} is already declared (appType 1 repeated)")
     return None
@@ -205,15 +242,29 @@ def _apply_to_declaration(bucket: dict, decl: dict, kind: str, doc: dict, raw: b
                           appended_ms: int | None = None) -> list:
     fp = fingerprint(raw)
     marks = decl.setdefault("marks", {})
+    orphans = decl.setdefault("orphanChanges", [])
+    submitter = submitter_of(doc)
+    app_type = doc.get("appType")
     verdict = _slot_refusal(kind, decl["guids"].get(kind), decl["fingerprints"].get(kind), doc, fp, decl["status"],
-                            marks.get(kind), decl[kind])
+                            mark_of(marks, kind, submitter), decl[kind], kind in orphans)
     if verdict is True:
         return []
-    if verdict is not None:
+    if isinstance(verdict, Refusal):
+        if (app_type == "1" and kind in orphans and verdict.code in (codes.SUPERSEDED, codes.DUPLICATE)
+                and same_sender(document(decl[kind]), doc)):
+            # the orphan's own original came (SUPERSEDED or DUPLICATE): the change stands on it
+            orphans.remove(kind)
+            return [verdict] + ([Ready(decl["ebpCode"])] if complete(decl) else [])
         return [verdict]
     events: list = []
-    marks[kind] = order_key(doc)
-    if doc.get("appType") == "3":
+    if isinstance(verdict, Evicted):
+        events.append(_evicted(kind, verdict.document))
+        decl[kind] = None
+        decl["guids"].pop(kind, None)
+        decl["fingerprints"].pop(kind, None)
+        orphans.remove(kind)
+    _set_mark(marks, kind, submitter, order_key(doc))
+    if app_type == "3":
         if decl["guids"].get(kind) is None:
             # the mark stays: the document it names, should it arrive later, is SUPERSEDED
             return [Refusal(doc, codes.NOT_FOUND, f"appType 3: no {kind} of declaration {decl['ebpCode']}:"
@@ -221,8 +272,12 @@ def _apply_to_declaration(bucket: dict, decl: dict, kind: str, doc: dict, raw: b
         decl[kind] = None
         decl["guids"].pop(kind, None)
         decl["fingerprints"].pop(kind, None)
+        if kind in orphans:
+            orphans.remove(kind)
         events.append(Withdrawn(doc))
     else:
+        if app_type == "2" and decl[kind] is None:
+            orphans.append(kind)  # nothing of its submitter to change: held, but completes nothing yet
         decl[kind] = raw
         decl["guids"][kind] = doc.get("guid")
         decl["fingerprints"][kind] = fp
@@ -234,9 +289,14 @@ def _apply_to_declaration(bucket: dict, decl: dict, kind: str, doc: dict, raw: b
         _reattach_waybill(bucket, decl, named_before, now_ms)
     if decl["status"] == REJECTED:
         decl["status"] = OPEN  # a corrected document re-opens a rejected declaration
-    if all(decl[k] is not None for k in DECLARATION_KINDS):
+    if complete(decl):
         events.append(Ready(decl["ebpCode"]))
     return events
+
+
+def _evicted(kind: str, change: dict) -> Refusal:
+    return Refusal(change, codes.NOT_SUBMITTER, f"appType 2: its submitter never declared the {kind} it would change,"
+                                                f" and another enterprise's original {kind} takes the slot")
 
 
 def _reattach_waybill(bucket: dict, decl: dict, named_before: list[str] | None, now_ms: int) -> None:
@@ -246,11 +306,14 @@ def _reattach_waybill(bucket: dict, decl: dict, named_before: list[str] | None, 
     only by that key.
     """
     wanted = decl["waybillKey"]
+    orphans = decl.setdefault("orphanChanges", [])
     if decl["logistics"] is not None and named_before != wanted:
         bucket["waybills"].append({"doc": decl["logistics"], "guid": decl["guids"].pop("logistics"),
                                    "key": named_before, "fingerprint": decl["fingerprints"].pop("logistics"),
-                                   "at": now_ms})
+                                   "at": now_ms, "orphan": "logistics" in orphans})
         decl["logistics"] = None
+        if "logistics" in orphans:
+            orphans.remove("logistics")
     if wanted is not None and decl["logistics"] is None:
         entry = _unattached(bucket, wanted)
         if entry is not None:
@@ -258,18 +321,28 @@ def _reattach_waybill(bucket: dict, decl: dict, named_before: list[str] | None, 
             decl["logistics"] = entry["doc"]
             decl["guids"]["logistics"] = entry["guid"]
             decl["fingerprints"]["logistics"] = entry["fingerprint"]
+            if entry.get("orphan"):
+                orphans.append("logistics")
 
 
 def _apply_unattached_waybill(bucket: dict, doc: dict, raw: bytes, key: list[str], now_ms: int) -> list:
     fp = fingerprint(raw)
     entry = _unattached(bucket, key)
     held_guid = entry["guid"] if entry else None
+    orphan = bool(entry and entry.get("orphan"))
     verdict = _slot_refusal("waybill", held_guid, entry["fingerprint"] if entry else None, doc, fp, OPEN,
-                            held=entry["doc"] if entry else None)
+                            held=entry["doc"] if entry else None, orphan=orphan)
     if verdict is True:
         return []
-    if verdict is not None:
+    if isinstance(verdict, Refusal):
+        if orphan and doc.get("appType") == "1" and same_sender(document(entry["doc"]), doc):
+            entry["orphan"] = False  # its submitter's original came: the change stands
         return [verdict]
+    events: list = []
+    if isinstance(verdict, Evicted):
+        events.append(_evicted("waybill", verdict.document))
+        bucket["waybills"].remove(entry)
+        entry = None
     if doc.get("appType") == "3":
         if entry is None:
             return [Refusal(doc, codes.NOT_FOUND, "appType 3: no waybill to withdraw")]
@@ -278,12 +351,14 @@ def _apply_unattached_waybill(bucket: dict, doc: dict, raw: bytes, key: list[str
     if entry is not None:
         entry["doc"], entry["guid"], entry["fingerprint"] = raw, doc.get("guid"), fp
     else:
-        bucket["waybills"].append({"doc": raw, "guid": doc.get("guid"), "key": key, "fingerprint": fp, "at": now_ms})
-    return []
+        bucket["waybills"].append({"doc": raw, "guid": doc.get("guid"), "key": key, "fingerprint": fp, "at": now_ms,
+                                   "orphan": doc.get("appType") == "2"})
+    return events
 
 
 def complete(decl: dict) -> bool:
-    return all(decl[k] is not None for k in DECLARATION_KINDS)
+    """All four documents held, none of them an orphan change."""
+    return all(decl[k] is not None for k in DECLARATION_KINDS) and not decl.get("orphanChanges")
 
 
 def documents(decl: dict) -> tuple[dict | None, dict | None, dict | None, dict | None]:
@@ -292,7 +367,8 @@ def documents(decl: dict) -> tuple[dict | None, dict | None, dict | None, dict |
 
 
 def missing_kinds(bucket: dict, decl: dict) -> list[str]:
-    missing = [k for k in DECLARATION_KINDS if decl[k] is None]
+    orphans = decl.get("orphanChanges") or ()
+    missing = [k for k in DECLARATION_KINDS if decl[k] is None or k in orphans]
     if "logistics" in missing and decl["inventory"] is None and bucket["waybills"]:
         missing.remove("logistics")  # a waybill for this order is here; only the inventory can name it
     return missing

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import io
+import json
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import fastavro
 import pytest
 
 from services.tools.generator import generate
+from services.common.avro import MAGIC, SCHEMA_DIR, SUPERSEDED, codec
 from services.common.senders import same_sender, stamp
 from services.common import codes
 from services.order_match import matcher
+from services.order_match.bucket_store import copy_bucket
 from services.order_match.processor import MatchProcessor
 from services.common.quota.store import MemoryQuotaStore
 from services.common.rates import load_rates
@@ -161,3 +166,147 @@ def test_a_second_payment_firm_does_not_touch_the_declaration(sets):
     assert verdicts == [o.record["status"] for o in alone if o.topic == "declarations.verdicts"] == ["verified"]
     [refused] = [o.record for o in outputs if o.topic == "receipts" and o.record["receiver"] == INTRUDER]
     assert refused["failures"][0]["code"] == codes.NOT_SUBMITTER
+
+
+# --- empty slots: what another enterprise sends before the owner's document is there ---------
+
+def decided(outs):
+    return [(o.record["status"], o.record["taxTotal"], o.record["failures"]) for o in outs
+            if o.topic == "declarations.verdicts"]
+
+
+def owners_answers(outs):
+    return sorted((o.record["receiver"], o.record["documentGuid"], o.record["returnStatus"]) for o in outs
+                  if o.topic == "receipts" and o.record["receiver"] != INTRUDER)
+
+
+def intruders_answers(outs):
+    return [(o.record["documentGuid"][:8], o.record["returnStatus"], [f["code"] for f in o.record["failures"]])
+            for o in outs if o.topic == "receipts" and o.record["receiver"] == INTRUDER]
+
+
+@pytest.mark.parametrize("kind_index", [0, 1, 3])
+def test_a_foreign_withdrawal_of_an_empty_slot_does_not_supersede_the_owners_document(sets, kind_index):
+    """The intruder's withdrawal, dated after the owner's document, arrives first: it is
+    NOT_FOUND and its mark is its own; the owner's earlier-dated document still applies."""
+    docs = submitted(sets[1])
+    alone = run(engine(), matcher.new_bucket(docs[0]["orderNo"]), docs)
+    outputs = run(engine(), matcher.new_bucket(docs[0]["orderNo"]), [foreign_change(docs[kind_index], "3")] + docs)
+    assert intruders_answers(outputs) == [("FFFFFFFF", "100", [codes.NOT_FOUND])]
+    assert decided(outputs) == decided(alone) == [("verified", decided(alone)[0][1], [])]
+    assert owners_answers(outputs) == owners_answers(alone)
+
+
+def test_the_owners_own_withdrawal_first_still_supersedes_its_original(sets):
+    """Marks still hold within one submitter: the withdrawal that overtook its original wins."""
+    docs = submitted(sets[1])
+    own = foreign_change(docs[0], "3", submitter=docs[0]["submitter"])
+    bucket = matcher.new_bucket(docs[0]["orderNo"])
+    outputs = run(engine(), bucket, [own] + docs)
+    assert decided(outputs) == []
+    assert matcher.missing_kinds(bucket, bucket["declarations"][0]) == ["order"]
+    assert matcher.mark_of(bucket["declarations"][0]["marks"], "order", docs[0]["submitter"]) == \
+        matcher.order_key(own)
+
+
+@pytest.mark.parametrize("kind_index", [0, 1, 3])
+def test_a_foreign_change_of_an_empty_slot_completes_nothing_and_yields_to_the_owners_original(sets, kind_index):
+    """The intruder's appType 2 arrives before the owner's original: it is held as an orphan
+    that decides nothing; the owner's original takes the slot, the intruder is answered
+    NOT_SUBMITTER, and the declaration is decided on the owner's documents alone."""
+    docs = submitted(sets[1])
+    original = docs[kind_index]
+    alone = run(engine(), matcher.new_bucket(original["orderNo"]), docs)
+    change = foreign_change(original, "2", note="not yours")
+    others = [d for d in docs if d is not original]
+    bucket = matcher.new_bucket(original["orderNo"])
+    proc = engine()
+    before = run(proc, bucket, [change] + others)
+    assert decided(before) == [] and intruders_answers(before) == []
+    assert matcher.missing_kinds(bucket, bucket["declarations"][0]) == [matcher.DECLARATION_KINDS[kind_index]]
+    after = run(proc, bucket, [original], start=2000)
+    assert intruders_answers(after) == [("FFFFFFFF", "100", [codes.NOT_SUBMITTER])]
+    assert decided(after) == decided(alone) == [("verified", decided(alone)[0][1], [])]
+    assert owners_answers(before + after) == owners_answers(alone)
+    assert matcher.documents(bucket["declarations"][0])[kind_index]["guid"] == original["guid"]
+
+
+def test_a_foreign_change_of_an_unattached_waybill_yields_to_the_carriers_original(sets):
+    docs = submitted(sets[1])
+    waybill = docs[2]
+    alone = run(engine(), matcher.new_bucket(waybill["orderNo"]), docs)
+    change = foreign_change(waybill, "2", logisticsCode=INTRUDER)
+    change["logisticsCode"] = waybill["logisticsCode"]  # the same slot: the key the inventory names
+    bucket = matcher.new_bucket(waybill["orderNo"])
+    outputs = run(engine(), bucket, [change, waybill, docs[0], docs[1], docs[3]])
+    assert intruders_answers(outputs) == [("FFFFFFFF", "100", [codes.NOT_SUBMITTER])]
+    assert decided(outputs) == decided(alone) == [("verified", decided(alone)[0][1], [])]
+    assert owners_answers(outputs) == owners_answers(alone)
+
+
+def test_an_orphan_change_stands_once_its_own_submitters_original_comes(sets):
+    """The owner's own change first (same appTime), then the other documents: nothing is
+    decided until the original it changes arrives (SUPERSEDED), then the change is decided."""
+    docs = submitted(sets[1])
+    payment = docs[1]
+    change = foreign_change(payment, "2", submitter=payment["submitter"], appTime=payment["appTime"])
+    bucket = matcher.new_bucket(payment["orderNo"])
+    proc = engine()
+    assert decided(run(proc, bucket, [change, docs[0], docs[2], docs[3]])) == []
+    decl = bucket["declarations"][0]
+    assert decl["orphanChanges"] == ["payment"] and matcher.missing_kinds(bucket, decl) == ["payment"]
+    outputs = run(proc, bucket, [payment], start=2000)
+    superseded = [o.record for o in outputs if o.topic == "receipts" and o.record["documentGuid"] == payment["guid"]]
+    assert [r["failures"][0]["code"] for r in superseded] == [codes.SUPERSEDED]
+    assert [s for s, _, _ in decided(outputs)] == ["verified"] and decl["orphanChanges"] == []
+    assert matcher.documents(decl)[1]["guid"] == change["guid"]
+
+
+def test_an_orphan_change_alone_expires_incomplete_naming_its_kind(sets):
+    docs = submitted(sets[1])
+    bucket = matcher.new_bucket(docs[0]["orderNo"])
+    matcher.apply(bucket, foreign_change(docs[0], "2"), 1000, TIMEOUT)
+    for d in docs[1:]:
+        matcher.apply(bucket, d, 1001, TIMEOUT)
+    [decl] = matcher.expired(bucket, 1000 + TIMEOUT)
+    assert matcher.missing_kinds(bucket, decl) == ["order"]
+
+
+def test_marks_by_submitter_and_orphans_travel_in_the_bucket_record_and_copies(sets):
+    docs = submitted(sets[1])
+    bucket = matcher.new_bucket(docs[0]["orderNo"])
+    matcher.apply(bucket, foreign_change(docs[0], "3"), 1000, TIMEOUT)
+    matcher.apply(bucket, foreign_change(docs[1], "2"), 1001, TIMEOUT)
+    matcher.apply(bucket, docs[0], 1002, TIMEOUT)
+    matcher.apply(bucket, foreign_change(docs[2], "2"), 1003, TIMEOUT)
+    name, back = codec().decode(codec().encode("sandan.MatchBucket", bucket))
+    assert name == "sandan.MatchBucket" and back == bucket
+    decl = back["declarations"][0]
+    assert set(decl["marks"]["order"]) == {INTRUDER, docs[0]["submitter"]}
+    assert decl["orphanChanges"] == ["payment"] and back["waybills"][0]["orphan"] is True
+    copied = copy_bucket(back)
+    copied["declarations"][0]["marks"]["order"][INTRUDER] = "x"
+    copied["declarations"][0]["orphanChanges"].clear()
+    assert decl["marks"]["order"][INTRUDER] != "x" and decl["orphanChanges"] == ["payment"]
+
+
+def test_a_bucket_of_version_4_reads_and_its_plain_marks_hold_for_every_submitter(sets):
+    schema = json.loads((SCHEMA_DIR / SUPERSEDED / "matchBucket.v4.avsc").read_text(encoding="utf-8"))
+    assert schema["sandan.version"] == 4
+    order = submitted(sets[1])[0]
+    later = foreign_change(order, "3")["appTime"] + " 3"
+    decl = {**matcher._new_declaration(order["ebpCode"], 1, TIMEOUT), "marks": {"order": later}}
+    del decl["orphanChanges"]
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(schema),
+                               {"orderNo": order["orderNo"], "declarations": [decl], "waybills": []})
+    tag = b"sandan.MatchBucket/4"
+    _, bucket = codec().decode(bytes([MAGIC, len(tag)]) + tag + body.getvalue())
+    assert bucket["declarations"][0]["marks"] == {"order": later}
+    assert bucket["declarations"][0]["orphanChanges"] == []
+    [refusal] = matcher.apply(bucket, order, 2000, TIMEOUT)  # a mark from before submitters binds everyone
+    assert refusal.code == codes.SUPERSEDED
+    own = foreign_change(order, "3", submitter=order["submitter"], appTime=str(int(order["appTime"]) + 5))
+    matcher.apply(bucket, own, 2001, TIMEOUT)
+    assert bucket["declarations"][0]["marks"]["order"] == {"": later, order["submitter"]: matcher.order_key(own)}
+    codec().encode("sandan.MatchBucket", bucket)
