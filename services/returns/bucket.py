@@ -13,6 +13,10 @@ arrivalId) that the declaration remembers, so an input delivered twice yields no
 second time. ``Unknown`` says the input names no declaration this bucket knows: the engine
 holds it for a while, since topics are read in no guaranteed order relative to each other.
 
+Only the submitter of a declaration's inventory may cancel it or ask for a return of it
+(``_foreign``): anyone else's CEB623/625 is answered NOT_SUBMITTER alone (no other rule is
+checked, so the answer tells nothing of the declaration's state) and changes nothing.
+
 Matching: cancellations and return requests name their declaration by ``ebpCode`` (and
 ``invtNo`` once customs numbered the inventory); parcels by the waybill (``logisticsNo``, and
 ``logisticsCode`` when given). A parcel serves the oldest waiting request that asks for any
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 
 from services.common.clock import china_stamp
 from services.common.money import ZERO, plain
+from services.common.senders import same_sender, submitter_of
 from services.common.verdict import Failure
 from services.common import codes
 from services.returns import policy
@@ -150,6 +155,24 @@ def _remember(decl: dict, mark: str) -> bool:
     return True
 
 
+def _foreign(decl: dict, doc: dict, head: str) -> Failure | None:
+    """NOT_SUBMITTER when ``doc`` does not come from whoever submitted the declaration's
+    inventory (records without a submitter compare the own sender fields, as order_match does).
+    A declaration learned before submitters were kept names neither and is not checked."""
+    if decl.get("submitter") is None and decl.get("agentCode") is None:
+        return None
+    inventory = {"message": "CEB621", "submitter": decl.get("submitter"), "agentCode": decl.get("agentCode")}
+    if same_sender(inventory, doc):
+        return None
+    return Failure(codes.NOT_SUBMITTER, f"{head}/agentCode", f"declaration {decl['declarationId']} was declared by"
+                                                             f" another enterprise; only its submitter may")
+
+
+def _refused_by_other(decl: dict, doc: dict) -> bool:
+    """True the first time this foreign document is seen (kept apart from the owner's guids)."""
+    return _remember(decl, f"foreign:{submitter_of(doc)}:{doc['guid']}")
+
+
 def _invt_mismatch(decl: dict, doc: dict) -> str | None:
     named = (doc.get("invtNo") or "").strip()
     if decl["invtNo"] and named and named != decl["invtNo"]:
@@ -179,6 +202,9 @@ def take_cancel(bucket: dict, doc: dict, now_ms: int) -> list:
     decl = find(bucket, doc["ebpCode"].strip())
     if decl is None:
         return [Unknown()]
+    foreign = _foreign(decl, doc, "InvtCancel")
+    if foreign is not None:
+        return [CancelRefused(doc, (foreign,))] if _refused_by_other(decl, doc) else []
     if decl["cancelGuid"] == doc["guid"] or not _remember(decl, f"cancel:{doc['guid']}"):
         return []
     failures = []
@@ -249,6 +275,12 @@ def take_refund(bucket: dict, doc: dict, document: dict, now_ms: int, windows: W
     decl = find(bucket, doc["ebpCode"].strip())
     if decl is None:
         return [Unknown()]
+    foreign = _foreign(decl, doc, "InvtRefundHead")
+    if foreign is not None:
+        if not _refused_by_other(decl, doc):
+            return []
+        request = {**new_request(doc, document), "status": REFUSED, "decidedAt": now_ms}  # not kept
+        return [ReturnRefused(decl, request, (foreign,))]
     if any(r["guid"] == doc["guid"] for r in decl["requests"]):
         return []
     request = new_request(doc, document)

@@ -17,8 +17,9 @@ from services.returns import policy
 SORTINGS = ("fit", "unfit")
 
 # The fields of a CEB623/625 that identify it in the receipt answering it.
+# ``submitter``: the receipt goes to whoever sent the document in.
 _RECEIPT_FIELDS = ("message", "guid", "orderNo", "ebpCode", "ebcCode", "agentCode", "copNo", "invtNo",
-                   "logisticsCode", "logisticsNo")
+                   "logisticsCode", "logisticsNo", "submitter")
 
 
 class InputError(ValueError):
@@ -47,6 +48,11 @@ def _gnum(line: dict, where: str) -> int:
     if not isinstance(gnum, int) or isinstance(gnum, bool) or gnum < 1:
         raise InputError(INVALID_FIELD, f"{where}/gnum", "gnum must be a positive whole number")
     return gnum
+
+
+def _optional(record: dict, key: str) -> str | None:
+    value = record.get(key)
+    return value.strip() or None if isinstance(value, str) else None
 
 
 def _app_time(doc: dict, where: str) -> None:
@@ -80,6 +86,7 @@ def declaration_from_verdict(verdict: dict) -> dict:
     return {
         "declarationId": _text(verdict, "declarationId", "Verdict"), "ebpCode": _text(verdict, "ebpCode", "Verdict"),
         "invtNo": (inventory.get("invtNo") or "").strip() or None, "assureCode": assure,
+        "submitter": _optional(inventory, "submitter"), "agentCode": _optional(inventory, "agentCode"),
         "buyerKey": verdict.get("buyerKey"), "quotaYear": verdict.get("quotaYear"),
         "logisticsCode": _text(inventory, "logisticsCode", "inventory"),
         "logisticsNo": _text(inventory, "logisticsNo", "inventory"),
