@@ -68,8 +68,11 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_KAFKA_LINGER_MS", "5", "Milliseconds a worker's producer waits to fill a batch (fewer, larger requests)"),
     Setting("SANDAN_KAFKA_BATCH_BYTES", "262144", "Largest batch a worker's producer sends to one partition, in bytes"),
     Setting("SANDAN_ROCKSDB_MEMORY_MB", "64",
-            "Memory of a worker's table RocksDB (order_match: one per worker; returns: one per partition): half block"
+            "Memory of a worker's table stores (one RocksDB per input partition, sharing this budget): half block"
             " cache, half write buffers (bounds a worker's RSS)"),
+    Setting("SANDAN_STORE_REVOKED_GRACE_SECONDS", "600",
+            "Seconds a worker keeps the store of a partition taken away from it: back within them it is reused"
+            " (checked against the changelog), later it is rebuilt; then the store is deleted"),
     Setting("SANDAN_STREAM_BATCH", "500",
             "Most records order_match and tax_guarantee take from Kafka at once and decide together"),
     Setting("SANDAN_STREAM_BATCH_WAIT_MS", "100",

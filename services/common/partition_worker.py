@@ -12,14 +12,17 @@ machinery cost more CPU than sandan's own work, bench/RESULTS.md). It gives:
   (co-partitioned inputs meet in one worker);
 * SIGTERM/SIGINT flush and exit (0) without committing; a handler that raises makes the worker
   exit (70) before anything of its batch is committed;
-* tables rebuilt from their changelogs for the partitions assigned, before any of their
-  records is handled (``changelog_table``);
+* one table store per input partition, opened, checked and brought up to date from its
+  changelog when the partition is assigned (``changelog_table``), in a task beside the batch
+  loop: a partition's records are paused until its stores are restored, the others keep
+  flowing and the loop keeps polling (the group's deadline); stores of revoked partitions are
+  closed and swept after their grace;
 * ``sandan_consumer_lag`` per owned input partition;
 * a rebalance gone through, not died on: when partitions are taken away, the batch in hand
   is finished, everything it produced is flushed and its offsets committed before the
   callback returns, so the next owner starts where this one stopped; records fetched for a
   partition that has left meanwhile are dropped unhandled (their offsets were not committed,
-  the new owner takes them); partitions assigned are recovered before their first record.
+  the new owner takes them); partitions assigned are restored before their first record.
 """
 from __future__ import annotations
 
@@ -73,8 +76,10 @@ class PartitionWorker:
         self.batch_wait_ms = config.get_int("SANDAN_STREAM_BATCH_WAIT_MS")
         self.producer: AIOKafkaProducer | None = None  # made in ``run``: aiokafka wants a running loop
         self.consumer: AIOKafkaConsumer | None = None
-        self.partitions: frozenset[int] = frozenset()  # input partition numbers this worker owns
-        self._to_recover: set[int] = set()
+        # input partition numbers this worker owns and can handle (stores restored)
+        self.partitions: frozenset[int] = frozenset()
+        self._restoring: asyncio.Task | None = None
+        self._restore_error: BaseException | None = None
         self._done: dict[TopicPartition, int] = {}  # next offset to commit, per input partition
         self._timers: list[tuple[float, Callable[[], Awaitable[None]]]] = []
         # called before each commit, in the batch loop: state a service keeps back (write-behind
@@ -107,13 +112,22 @@ class PartitionWorker:
                 log.info("%s: partitions %s taken away; committing what was handled", self.group,
                          sorted({tp.partition for tp in revoked}))
             await self._commit()
+            await self._stop_restoring()
             self.partitions = frozenset()
+            for table in self.tables:
+                table.release({tp.partition for tp in revoked})
 
     def assigned(self, assigned) -> None:
-        # every partition is recovered: one kept across the rebalance has nothing new to read
-        self.partitions = frozenset(tp.partition for tp in assigned)
-        self._to_recover = set(self.partitions)
-        log.info("%s: partitions %s assigned", self.group, sorted(self.partitions))
+        numbers = frozenset(tp.partition for tp in assigned)
+        log.info("%s: partitions %s assigned", self.group, sorted(numbers))
+        if not self.tables:
+            self.partitions = numbers
+            return
+        # a store kept across the rebalance is checked again: it has nothing or little to read
+        self.partitions = frozenset()
+        if assigned:
+            self.consumer.pause(*assigned)
+        self._restoring = asyncio.ensure_future(self._restore(numbers))
 
     def _producer(self) -> AIOKafkaProducer:
         batch_bytes = config.get_int("SANDAN_KAFKA_BATCH_BYTES")
@@ -142,6 +156,7 @@ class PartitionWorker:
         await self.consumer.start()
         tasks = [asyncio.ensure_future(self._every(interval, step)) for interval, step in self._timers]
         tasks.append(asyncio.ensure_future(self._every(LAG_INTERVAL_S, self._measure_lag)))
+        tasks.append(asyncio.ensure_future(self._every(LAG_INTERVAL_S, self._sweep_stores)))
         log.info("%s: worker %s consuming %s", self.group, self.instance, ", ".join(self.inputs))
         try:
             await self._loop(handle)
@@ -150,6 +165,7 @@ class PartitionWorker:
         finally:
             for task in tasks:
                 task.cancel()
+            await self._stop_restoring()
 
     def _stop(self) -> None:
         self._stopping = True  # nothing is committed from now on
@@ -160,10 +176,9 @@ class PartitionWorker:
         while True:
             fetched = await self.consumer.getmany(timeout_ms=self.batch_wait_ms, max_records=self.batch_size)
             async with self._lock:
-                if self._to_recover:  # before any record of a newly assigned partition is handled
-                    await self._recover()
-                owned = self.consumer.assignment()  # a partition taken away meanwhile is its new owner's
-                fetched = {tp: batch for tp, batch in fetched.items() if tp in owned}
+                if self._restore_error is not None:
+                    raise self._restore_error
+                fetched = await self._ready_records(fetched)
                 records = [r for batch in fetched.values() for r in batch]
                 if records:
                     await handle(records)
@@ -174,10 +189,51 @@ class PartitionWorker:
                     await self._commit()
                     next_commit = time.monotonic() + COMMIT_INTERVAL_S
 
-    async def _recover(self) -> None:
-        partitions, self._to_recover = set(self._to_recover), set()
+    async def _ready_records(self, fetched: dict) -> dict:
+        """The fetched records this worker may handle now. A partition taken away meanwhile is its
+        new owner's; one whose stores are not restored yet (fetched before a rebalance) is read
+        again from there, or from its committed offset if that is earlier."""
+        owned = self.consumer.assignment()
+        ready = {}
+        for tp, batch in fetched.items():
+            if tp not in owned:
+                continue
+            if tp.partition in self.partitions:
+                ready[tp] = batch
+                continue
+            committed = await self.consumer.committed(tp)
+            self.consumer.seek(tp, batch[0].offset if committed is None else min(committed, batch[0].offset))
+        return ready
+
+    async def _restore(self, partitions: frozenset[int]) -> None:
+        """Every table's stores of ``partitions``; each partition is resumed as soon as all are ready."""
+        waiting = {p: len(self.tables) for p in partitions}
+
+        def ready(partition: int) -> None:
+            waiting[partition] -= 1
+            if waiting[partition] == 0:
+                self.partitions = self.partitions | {partition}
+                tps = [tp for tp in self.consumer.assignment() if tp.partition == partition]
+                if tps:
+                    self.consumer.resume(*tps)
+
+        try:
+            await asyncio.gather(*(table.restore(self.bootstrap, partitions, ready) for table in self.tables))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the batch loop raises it: the worker exits and starts again
+            log.error("%s: restoring partitions %s failed: %s", self.group, sorted(partitions), exc)
+            self._restore_error = exc
+
+    async def _stop_restoring(self) -> None:
+        task, self._restoring = self._restoring, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _sweep_stores(self) -> None:
         for table in self.tables:
-            await table.recover(self.bootstrap, partitions)
+            table.sweep()
 
     async def _send_changes(self) -> None:
         for table in self.tables:
