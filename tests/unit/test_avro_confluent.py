@@ -13,6 +13,7 @@ from decimal import Decimal
 import fastavro
 import pytest
 
+from services.common import topics
 from services.common.avro import AvroCodec, WireError, codec, topic_subjects
 from services.common.schema_registry import RegistryError, RegistryUnavailable
 from services.tools.generator import generate
@@ -92,7 +93,7 @@ def test_schemas_go_under_topic_value_subjects_with_backward_and_every_version_o
     registry = MemoryRegistry()
     wire = confluent(registry)
     wire.register("sandan.ceb.Order")
-    subject = "documents.order-value"
+    subject = topics.name("documents.order") + "-value"  # the full topic name, prefix included
     assert topic_subjects("sandan.ceb.Order") == [subject]
     assert registry.compatibility[subject] == "BACKWARD"
     versions = [json.loads(registry.schemas[i])["sandan.version"] for i in registry.versions[subject]]

@@ -77,7 +77,7 @@ def isolated_stack_env(tmp_path) -> dict[str, str]:
     """stack.sh settings pointing at a scratch folder and at ports nothing listens on."""
     env = dict(os.environ, SANDAN_LOCAL_DIR=str(tmp_path / "local"))
     names = ["SANDAN_KAFKA_PORT", "SANDAN_KAFKA_CONTROLLER_PORT", "SANDAN_REDIS_PORT", "SANDAN_PROMETHEUS_PORT",
-             *(setting_of_job(job) for job in JOBS)]
+             "SANDAN_SCHEMA_REGISTRY_PORT", *(setting_of_job(job) for job in JOBS)]
     env.update({name: str(port) for name, port in zip(names, free_ports(len(names)))})
     return env
 
@@ -121,19 +121,20 @@ def test_the_compose_config_scrapes_the_same_jobs_on_the_compose_network(promtoo
 # --------------------------------------------------------------------------- stack.sh and .ci/run
 
 
-def test_status_and_down_cover_prometheus_as_ci_expects(isolated_stack_env):
+def test_status_and_down_cover_prometheus_and_the_registry_as_ci_expects(isolated_stack_env):
     # .ci/run stops what was stopped before it ran: the names it parses from `status` must be
-    # names `down` accepts, Prometheus included.
+    # names `down` accepts, Prometheus and the schema registry included.
     status = run(STACK_SH, "status", env=isolated_stack_env)
     assert status.returncode == 3
-    assert [line.split(":")[0] for line in status.stdout.splitlines()] == ["kafka", "redis", "prometheus"]
+    assert [line.split(":")[0] for line in status.stdout.splitlines()] == ["kafka", "redis", "prometheus", "registry"]
     ci_line = next(line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("started=$("))
     parsed = run("bash", "-c", f'before=$1\n{ci_line}\nprintf "%s" "$started"', "_", status.stdout)
-    assert parsed.stdout.split() == ["kafka", "redis", "prometheus"]
+    assert parsed.stdout.split() == ["kafka", "redis", "prometheus", "registry"]
 
     down = run(STACK_SH, "down", *parsed.stdout.split(), env=isolated_stack_env)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert down.stdout.splitlines() == ["prometheus: not running", "kafka: not running", "redis: not running"]
+    assert down.stdout.splitlines() == ["prometheus: not running", "registry: not running", "kafka: not running",
+                                        "redis: not running"]
 
 
 def test_stack_refuses_an_unknown_service(isolated_stack_env):
