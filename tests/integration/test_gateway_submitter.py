@@ -122,3 +122,64 @@ def test_another_enterprise_cannot_change_or_withdraw_a_pending_document(gateway
     assert {d["guid"]: d["submitter"] for d in stored if d["guid"] in attempts} == {
         order_change["guid"]: INTRUDER, order_withdrawal["guid"]: INTRUDER, payment_change["guid"]: OTHER_PAYER}
     assert all(d["submitter"] for d in stored)
+
+
+def test_another_enterprise_acting_before_the_owners_documents_arrive_changes_nothing(gateway_topics, tmp_path):
+    """The empty-slot side: the intruder's change and withdrawal and a second payment firm's
+    payment reach order_match before the documents they aim at. The withdrawal is NOT_FOUND and
+    does not supersede the owner's order; the changes hold no slot: the owner's originals take
+    theirs and the changes are answered NOT_SUBMITTER. Each declaration is verified on B's amounts."""
+    prefix = gateway_topics
+    changed, withdrawn, repaid = generate(3, fault_share=0, seed=1502)
+    sets = (changed, withdrawn, repaid)
+    owned = [d for s in sets for d in s.documents]
+    tokens = register(tmp_path / "clients.json", ("owner", "enterprise", sender_codes(owned)),
+                      ("intruder", "enterprise", [INTRUDER]), ("payer2", "enterprise", [OTHER_PAYER]))
+    order_change = attempt(changed.order, "2", 11, ebcCode=INTRUDER,
+                           acturalPaid=changed.order["acturalPaid"] + Decimal("100"))
+    order_withdrawal = attempt(withdrawn.order, "3", 12, ebcCode=INTRUDER)
+    payment_change = attempt(repaid.payment, "2", 13, payCode=OTHER_PAYER, amountPaid=Decimal("1.00"))
+
+    worker = Worker("order-match", worker_env(prefix, tmp_path, SANDAN_MATCH_TIMEOUT="600"),
+                    tmp_path / "worker.log").start()
+    try:
+        async def submit_all():
+            async with kafka_gateway(settings(tmp_path)) as gw:
+                async with gw.client(tokens["owner"]) as owner, gw.client(tokens["intruder"]) as intruder, \
+                        gw.client(tokens["payer2"]) as payer2:
+                    # The attempts first (same topic and key as what they aim at, so they come before it) ...
+                    answers = [a async for a in intruder.submit([item(order_change, 1), item(order_withdrawal, 2)])]
+                    answers += [a async for a in payer2.submit([item(payment_change, 3)])]
+                    # ... then every document of the owner.
+                    answers += [a async for a in owner.submit([item(d, n) for n, d in enumerate(owned)])]
+                    assert [a.outcome for a in answers] == [pb.OUTCOME_ACCEPTED] * len(answers), \
+                        [list(a.refused) for a in answers]
+                    wanted = {declaration_id(s.order["ebpCode"], s.order["orderNo"]) for s in sets}
+                    await asyncio.to_thread(wait_for_verdicts, wanted, timeout_s=150, workers=[worker])
+                    time.sleep(2)  # a late second verdict would show up now
+                    return {who: [r async for r in client.receipts(idle_timeout=3)]
+                            for who, client in (("owner", owner), ("intruder", intruder), ("payer2", payer2))}
+
+        receipts = asyncio.run(submit_all())
+    finally:
+        worker.stop()
+
+    verdicts = read_records("declarations.verdicts")
+    assert sorted((v["declarationId"], v["status"]) for v in verdicts) == sorted(
+        (declaration_id(s.order["ebpCode"], s.order["orderNo"]), "verified") for s in sets)
+    for s in sets:
+        [v] = [v for v in verdicts if v["orderNo"] == s.order["orderNo"]]
+        assert v["taxTotal"] == s.order["taxTotal"]
+
+    def answered(records):
+        out = {}
+        for r in records:
+            rec = codec().decode(r.receipt)[1]
+            out[r.document_guid] = (r.return_status, [f["code"] for f in rec["failures"]], rec["receiver"])
+        return out
+
+    assert answered(receipts["intruder"]) == {order_change["guid"]: ("100", ["NOT_SUBMITTER"], INTRUDER),
+                                              order_withdrawal["guid"]: ("100", ["NOT_FOUND"], INTRUDER)}
+    assert answered(receipts["payer2"]) == {payment_change["guid"]: ("100", ["NOT_SUBMITTER"], OTHER_PAYER)}
+    assert {g: status for g, (status, _, _) in answered(receipts["owner"]).items()} == \
+        {d["guid"]: "120" for d in owned}
