@@ -219,6 +219,8 @@ class Gateway(pb_grpc.GatewayServicer):
             except CallError as exc:
                 code = exc.status
                 log.info("%s refused with %s: %s", method, exc.status, exc.message)
+                if context.done() or context.cancelled():  # the client has gone: nobody to answer
+                    raise asyncio.CancelledError from exc
                 await context.abort(grpc.StatusCode[exc.status], exc.message)
         except grpc.aio.AbortError:
             raise
@@ -226,9 +228,11 @@ class Gateway(pb_grpc.GatewayServicer):
             remaining = context.time_remaining()
             code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
             raise
-        except Exception:
+        except Exception as exc:
             code = "INTERNAL"
             log.exception("%s failed", method)
+            if context.done() or context.cancelled():  # the client has gone: nobody to answer
+                raise asyncio.CancelledError from exc
             await context.abort(grpc.StatusCode.INTERNAL, "internal error in the gateway; the call may be retried")
         finally:
             self.metrics.calls.labels(method=method, code=code).inc()
