@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import importlib
 
-from services.common import changelogs, config, kafka_io, metrics, rebalance_guard
+from services.common import changelogs, config, kafka_io, metrics
 
 WORKERS = {
     "order-match": ("services.order_match.app", "SANDAN_ORDER_MATCH_METRICS_PORT"),
@@ -20,23 +20,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import importlib
-
-    import faust
-
+    """Every worker runs on ``services/common/partition_worker.py``; exits 70 when it must be started again."""
     module_name, port_setting = WORKERS[args.name]
     kafka_io.create_topics()  # idempotent; a worker never starts against missing topics
     metrics.serve(config.get_int(port_setting))
-    module = importlib.import_module(module_name)
-    if hasattr(module, "create_worker"):  # on aiokafka alone (services/common/partition_worker.py)
-        worker, handle = module.create_worker()
-        if worker.tables:
-            changelogs.declare_topics({t.topic: config.get_int("SANDAN_TOPIC_PARTITIONS") for t in worker.tables})
-        asyncio.run(worker.run(handle))
-        return 0
-    app = module.create_app()
-    rebalance_guard.install(app)  # exit 75 on a rebalance, 70 on an agent error, no commit on SIGTERM
-    changelogs.declare(app)  # before the consumer takes the topics' metadata
-    worker = faust.Worker(app, loglevel=logging.getLevelName(logging.getLogger().level), quiet=True)
-    worker.execute_from_commandline()
+    worker, handle = importlib.import_module(module_name).create_worker()
+    if worker.tables:  # created and complete before the consumer takes their metadata
+        changelogs.declare_topics({t.topic: config.get_int("SANDAN_TOPIC_PARTITIONS") for t in worker.tables})
+    asyncio.run(worker.run(handle))
     return 0

@@ -38,7 +38,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from services.common import config, streaming
 from services.common.changelog_table import ChangelogTable
-from services.common.rebalance_guard import RebalanceGuard
+from services.common.worker_exit import WorkerExit
 
 log = logging.getLogger("sandan.worker")
 
@@ -64,11 +64,11 @@ class PartitionWorker:
     """``name``: the service (group ``<prefix>sandan-<name>``); ``inputs``: full topic names."""
 
     def __init__(self, name: str, inputs: Sequence[str], *, tables: Sequence[ChangelogTable] = (),
-                 guard: RebalanceGuard | None = None) -> None:
+                 guard: WorkerExit | None = None) -> None:
         self.name = name
         self.inputs = tuple(inputs)
         self.tables = tuple(tables)
-        self.guard = guard or RebalanceGuard()
+        self.guard = guard or WorkerExit()
         self.group = streaming.app_id(name)
         self.instance = streaming.worker_instance_id(self.group)
         self.bootstrap = config.get("SANDAN_KAFKA_BOOTSTRAP")
@@ -145,7 +145,7 @@ class PartitionWorker:
 
     # --- running -------------------------------------------------------------------------------
     async def run(self, handle: Handler) -> None:
-        """Until a signal or an exit of the guard; ``handle`` gets each fetched batch (a list of
+        """Until a signal or an exit (``worker_exit``); ``handle`` gets each fetched batch (a list of
         aiokafka ConsumerRecords, in offset order per partition)."""
         self.producer, self.consumer = self._producer(), self._consumer()
         loop = asyncio.get_running_loop()
@@ -161,7 +161,7 @@ class PartitionWorker:
         try:
             await self._loop(handle)
         except Exception as exc:  # noqa: BLE001 - a bug or an unexpected fault: start again from the commit
-            await self.guard.on_agent_error(self, exc)
+            await self.guard.on_handler_error(self, exc)
         finally:
             for task in tasks:
                 task.cancel()
@@ -267,7 +267,7 @@ class PartitionWorker:
 
     def _check_deliveries(self, delivered: list[asyncio.Future],
                           changes: list[tuple[ChangelogTable, int, asyncio.Future]]) -> None:
-        """After a flush: exits (guard) if Kafka refused any record; notes the changelog offsets."""
+        """After a flush: exits (``worker_exit``) if Kafka refused any record; notes the changelog offsets."""
         for delivery in delivered + [d for _, _, d in changes]:
             if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
                 self.guard.on_output_lost(delivery.exception() if delivery.done() and not delivery.cancelled()

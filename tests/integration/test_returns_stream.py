@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 import sys
 import time
@@ -297,3 +298,100 @@ def test_bad_input_is_dead_lettered_and_the_worker_goes_on(stack, returns_worker
         wait_for("the good declaration after the bad ones",
                  lambda: any(w["orderNo"] == s.order["orderNo"] for w in read_records("returns.waybills")), worker)
     assert {(d["code"], d["field"]) for d in dead} == {("UNDECODABLE", None), ("INVALID_FIELD", "inventory")}
+
+
+def produce(items: list[tuple[str, dict]], *, pause_every: int = 0, pause_s: float = 0.0) -> None:
+    wire = codec()
+    producer = kafka_io.producer()
+    for i, (short, record) in enumerate(items, 1):
+        spec = topics.BY_NAME[short]
+        producer.send(spec.full_name, key=topics.key_of(record, spec), value=wire.encode(SCHEMA[short], record))
+        if pause_every and i % pause_every == 0:
+            producer.flush()
+            time.sleep(pause_s)
+    producer.flush()
+    producer.close()
+
+
+def test_a_worker_killed_mid_stream_loses_and_repeats_no_effect(stack, topic_prefix, tmp_path):
+    """kill -9 twice under load (once while declarations clear and are cancelled, once while
+    returns complete), each time restarted on the same state folder: every cancellation and
+    return ends with its answer, each void command id names its amount once, and the quota
+    comes back exactly."""
+    prefix = f"{topic_prefix}retkill-"
+    namespace = f"sandan:{prefix}"
+    sets = generate(240, buyers=240, fault_share=0, seed=31)
+    cancelled, returned = sets[::2], sets[1::2]
+    released = NOW - 10 * DAY_MS
+    env = worker_env(prefix, tmp_path, SANDAN_RETURNS_TICK_SECONDS="1", SANDAN_RETURNS_METRICS_PORT="0",
+                     SANDAN_STORE="rocksdb://")
+    first = [("declarations.cleared", cleared(s, released - DAY_MS)) for s in sets]
+    first += [("documents.cancel", cancel(s, f"C-{s.order['orderNo']}")) for s in cancelled]
+    first += [("customs.reports", report(s, released)) for s in returned]
+    second = [("documents.refund", refund(s, f"R-{s.order['orderNo']}",
+                                          [(line["gnum"], line["qty"]) for line in s.inventory["lines"]]))
+              for s in returned]
+    second += [("warehouse.arrivals", arrival_record(logistics_no=s.inventory["logisticsNo"], sorting="fit",
+                                                     arrived_at=NOW, warehouse_code=WAREHOUSE,
+                                                     arrival_id=f"A-{s.order['orderNo']}")) for s in returned]
+    random.Random(5).shuffle(first)  # topics are read in no order relative to each other anyway
+    random.Random(6).shuffle(second)
+    want_cancel = {(f"C-{s.order['orderNo']}", "CEB624") for s in cancelled}
+    want_return = {(f"R-{s.order['orderNo']}", "CEB626") for s in returned}
+
+    def final(wanted: set, status: str):
+        return lambda: all(status in answers().get(key, ()) for key in wanted)
+
+    workers = []
+
+    def start(n: int):
+        workers.append(Worker("returns", env, tmp_path / f"returns{n}.log").start())
+        return workers[-1]
+
+    with with_prefix(prefix):
+        kafka_io.create_topics()
+        _reserve(stack.redis_url, namespace, sets)
+        try:
+            worker = start(1)
+            produce(first[: len(first) // 3])
+            wait_for("the first answers", lambda: at_least(5, read_records("receipts")), worker, 60)
+            produce(first[len(first) // 3:], pause_every=100, pause_s=0.1)
+            worker.kill()
+            worker = start(2)
+            wait_for("every cancellation and release", lambda: final(want_cancel, "399")() and len(
+                {w["orderNo"] for w in read_records("returns.waybills") if w["releasedAt"]}) == len(returned),
+                     worker, 120)
+            produce(second[: len(second) // 3])
+            wait_for("the first return answers", lambda: any(key[1] == "CEB626" for key in answers()), worker, 60)
+            produce(second[len(second) // 3:], pause_every=60, pause_s=0.1)
+            worker.kill()
+            worker = start(3)
+            wait_for("every return completed", final(want_return, "399"), worker, 120)
+            time.sleep(2)  # a late copy of anything would show up now
+            commands, receipts, dead = (read_records("guarantee.commands"), read_records("receipts"),
+                                        read_records("deadletter"))
+            statuses = answers()
+        finally:
+            for w in workers:
+                w.stop()
+
+    assert dead == []
+    by_id: dict[str, set] = {}
+    for c in commands:
+        by_id.setdefault(c["commandId"], set()).add((c["declarationId"], c["amount"]))
+    assert set(by_id) == ({f"void:C-{s.order['orderNo']}" for s in cancelled}
+                          | {f"void:return:R-{s.order['orderNo']}" for s in returned})
+    assert all(len(v) == 1 for v in by_id.values()), "a command id was sent with two meanings"
+    voided: dict[str, Decimal] = Counter()
+    for (decl, amount), in by_id.values():
+        voided[decl] += amount
+    assert voided == {decl_id(s): s.order["taxTotal"] for s in sets}
+    assert all(statuses[key] and set(statuses[key]) == {"399"} for key in want_cancel)
+    assert all(set(statuses[key]) == {"120", "399"} for key in want_return)
+    by_guid: dict[str, list] = {}
+    for r in receipts:
+        by_guid.setdefault(r["guid"], []).append({k: v for k, v in r.items() if k != "returnTime"})
+    assert all(all(copy == copies[0] for copy in copies) for copies in by_guid.values()), \
+        "a receipt guid was sent with two decisions"
+    for s in sets:
+        assert _held(stack.redis_url, namespace, s) == 0, f"quota of {decl_id(s)} not given back exactly once"

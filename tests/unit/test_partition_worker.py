@@ -10,7 +10,7 @@ from aiokafka import TopicPartition
 
 from services.common.changelog_table import ChangelogTable
 from services.common.partition_worker import PartitionWorker
-from services.common.rebalance_guard import CRASHED, RebalanceGuard
+from services.common.worker_exit import CRASHED, WorkerExit
 
 
 class Exited(Exception):
@@ -54,7 +54,7 @@ def worker(tmp_path, fail: bool) -> tuple[PartitionWorker, list[int], ChangelogT
         raise Exited
 
     table = ChangelogTable("t-changelog", tmp_path / "t")
-    w = PartitionWorker("unit", ["in"], tables=[table], guard=RebalanceGuard(exit_process))
+    w = PartitionWorker("unit", ["in"], tables=[table], guard=WorkerExit(exit_process))
     w.producer, w.consumer = FakeProducer(fail), FakeConsumer()
     return w, codes, table
 
