@@ -161,17 +161,20 @@ class ChangelogTable:
     def get(self, key: bytes, partition: int | None = None) -> bytes | None:
         """``partition`` if the caller knows it; else every open partition is looked at (a key
         lives in one partition)."""
-        parts: Iterable[int] = (partition,) if partition is not None else self._partitions()
-        for p in parts:
-            for overlay in (self._unsent.get(p), self._sent.get(p)):
-                if overlay is not None and key in overlay:
-                    return overlay[key]
-        for p in parts:
-            store = self._stores.get(p)
-            if store is not None:
-                value = store.get(key)
-                if value is not None:
-                    return value
+        if partition is not None:
+            overlays = [o for o in (self._unsent.get(partition), self._sent.get(partition)) if o is not None]
+            store = self._stores.get(partition)
+            stores = [store] if store is not None else []
+        else:  # the dicts themselves, not copies: this is on the path of every bucket read
+            overlays = [*self._unsent.values(), *self._sent.values()]
+            stores = self._stores.values()
+        for overlay in overlays:  # written later than what the stores hold
+            if key in overlay:
+                return overlay[key]
+        for store in stores:
+            value = store.get(key)
+            if value is not None:
+                return value
         return None
 
     def put(self, partition: int, key: bytes, value: bytes) -> None:
