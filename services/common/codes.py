@@ -98,7 +98,7 @@ _ALL = (
     Code(NOT_FOUND, "an appType 3 withdrawal of a document that was never declared"),
     Code(SUPERSEDED, "a document that arrived after a change or withdrawal that comes after it (appTime, then appType)"),
     Code(APP_TIME, "appTime more than SANDAN_APP_TIME_SKEW later than the document's arrival, or not a real instant"),
-    Code(NOT_SUBMITTER, "an appType 2 change or 3 withdrawal from another enterprise than the submitter of the document it changes"),
+    Code(NOT_SUBMITTER, "a change or withdrawal (appType 2/3), cancellation or return request from another enterprise than the submitter of the document it concerns"),
     Code(AMOUNT_RANGE, "a computed amount (taxable value, tax) beyond what a record carries (±92,233,720,368,547.75807 CNY)"),
     Code(GUARANTEE_UNKNOWN, "no tax guarantee account for the assureCode"),
     Code(GUARANTEE_INACTIVE, "the tax guarantee is expired or frozen"),
