@@ -132,7 +132,9 @@ class ChangelogTable:
         self._revoked: dict[int, float] = {}  # partition -> when its store was closed (deleted after the grace)
         self._kept: dict[int, _MemoryStore] = {}  # memory stores closed, within the grace
         self.restoring: set[int] = set()  # partitions whose store is being rebuilt (``items`` leaves them out)
-        self.recoveries = 0  # how many times rows came from the changelog (readers' memos are stale then)
+        # how many times a partition's rows came from the changelog or were wiped (readers' memos
+        # are stale then); counted as each partition becomes ready, not per chunk
+        self.recoveries = 0
         if folder is None:
             return
         folder.mkdir(parents=True, exist_ok=True)
@@ -321,6 +323,7 @@ class ChangelogTable:
                     log.warning("%s: store of partition %d holds offset %d, the changelog %d..%d: rebuilt",
                                 self.topic, p, store.offset, starts[tp], ends[tp] - 1)
                     store = self._stores[p] = self._wipe(p, store)
+                    self.recoveries += 1
                 self._written[p] = max(self._written.get(p, -1), store.offset)
                 if store.offset + 1 < ends[tp]:
                     consumer.seek(tp, store.offset + 1)
@@ -333,7 +336,6 @@ class ChangelogTable:
                 for tp, records in batch.items():
                     if not records:
                         continue
-                    self.recoveries += 1
                     rows: dict[bytes, bytes | None] = {}
                     for r in records:
                         rows[r.key] = r.value
@@ -343,6 +345,7 @@ class ChangelogTable:
                 for tp in list(todo):
                     if await consumer.position(tp) >= todo[tp]:
                         del todo[tp]
+                        self.recoveries += 1  # once per partition, as it becomes readable
                         self._ready(tps[tp], ready)
                 if time.monotonic() >= next_report:
                     log.info("%s: %d changelog records applied, %d partitions to go", self.topic, applied, len(todo))

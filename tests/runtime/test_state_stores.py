@@ -70,6 +70,7 @@ def test_a_deleted_store_folder_is_rebuilt_from_the_changelog_and_only_that_part
     again = ChangelogTable(topic, tmp_path / "w")
     assert asyncio.run(again.restore(kafka_io.bootstrap(), {0, 1})) == 20, "partition 1 was whole"
     assert _rows(again) == EXPECTED
+    assert again.recoveries == 1, "readers' memos are told once, for the one partition rebuilt"
     again.close()
 
 
