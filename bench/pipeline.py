@@ -34,7 +34,7 @@ from pathlib import Path
 
 from services.common import config, kafka_io
 from services.tools import runs
-from services.common.rebalance_guard import RESTART
+from services.common.worker_exit import CRASHED
 from services.demo import parties as parties_mod
 from services.demo.processes import ServiceProcess, service_env
 from services.demo.runner import free_port, percentile, wait_serving
@@ -72,7 +72,7 @@ def services_of(plan: Plan, env: dict) -> list[ServiceProcess]:
 
 
 class Supervisor:
-    """Starts a worker again when it exits asking for it (RESTART: it left a rebalance), as
+    """Starts a worker again when it exits asking for it (70: a handler failed or an output was lost), as
     docker compose or systemd do in production; any other exit ends the benchmark. Counts the
     CPU time of every process a service had while measuring, restarted ones included."""
 
@@ -84,10 +84,10 @@ class Supervisor:
     def check(self) -> None:
         for service in self.services:
             if not service.alive():
-                if service.proc.returncode != RESTART:
+                if service.proc.returncode != CRASHED:
                     raise SystemExit(f"bench: {service.name} stopped (exit {service.proc.returncode});"
                                      f" see {service.log}")
-                say(f"  {service.name} left a rebalance; starting it again")
+                say(f"  {service.name} exited 70; starting it again")
                 service.start()
                 self.restarts += 1
                 self.last_restart = time.monotonic()

@@ -4,8 +4,8 @@
     python /app/deploy/healthcheck.py grpc 127.0.0.1:50051    # gRPC health says SERVING
 
 Exit status 0 means healthy, 1 not (docker reserves 2) (with the reason on stderr, which docker keeps in
-``docker inspect``). A worker serves /metrics once its topics exist, just before its faust
-app starts; the gateway reports SERVING once its gRPC server is up. The gRPC probe speaks
+``docker inspect``). A worker serves /metrics once its topics exist, just before it joins
+its consumer group; the gateway reports SERVING once its gRPC server is up. The gRPC probe speaks
 plaintext, so it fits the compose gateway, which listens on loopback inside its container.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ import sys
 
 from services.common import config
 
-# Subcommand modules, imported lazily so `sandan ceb parse` does not pay for faust or grpc.
+# Subcommand modules, imported lazily so `sandan ceb parse` does not pay for Kafka clients or grpc.
 _MODULES = ["ceb", "topics", "publish", "generate", "check", "worker", "demo", "settings", "guarantee", "gateway",
             "returns", "quota"]
 

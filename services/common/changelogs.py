@@ -1,11 +1,8 @@
 """A worker's table changelog topics, created before it starts and visible with all partitions.
 
-faust creates a table's changelog topic while the worker starts, and its consumer may take
-the topic's metadata in the instant a new topic has no partitions yet; the table's first
-write then fails with ``PartitionsMismatch`` ("the changelog topic has 0 partitions") and
-crashes the agent (seen by the fault suite on a first start of the returns worker). Creating
-the topics beforehand, as ``kafka_io.create_topics`` does for the declared ones, and waiting
-until every partition is there, takes that instant away.
+A consumer may take a new topic's metadata in the instant it has no partitions yet; creating
+the changelog topics beforehand, as ``kafka_io.create_topics`` does for the declared ones,
+and waiting until every partition has a leader takes that instant away.
 """
 from __future__ import annotations
 
@@ -19,18 +16,8 @@ from services.common import kafka_io
 WAIT_S = 30.0
 
 
-def changelog_topics(app) -> dict[str, int]:
-    """Changelog topic name -> partitions, of every table of a faust app."""
-    return {table.changelog_topic_name: table.partitions or app.conf.topic_partitions for table in app.tables.values()}
-
-
-def declare(app) -> list[str]:
-    """Create the faust app's missing changelog topics and wait for them (``declare_topics``)."""
-    return declare_topics(changelog_topics(app))
-
-
 def declare_topics(wanted: dict[str, int]) -> list[str]:
-    """Create the missing changelog topics (name -> partitions; compacted, as faust makes them)
+    """Create the missing changelog topics (name -> partitions; compacted)
     and wait until every partition has a leader; returns the names created."""
     admin = kafka_io.admin()
     try:

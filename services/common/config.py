@@ -55,7 +55,7 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_MATCH_RETENTION", "2592000", "Seconds a decided orderNo is remembered (DUPLICATE/LOCKED checks)"),
     Setting("SANDAN_MATCH_REPLAY_WINDOW", "3600", "Seconds a verified declaration's documents are kept so a crash replay can re-emit its verdict"),
     Setting("SANDAN_FETCH_MAX_WAIT_MS", "100",
-            "Longest a stream worker's fetch waits at the broker for new records (faust's own, for returns: 1500 ms)"),
+            "Longest a stream worker's fetch waits at the broker for new records"),
     Setting("SANDAN_MATCH_IDLE_SECONDS", "5",
             "Seconds a document topic partition may have nothing to read before order_match takes it as caught up"
             " (expiry follows the documents' arrival times while the worker reads a backlog)"),
@@ -74,7 +74,7 @@ SETTINGS: list[Setting] = [
             "Seconds a worker keeps the store of a partition taken away from it: back within them it is reused"
             " (checked against the changelog), later it is rebuilt; then the store is deleted"),
     Setting("SANDAN_STREAM_BATCH", "500",
-            "Most records order_match and tax_guarantee take from Kafka at once and decide together"),
+            "Most records a stream worker takes from Kafka at once and handles together"),
     Setting("SANDAN_STREAM_BATCH_WAIT_MS", "100",
             "Milliseconds a worker waits to fill a batch before it works on what it has"),
     Setting("SANDAN_GUARANTEE_THRESHOLDS", "80,95",

@@ -1,7 +1,7 @@
 """The return state of one orderNo: release, cancellation, return requests, parcels, expiry.
 
-Pure: no faust, Kafka or Redis. The stream worker keeps one *bucket* per ``orderNo`` (the key
-of every topic this state is fed from) in a faust table. A bucket holds each cleared
+Pure: no Kafka or Redis. The stream worker keeps one *bucket* per ``orderNo`` (the key
+of every topic this state is fed from) in a changelog table. A bucket holds each cleared
 declaration ``(ebpCode, orderNo)`` of that order number as a summary (lines, tax, taxable
 value, buyer key, release time) with its cancellation, its return requests and the returned
 parcels no request has claimed yet.

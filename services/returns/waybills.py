@@ -9,7 +9,7 @@ waybill number. A parcel whose link is known is re-published keyed by its orderN
 (``returns.arrivals``), so the partition owning the order's return state takes it; one that
 comes before its link is held until the link comes or the hold runs out.
 
-Pure: no faust, Kafka or Redis; an entry is the ``sandan.ReturnsWaybill`` record.
+Pure: no Kafka or Redis; an entry is the ``sandan.ReturnsWaybill`` record.
 """
 from __future__ import annotations
 

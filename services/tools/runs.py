@@ -78,8 +78,7 @@ def forget(prefix: str, run_dir: Path | None = None) -> dict[str, int]:
     topics = delete_topics(topics_with_prefix(prefix))
     keys = delete_redis_keys(prefix)
     if run_dir is not None:
-        for folder in ("faust", "state"):  # faust's (returns) and partition_worker's tables
-            shutil.rmtree(run_dir / folder, ignore_errors=True)
+        shutil.rmtree(run_dir / "state", ignore_errors=True)  # the workers' tables
     return {"topics": topics, "redis_keys": keys}
 
 

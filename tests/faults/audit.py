@@ -27,7 +27,7 @@ from pathlib import Path
 
 ZERO = Decimal(0)
 FINAL = ("399", "100")
-CRASH_MARK = "Crashed reason="  # what faust (mode) logs when a service or agent dies
+CRASH_MARK = "CRITICAL sandan.worker:"  # what a worker logs before it exits 70 (services/common/worker_exit.py)
 
 
 @dataclass
@@ -47,11 +47,11 @@ class Evidence:
     entered_at: dict[str, int]   # declaration -> first document acknowledged (ms)
     left_at: dict[str, int]      # declaration -> refused, rejected or delivered (ms)
     faults: list[tuple[str, int]]
-    crashed: list[str]           # exits of processes nobody stopped (rebalance restarts aside)
+    crashed: list[str]           # exits of processes nobody stopped
     logs: list[Path]
     reconnects: int = 0
     refused_items: list[str] = field(default_factory=list)
-    restarts: dict[str, int] = field(default_factory=dict)  # exits asking to be started again (rebalance_guard)
+    restarts: dict[str, int] = field(default_factory=dict)  # exits asking to be started again (70, worker_exit)
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -63,7 +63,7 @@ class Evidence:
         return (f"{len(self.submitted)} declarations, {len({v['declarationId'] for v in self.cleared})} cleared, "
                 f"{len({v['declarationId'] for v in self.refused})} refused by the guarantee, {done['cancel']} "
                 f"cancelled, {done['return']} returned; {self.reconnects} gateway reconnects, "
-                f"{sum(self.restarts.values())} worker restarts (rebalance or agent error)")
+                f"{sum(self.restarts.values())} worker restarts (handler error or lost output)")
 
 
 @dataclass

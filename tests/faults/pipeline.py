@@ -36,7 +36,7 @@ from services.common.avro import codec
 from services.common.ceb.writer import write_message
 from services.common.clock import now_ms
 from services.tools.generator import WAREHOUSES
-from services.common.rebalance_guard import CRASHED, RESTART
+from services.common.worker_exit import CRASHED
 from services.demo import parties, returns_stage, runner
 from services.demo.processes import ServiceProcess, service_env
 from services.gateway.client import Credentials, GatewayClient, xml_item
@@ -93,7 +93,7 @@ class Services:
         self.down: set[str] = set()     # stopped or killed by the test, on purpose
         self.crashes: list[str] = []    # every exit that was neither asked for nor a rebalance restart
         self.dead: set[str] = set()      # exited for good
-        self.restarts: dict[str, int] = {}  # exits asking for a restart (rebalance_guard), as a supervisor sees them
+        self.restarts: dict[str, int] = {}  # exits asking for a restart (worker_exit's 70), as a supervisor sees them
 
     def start_all(self) -> None:
         for proc in self.procs.values():
@@ -112,15 +112,14 @@ class Services:
         self.down.discard(name)
 
     def check(self) -> None:
-        """Play the supervisor: start again a worker that exited on a rebalance or an agent error
-        (the latter is also a crash); any other death is a crash and stays dead."""
+        """Play the supervisor: start again a worker that exited with 70 (a handler failed, or Kafka
+        refused an output), which is also a crash; any other death is a crash and stays dead."""
         for name, proc in self.procs.items():
             if name in self.down or name in self.dead or proc.alive():
                 continue
             code = proc.proc.returncode
-            if code != RESTART:
-                self.crashes.append(f"{name} exited with {code} without being stopped")
-            if code in (RESTART, CRASHED):
+            self.crashes.append(f"{name} exited with {code} without being stopped")
+            if code == CRASHED:
                 self.restarts[name] = self.restarts.get(name, 0) + 1
                 proc.start()
             else:

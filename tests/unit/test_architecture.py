@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("order_match", "tax_guarantee", "returns", "gateway")
 TOOLS = ("demo", "cli", "tools")
-IO_LIBRARIES = ("aiokafka", "kafka", "redis", "grpc", "grpc_health", "grpc_reflection", "rocksdict", "faust")
+IO_LIBRARIES = ("aiokafka", "kafka", "redis", "grpc", "grpc_health", "grpc_reflection", "rocksdict")
 PURE = (
     "services.common.money", "services.common.timefields", "services.common.customs_numbers",
     "services.common.codes", "services.common.verdict", "services.common.receipts", "services.common.rates",

@@ -213,7 +213,7 @@ def exported_series() -> set[str]:
     """Every series name the services can export, from the metric declarations in services/.
 
     Read from the source rather than a registry: some metrics are created only when their
-    worker starts (sandan_consumer_lag needs a faust app).
+    worker starts (sandan_consumer_lag needs a running worker).
     """
     names = set(BUILT_IN_METRICS)
     for path in (ROOT / "services").rglob("*.py"):
