@@ -53,6 +53,7 @@ CANCEL_REASON = "CANCEL_REASON"
 CANCEL_REPEATED = "CANCEL_REPEATED"
 APP_TYPE = "APP_TYPE"
 NOT_VERIFIED = "NOT_VERIFIED"
+WAYBILL_UNKNOWN = "WAYBILL_UNKNOWN"
 # Guarantee account commands and tax-bill credits
 INVALID_FIELD = "INVALID_FIELD"
 INVALID_AMOUNT = "INVALID_AMOUNT"
@@ -115,6 +116,7 @@ _ALL = (
     Code(CANCEL_REPEATED, "the declaration was already cancelled by another CEB623"),
     Code(APP_TYPE, "only new (appType 1) cancellations and return requests are taken"),
     Code(NOT_VERIFIED, "a cleared-declarations record that is not a verified declaration"),
+    Code(WAYBILL_UNKNOWN, "a waybill sign-for status (CEB513) for a waybill no cleared declaration names"),
     Code(INVALID_FIELD, "a field the command or input needs is missing or malformed"),
     Code(INVALID_AMOUNT, "an amount that is zero or negative where it must be positive"),
     Code(UNKNOWN_ACTION, "a guarantee command with an action sandan does not know"),

@@ -139,3 +139,28 @@ def _wait_receipts(cancels: set[str], requests: set[str], *, on_accepted, timeou
     finally:
         tail.close()
     return status
+
+
+def sign_for(s) -> dict:
+    """A CEB513: the carrier reports the parcel of set ``s`` signed for by the buyer."""
+    stamp = datetime.fromtimestamp(now_ms() // 1000, CHINA).strftime("%Y%m%d%H%M%S")
+    waybill = s.logistics
+    return {"message": "CEB513", "guid": str(uuid.uuid4()).upper(), "appType": "1", "appTime": stamp,
+            "appStatus": "2", "logisticsCode": waybill["logisticsCode"], "logisticsName": waybill["logisticsName"],
+            "logisticsNo": waybill["logisticsNo"], "logisticsStatus": "S", "logisticsTime": stamp}
+
+
+async def signed_for(sets, credentials, cleared: dict, say, n: int = 5) -> int:
+    """The carriers of ``n`` cleared declarations send their sign-for status through the gateway
+    (answered with CEB514 receipts); how many were sent."""
+    chosen = [s for s in sets if declaration_id(s.order["ebpCode"], s.order["orderNo"]) in cleared][:n]
+    if not chosen:
+        return 0
+    async with GatewayClient(credentials) as gw:
+        answers = [a async for a in gw.submit(iter([xml_item(write_message("CEB513", [sign_for(s) for s in chosen]),
+                                                             "sign-for")]))]
+    refused = [r.return_info for a in answers for r in a.refused]
+    if refused:
+        raise SystemExit(f"sandan demo: the gateway refused sign-for statuses: {refused}")
+    say(f"  carriers reported {len(chosen)} parcels signed for (CEB513) through the gateway")
+    return len(chosen)

@@ -178,12 +178,13 @@ async def _run(plan: DemoPlan, out) -> dict:
         flow = await asyncio.to_thread(wait_for_flow, set(expected), desk, services, plan.wait_s)
         before = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
         returned = await returns_stage.run(after_sales, parties, env, say, flow.cleared)
+        signed = await returns_stage.signed_for(sets, parties, flow.cleared, say)
         settled = settle(short, flow, env)
         # a tax bill per cleared declaration, a status change per settled bill and per bill voided in
-        # full, a warehouse receipt per returned parcel
+        # full, a warehouse receipt per returned parcel, a sign-for receipt per CEB513
         await receipts_desk.settle({"CEB816": len(flow.cleared), "CEB818": len(settled) + returned["cancelled"]
                                     + returned["returns_completed"], "CEB712": len(after_sales.returns)
-                                    + len(after_sales.unfit)})
+                                    + len(after_sales.unfit), "CEB514": signed})
         after = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
         scraped = {setting: scrape.scrape(port) for setting, port in ports.items()}
         say(metrics_summary(scraped, ports, flow))

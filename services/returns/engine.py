@@ -36,13 +36,14 @@ from services.returns.policy import Windows
 
 BUCKET_SOURCES = ("declarations.cleared", "customs.reports", "documents.cancel", "documents.refund",
                   "returns.arrivals")
-WAYBILL_SOURCES = ("warehouse.arrivals", "returns.waybills")
+WAYBILL_SOURCES = ("warehouse.arrivals", "returns.waybills", "documents.logistics_status")
 DELIVERY_SOURCE = "documents.delivery"
 SCHEMA_OF_SOURCE = {
     "declarations.cleared": "sandan.Verdict", "customs.reports": "sandan.CustomsReport",
     "documents.cancel": "sandan.ceb.InvtCancel", "documents.refund": "sandan.ceb.InvtRefund",
     "returns.arrivals": "sandan.WarehouseArrival", "warehouse.arrivals": "sandan.WarehouseArrival",
     "returns.waybills": "sandan.WaybillLink", "documents.delivery": "sandan.ceb.Delivery",
+    "documents.logistics_status": "sandan.ceb.LogisticsStatus",
 }
 _ID_FIELD = {"customs.reports": "reportId", "documents.cancel": "guid", "documents.refund": "guid",
              "returns.arrivals": "arrivalId"}
@@ -247,6 +248,8 @@ class ReturnsEngine:
             for held, order_no in waybills.learn_link(entry, record):
                 step.add(records.routed_arrival(self.wire.decode(held["payload"])[1], order_no))
             return step
+        if source == "documents.logistics_status":
+            return self._signed_for(entry, record, now_ms)
         if source != "warehouse.arrivals":
             raise ValueError(f"{source} is not an input of a waybill entry")
         parcel = inputs.parcel_from_arrival(record)
@@ -262,6 +265,24 @@ class ReturnsEngine:
             waybills.hold(entry, parcel["arrivalId"], parcel["logisticsCode"], payload,
                           now_ms + self.settings.hold_ms)
         return step
+
+    @staticmethod
+    def _signed_for(entry: dict, doc: dict, now_ms: int) -> Step:
+        """A CEB513 sign-for status, answered by a CEB514 to its sender: concluded (399) for the
+        waybill of a cleared declaration, refused (100, WAYBILL_UNKNOWN) for any other. It
+        changes no state: the release clock starts at customs' release, not at signing."""
+        logistics_no = (doc.get("logisticsNo") or "").strip()
+        try:
+            order_no = waybills.resolve(entry, (doc.get("logisticsCode") or "").strip())
+        except waybills.Ambiguous:
+            order_no = None
+        if order_no:
+            info = f"sign-for status {doc.get('logisticsStatus')} recorded for waybill {logistics_no}"
+            return Step(outputs=[o for o in (records.receipt_output(doc, "signed", records.CONCLUDED, info, (),
+                                                                    now_ms),) if o is not None])
+        failure = Failure(codes.WAYBILL_UNKNOWN, "LogisticsStatus/logisticsNo",
+                          f"no cleared declaration names waybill {logistics_no} of this carrier")
+        return Step(outputs=[o for o in (records.refusal_output(doc, (failure,), now_ms),) if o is not None])
 
     def expire_waybill(self, entry: dict, now_ms: int) -> Step:
         step = Step()
