@@ -162,7 +162,7 @@ class ReturnsWorker:
             await self.reject(msg, short, "PROCESSING_ERROR", None, f"{type(exc).__name__}: {exc}", guid)
             return
         await self.run(step, encoded)
-        if value is not None:
+        if value is not None and packed != self.stored(kind, key):  # a repeated input writes no changelog record
             self.keep(kind, key, value, packed, msg.partition, before)
         self.m.inputs.labels(source=short, outcome="processed").inc()
 

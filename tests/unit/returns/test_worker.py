@@ -76,3 +76,12 @@ def test_a_batch_whose_output_kafka_refused_keeps_no_state(returns):
         asyncio.run(returns.handle([cleared_record()]))
     assert table.get(ORDER.encode()) is None and table.changes() == []
     assert returns.changed == {}
+
+
+def test_an_input_that_changes_nothing_writes_no_changelog_record(returns):
+    table = returns.tables[app.BUCKETS]
+    returns.worker.producer = FakeProducer(table, fail=False)
+    asyncio.run(returns.handle([cleared_record()]))
+    assert len(table.changes()) == 1
+    asyncio.run(returns.handle([cleared_record()]))  # delivered again (a restart before the commit)
+    assert table.changes() == []
