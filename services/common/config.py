@@ -107,6 +107,8 @@ SETTINGS: list[Setting] = [
             "Open Receipts/Subscribe/SubscribeBatches streams one client may hold (more: RESOURCE_EXHAUSTED)"),
     Setting("SANDAN_GATEWAY_REPORT_SKEW_SECONDS", "300",
             "How far in the future a reported decision time may be (clock skew) before the report is refused"),
+    Setting("SANDAN_GATEWAY_DEADLETTER_POLL_SECONDS", "15",
+            "How often the gateway reads the deadletter topic's size for sandan_deadletter_topic_records"),
     Setting("SANDAN_GATEWAY_REPORT_WINDOW_DAYS", "30",
             "Days a delivered declaration stays reportable (the gateway's index of deliveries expires after it)"),
     Setting("SANDAN_GATEWAY_ADDRESS", "127.0.0.1:50051", "Client side: gateway address for `sandan gateway` commands"),

@@ -17,11 +17,12 @@ import grpc
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError as AioKafkaError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from kafka import KafkaConsumer
 from kafka.errors import KafkaError as SyncKafkaError
 
 from services.common import config, kafka_io
 from services.common import metrics as common_metrics
-from services.gateway import metrics, reflection
+from services.gateway import deadletter_watch, metrics, reflection
 from services.gateway.client_registry import ClientRegistry
 from services.gateway.delivered import DeliveredIndex, RedisDelivered
 from services.gateway.fanout import FanoutReader
@@ -205,7 +206,11 @@ async def serve(settings: ServerSettings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        watcher = asyncio.create_task(deadletter_watch.watch(
+            lambda: KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, client_id="sandan-deadletter-watch"),
+            config.get_int("SANDAN_GATEWAY_DEADLETTER_POLL_SECONDS"), stop))
         await stop.wait()
+        await watcher
         log.info("gateway stopping: finishing in-flight calls (up to %d s)", settings.grace)
         await server.stop()
     finally:

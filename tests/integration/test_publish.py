@@ -71,3 +71,37 @@ def test_publish_stamps_the_publishers_code_as_submitter(stack, topic_prefix, tm
     with with_prefix(prefix):
         orders = read_records("documents.order")
     assert [o["submitter"] for o in orders] == ["3301999999", "3301999999"]
+
+
+def test_dead_letters_of_sandan_publish_move_the_gauge_the_dead_letter_alert_reads(stack, topic_prefix, tmp_path):
+    """`sandan publish` is never scraped: the gateway's watch of the deadletter topic counts for it."""
+    import asyncio
+
+    from kafka import KafkaConsumer
+
+    from services.common import kafka_io
+    from services.gateway import deadletter_watch
+
+    prefix = f"{topic_prefix}dlw-"
+    (tmp_path / "notes.xml").write_text("this is not XML", encoding="utf-8")
+    assert run_cli("topics", "create", prefix=prefix).returncode == 0
+
+    def watched() -> float:
+        async def one_round():
+            stop = asyncio.Event()
+            factory = lambda: KafkaConsumer(bootstrap_servers=kafka_io.bootstrap(), group_id=None)  # noqa: E731
+            task = asyncio.create_task(deadletter_watch.watch(factory, 0.05, stop))
+            await asyncio.sleep(0)
+            while deadletter_watch.gauge()._value.get() == marker:  # until the round has set it
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+        marker = -1.0
+        deadletter_watch.gauge().set(marker)
+        with with_prefix(prefix):
+            asyncio.run(one_round())
+        return deadletter_watch.gauge()._value.get()
+
+    before = watched()
+    assert run_cli("publish", str(tmp_path), prefix=prefix).returncode == 0
+    assert watched() == before + 1
