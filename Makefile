@@ -12,6 +12,12 @@ PYTEST_ARGS ?= -q
 # `make down SERVICES=kafka` stops only Kafka, `make up SERVICES=prometheus` starts only
 # Prometheus; empty means all of kafka, redis and prometheus.
 SERVICES ?=
+# `make up KAFKA_NODES=3` starts three Kafka nodes instead of one (README, "Three brokers");
+# give it to down/status/reset too, or export SANDAN_KAFKA_NODES.
+KAFKA_NODES ?=
+ifneq ($(KAFKA_NODES),)
+export SANDAN_KAFKA_NODES := $(KAFKA_NODES)
+endif
 
 .DEFAULT_GOAL := help
 .PHONY: help venv proto setup up down status reset test demo clean test-faults
@@ -21,6 +27,7 @@ help:
 	@echo "make proto    (re)build the gateway's gRPC code from schemas/proto (venv does it when stale)"
 	@echo "make setup    venv + Kafka jars + redis-server + prometheus (with promtool)"
 	@echo "make up       start Kafka, Redis and Prometheus on 127.0.0.1 and wait until they answer"
+	@echo "              KAFKA_NODES=3: three Kafka nodes (then: eval \"\$$(scripts/stack.sh env)\")"
 	@echo "make down     stop them (data is kept); SERVICES='kafka redis prometheus' picks some"
 	@echo "make status   one line per service"
 	@echo "make reset    down, then delete the Kafka, Redis and Prometheus data"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The real local stack: one KRaft Kafka broker (jars from Maven Central, no Docker), one
+# The real local stack: KRaft Kafka, one node or three (jars from Maven Central, no Docker), one
 # Redis with an append-only file, one Prometheus scraping the sandan services and one schema
 # registry (Apicurio Registry, assembled from Maven Central; Confluent-compatible API), all on
 # 127.0.0.1, state under $SANDAN_LOCAL_DIR.
@@ -11,6 +11,13 @@
 #   scripts/stack.sh wait     only wait until all of them answer
 #   scripts/stack.sh config   only write their configuration files (what `up` would run)
 #   scripts/stack.sh reset    down, then delete the Kafka, Redis and Prometheus data
+#   scripts/stack.sh env      the client settings for this stack, as export lines (eval them)
+#
+# SANDAN_KAFKA_NODES=3 starts three Kafka nodes, each broker and controller at once (combined
+# roles), the three of them the controller quorum: node i (0, 1, 2) listens on
+# SANDAN_KAFKA_PORT + 10*i and SANDAN_KAFKA_CONTROLLER_PORT + 10*i, keeps its data in
+# $SANDAN_LOCAL_DIR/kafka/node-<i+1>, and every topic is replicated 3 with min.insync.replicas 2.
+# status, down, wait and reset act on every node.
 #
 # up, down, wait and config take service names (kafka, redis, prometheus, registry) to act on
 # only those, e.g. `down kafka` or `up prometheus`; without names they act on all of them.
@@ -43,6 +50,11 @@ KAFKA_VERSION=$(setting SANDAN_KAFKA_VERSION)
 KAFKA_PORT=$(setting SANDAN_KAFKA_PORT)
 CONTROLLER_PORT=$(setting SANDAN_KAFKA_CONTROLLER_PORT)
 KAFKA_HEAP=$(setting SANDAN_KAFKA_HEAP)
+KAFKA_NODES=$(setting SANDAN_KAFKA_NODES)
+[[ $KAFKA_NODES == 1 || $KAFKA_NODES == 3 ]] || die "SANDAN_KAFKA_NODES='$KAFKA_NODES' must be 1 or 3"
+if ((KAFKA_NODES > 1)); then KAFKA_HEAP=$(setting SANDAN_KAFKA_CLUSTER_HEAP); fi
+# Ports of node i (0-based) are the settings plus NODE_PORT_STEP*i.
+NODE_PORT_STEP=10
 REDIS_PORT=$(setting SANDAN_REDIS_PORT)
 PROMETHEUS_PORT=$(setting SANDAN_PROMETHEUS_PORT)
 REGISTRY_PORT=$(setting SANDAN_SCHEMA_REGISTRY_PORT)
@@ -53,11 +65,6 @@ LOCAL_DIR=${SANDAN_LOCAL_DIR:-$ROOT/.local}
 
 JARS_DIR=$ROOT/.cache/kafka-jars/$KAFKA_VERSION
 KAFKA_DIR=$LOCAL_DIR/kafka
-KAFKA_DATA=$KAFKA_DIR/data
-KAFKA_LOGS=$KAFKA_DIR/logs
-KAFKA_PID=$KAFKA_DIR/kafka.pid
-KAFKA_OUT=$KAFKA_LOGS/kafka.out
-KAFKA_CONF=$KAFKA_DIR/server.properties
 REDIS_DIR=$LOCAL_DIR/redis
 REDIS_PID=$REDIS_DIR/redis.pid
 REDIS_LOG=$REDIS_DIR/redis.log
@@ -79,6 +86,29 @@ STOP_TIMEOUT=30
 for port in "$KAFKA_PORT" "$CONTROLLER_PORT" "$REDIS_PORT" "$PROMETHEUS_PORT" "$REGISTRY_PORT"; do
     [[ $port =~ ^[0-9]+$ ]] || die "port '$port' is not a number (check SANDAN_*_PORT)"
 done
+
+# kafka_node N (1-based) sets the NODE_* and KAFKA_* variables of node N. One node lives in
+# $KAFKA_DIR itself; each of three in $KAFKA_DIR/node-N.
+kafka_node() {
+    NODE_ID=$1
+    NODE_PORT=$((KAFKA_PORT + NODE_PORT_STEP * (NODE_ID - 1)))
+    NODE_CONTROLLER_PORT=$((CONTROLLER_PORT + NODE_PORT_STEP * (NODE_ID - 1)))
+    if ((KAFKA_NODES == 1)); then NODE_DIR=$KAFKA_DIR; else NODE_DIR=$KAFKA_DIR/node-$NODE_ID; fi
+    KAFKA_DATA=$NODE_DIR/data
+    KAFKA_LOGS=$NODE_DIR/logs
+    KAFKA_PID=$NODE_DIR/kafka.pid
+    KAFKA_OUT=$KAFKA_LOGS/kafka.out
+    KAFKA_CONF=$NODE_DIR/server.properties
+}
+kafka_node 1
+KAFKA_BOOTSTRAP=""
+KAFKA_VOTERS=""
+for ((n = 1; n <= KAFKA_NODES; n++)); do
+    KAFKA_BOOTSTRAP+="${KAFKA_BOOTSTRAP:+,}127.0.0.1:$((KAFKA_PORT + NODE_PORT_STEP * (n - 1)))"
+    KAFKA_VOTERS+="${KAFKA_VOTERS:+,}$n@127.0.0.1:$((CONTROLLER_PORT + NODE_PORT_STEP * (n - 1)))"
+done
+# Every partition on every node up to three; an acks=all write needs two of three.
+if ((KAFKA_NODES >= 3)); then TOPIC_REPLICATION=3 TOPIC_MIN_INSYNC=2; else TOPIC_REPLICATION=1 TOPIC_MIN_INSYNC=1; fi
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "SANDAN_STACK_TIMEOUT='$TIMEOUT' is not a whole number of seconds"
 
 rel() { printf '%s' "${1#"$ROOT"/}"; }
@@ -99,7 +129,16 @@ live_pid() {
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pattern" || return 1
     printf '%s' "$pid"
 }
+# The pid of the current node (kafka_node) when it runs.
 kafka_pid() { live_pid "$KAFKA_PID" "$KAFKA_CONF"; }
+# The live pid files of any Kafka node of this checkout, whichever SANDAN_KAFKA_NODES started it.
+kafka_pid_files() {
+    local file
+    for file in "$KAFKA_DIR/kafka.pid" "$KAFKA_DIR"/node-*/kafka.pid; do
+        [[ -f $file ]] && live_pid "$file" "$(dirname "$file")/server.properties" >/dev/null && printf '%s\n' "$file"
+    done
+    return 0
+}
 redis_pid() { live_pid "$REDIS_PID" "redis-server"; }
 prometheus_pid() { live_pid "$PROMETHEUS_PID" "$PROMETHEUS_CONF"; }
 registry_pid() { live_pid "$REGISTRY_PID" "$REGISTRY_JAR"; }
@@ -207,28 +246,52 @@ kafka_tool() {
     java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp "$JARS_DIR/*" "$@"
 }
 
-# Ready means the broker answers a metadata request and lists itself, unfenced.
+# Ready means the broker answers a metadata request and lists itself, unfenced. On three
+# nodes: all three are listed unfenced and the controller quorum reports a leader.
 kafka_answers() {
-    port_open "$KAFKA_PORT" || return 1
-    kafka_tool org.apache.kafka.tools.BrokerApiVersionsCommand \
-        --bootstrap-server "127.0.0.1:$KAFKA_PORT" 2>/dev/null | grep -q 'isFenced: false'
+    local n unfenced
+    for ((n = 0; n < KAFKA_NODES; n++)); do
+        port_open $((KAFKA_PORT + NODE_PORT_STEP * n)) || return 1
+    done
+    if ((KAFKA_NODES == 1)); then
+        kafka_tool org.apache.kafka.tools.BrokerApiVersionsCommand \
+            --bootstrap-server "127.0.0.1:$KAFKA_PORT" 2>/dev/null | grep -q 'isFenced: false'
+        return
+    fi
+    unfenced=$(kafka_tool org.apache.kafka.tools.BrokerApiVersionsCommand \
+        --bootstrap-server "$KAFKA_BOOTSTRAP" 2>/dev/null | grep -c 'isFenced: false') || true
+    ((unfenced == KAFKA_NODES)) || return 1
+    kafka_tool org.apache.kafka.tools.MetadataQuorumCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+        describe --status 2>/dev/null | grep -Eq '^LeaderId: +[0-9]+$'
 }
 
-kafka_render_config() {
+# Writes the current node's (kafka_node) server.properties; kafka_render_config writes every node's.
+kafka_render_node_config() {
     mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
-    sed -e "s|@PORT@|$KAFKA_PORT|g" \
-        -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
+    sed -e "s|@NODE_ID@|$NODE_ID|g" \
+        -e "s|@VOTERS@|$KAFKA_VOTERS|g" \
+        -e "s|@PORT@|$NODE_PORT|g" \
+        -e "s|@CONTROLLER_PORT@|$NODE_CONTROLLER_PORT|g" \
         -e "s|@DATA_DIR@|$KAFKA_DATA|g" \
+        -e "s|@REPLICATION@|$TOPIC_REPLICATION|g" \
+        -e "s|@MIN_ISR@|$TOPIC_MIN_INSYNC|g" \
         "$ROOT/deploy/kafka/server.properties.template" >"$KAFKA_CONF.tmp"
     mv "$KAFKA_CONF.tmp" "$KAFKA_CONF"
 }
 
+kafka_render_config() {
+    local n
+    for ((n = 1; n <= KAFKA_NODES; n++)); do kafka_node "$n"; kafka_render_node_config; done
+    kafka_node 1
+}
+
 kafka_format_once() {
     # meta.properties is the broker's own mark of a formatted log dir; the data it guards
-    # must survive down/up, so never format twice.
+    # must survive down/up, so never format twice. Every node of a cluster gets the same id.
     [[ -f $KAFKA_DATA/meta.properties ]] && return
     local id_file=$KAFKA_DIR/cluster.id out
     if [[ ! -s $id_file ]]; then
+        mkdir -p "$KAFKA_DIR"
         kafka_tool kafka.tools.StorageTool random-uuid >"$id_file.tmp"
         mv "$id_file.tmp" "$id_file"
     fi
@@ -237,20 +300,37 @@ kafka_format_once() {
         || die "formatting $(rel "$KAFKA_DATA") failed:"$'\n'"$out"
 }
 
+# The pids of the nodes this run started, and their log folders (for error reports).
 KAFKA_STARTED=""
+KAFKA_STARTED_LOGS=()
 kafka_up() {
-    local pid
+    local n other
+    # One node and the cluster share ports and the data folder's parent: never both at once.
+    for other in $(kafka_pid_files); do
+        if { ((KAFKA_NODES == 1)) && [[ $other == */node-*/kafka.pid ]]; } \
+            || { ((KAFKA_NODES > 1)) && [[ $other == "$KAFKA_DIR/kafka.pid" ]]; }; then
+            die "Kafka of this checkout runs with another SANDAN_KAFKA_NODES ($(rel "$other")); stop it first (make down SERVICES=kafka; data is kept)"
+        fi
+    done
+    for ((n = 1; n <= KAFKA_NODES; n++)); do kafka_node "$n"; kafka_node_up; done
+    kafka_node 1
+}
+
+kafka_node_up() {
+    local pid name=kafka
+    ((KAFKA_NODES == 1)) || name="kafka node $NODE_ID"
     if pid=$(kafka_pid); then
-        echo "kafka: already running, 127.0.0.1:$KAFKA_PORT (pid $pid)"
+        echo "$name: already running, 127.0.0.1:$NODE_PORT (pid $pid)"
         return
     fi
-    if port_open "$KAFKA_PORT"; then
+    if port_open "$NODE_PORT"; then
+        ((KAFKA_NODES == 1)) || die "127.0.0.1:$NODE_PORT (node $NODE_ID) is in use by another program; free it or set SANDAN_KAFKA_PORT"
         kafka_answers || die "127.0.0.1:$KAFKA_PORT is in use by something that is not a Kafka broker; free it or set SANDAN_KAFKA_PORT"
         echo "kafka: already running, 127.0.0.1:$KAFKA_PORT (not started by this checkout; left alone)"
         return
     fi
-    port_open "$CONTROLLER_PORT" && die "controller port 127.0.0.1:$CONTROLLER_PORT is in use; free it or set SANDAN_KAFKA_CONTROLLER_PORT"
-    kafka_render_config
+    port_open "$NODE_CONTROLLER_PORT" && die "controller port 127.0.0.1:$NODE_CONTROLLER_PORT is in use; free it or set SANDAN_KAFKA_CONTROLLER_PORT"
+    kafka_render_node_config
     kafka_format_once
     # setsid: the broker must outlive the shell, make and the test session that started it
     # and must not get their Ctrl-C. The inner bash writes its own pid, then becomes java.
@@ -267,8 +347,9 @@ kafka_up() {
         pid=$(kafka_pid) && break
         sleep 0.1
     done
-    [[ -n ${pid:-} ]] || { show_log "$KAFKA_OUT"; die "kafka did not start"; }
-    KAFKA_STARTED=$pid
+    [[ -n ${pid:-} ]] || { show_log "$KAFKA_OUT"; die "$name did not start"; }
+    KAFKA_STARTED+="${KAFKA_STARTED:+ }$pid"
+    KAFKA_STARTED_LOGS+=("$KAFKA_LOGS")
 }
 
 # ---------------------------------------------------------------------------- redis
@@ -470,10 +551,7 @@ cmd_wait() {
         done
         [[ -n $all ]] && break
         # A server that died will not answer later either: report now, not after the timeout.
-        if [[ -n $KAFKA_STARTED ]] && ! kill -0 "$KAFKA_STARTED" 2>/dev/null; then
-            show_log "$KAFKA_OUT"; show_log "$KAFKA_LOGS/server.log"
-            die "kafka (pid $KAFKA_STARTED) exited during start-up"
-        fi
+        kafka_check_started
         if [[ -n $PROMETHEUS_STARTED ]] && ! kill -0 "$PROMETHEUS_STARTED" 2>/dev/null; then
             show_log "$PROMETHEUS_LOG"
             die "prometheus (pid $PROMETHEUS_STARTED) exited during start-up"
@@ -501,9 +579,26 @@ cmd_wait() {
     say "$(join_names "${services[@]}") $verb (waited $(since "$start") s)"
 }
 
+kafka_check_started() {
+    local pids=($KAFKA_STARTED) i
+    for i in "${!pids[@]}"; do
+        if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+            show_log "${KAFKA_STARTED_LOGS[$i]}/kafka.out"; show_log "${KAFKA_STARTED_LOGS[$i]}/server.log"
+            die "kafka (pid ${pids[$i]}) exited during start-up"
+        fi
+    done
+}
+
 kafka_timed_out() {
-    show_log "$KAFKA_OUT"; show_log "$KAFKA_LOGS/server.log"
-    echo "stack: error: kafka did not answer a metadata request on 127.0.0.1:$KAFKA_PORT within $TIMEOUT s" >&2
+    local n
+    for ((n = 1; n <= KAFKA_NODES; n++)); do
+        kafka_node "$n"; show_log "$KAFKA_OUT"; show_log "$KAFKA_LOGS/server.log"
+    done
+    if ((KAFKA_NODES == 1)); then
+        echo "stack: error: kafka did not answer a metadata request on 127.0.0.1:$KAFKA_PORT within $TIMEOUT s" >&2
+    else
+        echo "stack: error: the $KAFKA_NODES Kafka nodes ($KAFKA_BOOTSTRAP) did not all answer unfenced with a quorum leader within $TIMEOUT s" >&2
+    fi
 }
 redis_timed_out() {
     show_log "$REDIS_LOG"
@@ -530,7 +625,14 @@ cmd_up() {
     # long before the broker, so waiting costs only the broker's start-up.
     for service in "${services[@]}"; do "${service}_up"; done
     cmd_wait "${services[@]}"
-    [[ -z $KAFKA_STARTED ]] || echo "kafka: started, 127.0.0.1:$KAFKA_PORT (pid $KAFKA_STARTED, logs in $(rel "$KAFKA_LOGS"))"
+    if [[ -n $KAFKA_STARTED ]]; then
+        if ((KAFKA_NODES == 1)); then
+            echo "kafka: started, 127.0.0.1:$KAFKA_PORT (pid $KAFKA_STARTED, logs in $(rel "$KAFKA_LOGS"))"
+        else
+            echo "kafka: started pids $KAFKA_STARTED; $KAFKA_NODES nodes on $KAFKA_BOOTSTRAP (logs in $(rel "$KAFKA_DIR")/node-N/logs)"
+            say "sandan's processes need the cluster's settings: eval \"\$(scripts/stack.sh env)\""
+        fi
+    fi
     [[ -z $REDIS_STARTED ]] || echo "redis: started, 127.0.0.1:$REDIS_PORT (pid $REDIS_STARTED, log $(rel "$REDIS_LOG"))"
     [[ -z $PROMETHEUS_STARTED ]] || echo "prometheus: started, http://127.0.0.1:$PROMETHEUS_PORT (pid $PROMETHEUS_STARTED, log $(rel "$PROMETHEUS_LOG"))"
     [[ -z $REGISTRY_STARTED ]] || echo "registry: started, http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7 (pid $REGISTRY_STARTED, log $(rel "$REGISTRY_LOG"))"
@@ -550,16 +652,28 @@ stop_pid() {
     echo "$name: killed (pid $pid)"
 }
 
+# Every node of this checkout, whichever SANDAN_KAFKA_NODES started it; all get SIGTERM at
+# once, as a node that stops last has no quorum left to report its shutdown to.
 kafka_down() {
-    local pid
-    if pid=$(kafka_pid); then
-        stop_pid kafka "$pid"
-    elif port_open "$KAFKA_PORT"; then
-        echo "kafka: not started by this checkout (something answers on 127.0.0.1:$KAFKA_PORT); left alone"
+    local files file pids=() pid
+    files=$(kafka_pid_files)
+    if [[ -z $files ]]; then
+        if port_open "$KAFKA_PORT"; then
+            echo "kafka: not started by this checkout (something answers on 127.0.0.1:$KAFKA_PORT); left alone"
+        else
+            echo "kafka: not running"
+        fi
+    elif [[ $files == "$KAFKA_DIR/kafka.pid" ]]; then
+        stop_pid kafka "$(<"$files")"
     else
-        echo "kafka: not running"
+        for file in $files; do
+            pid=$(<"$file")
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$pid")
+        done
+        for pid in "${pids[@]}"; do stop_pid kafka "$pid"; done
     fi
-    rm -f "$KAFKA_PID"
+    rm -f "$KAFKA_DIR/kafka.pid" "$KAFKA_DIR"/node-*/kafka.pid
 }
 
 redis_down() {
@@ -613,13 +727,22 @@ cmd_down() {
 
 cmd_status() {
     local pid rc=0
-    if pid=$(kafka_pid); then
-        echo "kafka: running, pid $pid, 127.0.0.1:$KAFKA_PORT"
-    elif port_open "$KAFKA_PORT"; then
-        echo "kafka: running, not started by this checkout, 127.0.0.1:$KAFKA_PORT"
-    else
-        echo "kafka: stopped, 127.0.0.1:$KAFKA_PORT"; rc=3
-    fi
+    local n
+    for ((n = 1; n <= KAFKA_NODES; n++)); do
+        kafka_node "$n"
+        local where="127.0.0.1:$NODE_PORT"
+        ((KAFKA_NODES == 1)) || where+=" (node $n of $KAFKA_NODES)"
+        if pid=$(kafka_pid); then
+            echo "kafka: running, pid $pid, $where"
+        elif port_open "$NODE_PORT" && [[ -n $(kafka_pid_files) ]]; then
+            echo "kafka: running with another SANDAN_KAFKA_NODES of this checkout, $where"
+        elif port_open "$NODE_PORT"; then
+            echo "kafka: running, not started by this checkout, $where"
+        else
+            echo "kafka: stopped, $where"; rc=3
+        fi
+    done
+    kafka_node 1
     if pid=$(redis_pid); then
         echo "redis: running, pid $pid, 127.0.0.1:$REDIS_PORT"
     elif port_open "$REDIS_PORT"; then
@@ -648,10 +771,12 @@ cmd_status() {
 # name them (nothing is started; a running server keeps the configuration it started with).
 cmd_config() {
     select_services "$@"
-    local service
+    local service n
     lock
     for service in "${SELECTED[@]}"; do "${service}_render_config"; done
-    selected kafka && echo "kafka: $KAFKA_CONF"
+    if selected kafka; then
+        for ((n = 1; n <= KAFKA_NODES; n++)); do kafka_node "$n"; echo "kafka: $KAFKA_CONF"; done
+    fi
     selected redis && echo "redis: $REDIS_CONF"
     selected prometheus && echo "prometheus: $PROMETHEUS_CONF"
     selected registry && echo "registry: $REGISTRY_DIR (no configuration file; settings on its command line)"
@@ -665,6 +790,14 @@ cmd_reset() {
     say "deleted $(rel "$KAFKA_DIR"), $(rel "$REDIS_DIR"), $(rel "$PROMETHEUS_DIR") and $(rel "$REGISTRY_DIR")"
 }
 
+# The client settings that go with this stack's Kafka: sandan's processes read them
+# (eval "$(scripts/stack.sh env)"); on three nodes every node is a bootstrap server.
+cmd_env() {
+    echo "export SANDAN_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
+    echo "export SANDAN_TOPIC_REPLICATION=$TOPIC_REPLICATION"
+    echo "export SANDAN_TOPIC_MIN_INSYNC=$TOPIC_MIN_INSYNC"
+}
+
 case ${1:-} in
     setup) lock; cmd_setup ;;
     up) shift; cmd_up "$@" ;;
@@ -673,5 +806,6 @@ case ${1:-} in
     wait) shift; cmd_wait "$@" ;;
     config) shift; cmd_config "$@" ;;
     reset) cmd_reset ;;
-    *) echo "usage: $0 {setup|up|down|status|wait|config|reset} [kafka|redis|prometheus|registry]..." >&2; exit 2 ;;
+    env) cmd_env ;;
+    *) echo "usage: $0 {setup|up|down|status|wait|config|reset|env} [kafka|redis|prometheus|registry]..." >&2; exit 2 ;;
 esac

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from services.common import kafka_io
@@ -18,15 +17,16 @@ WAIT_S = 30.0
 
 def declare_topics(wanted: dict[str, int]) -> list[str]:
     """Create the missing changelog topics (name -> partitions; compacted)
-    and wait until every partition has a leader; returns the names created."""
+    and wait until every partition has a leader; returns the names created. Replication and
+    min.insync.replicas come from the settings, as for the declared topics."""
+    kafka_io.replication()
     admin = kafka_io.admin()
     try:
         existing = set(admin.list_topics())
         missing = [name for name in wanted if name not in existing]
         for name in missing:
             try:
-                admin.create_topics([NewTopic(name, wanted[name], 1,
-                                              topic_configs={"cleanup.policy": "compact"})])
+                admin.create_topics([kafka_io.new_topic(name, wanted[name], {"cleanup.policy": "compact"})])
             except TopicAlreadyExistsError:
                 pass  # another worker of the app made it meanwhile
         deadline = time.monotonic() + WAIT_S

@@ -2,7 +2,8 @@
 
 The stream workers use aiokafka; these synchronous helpers serve the command line,
 the tests and the demo. The producer is configured so that an acknowledged record is on
-the broker's log: acks=all, idempotence on, retries.
+the log of every in-sync replica (at least SANDAN_TOPIC_MIN_INSYNC of them): acks=all,
+idempotence on, retries.
 """
 from __future__ import annotations
 
@@ -33,8 +34,28 @@ def admin() -> KafkaAdminClient:
                             bootstrap_timeout_ms=_bootstrap_ms())
 
 
+def replication() -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for every topic sandan creates, from the settings."""
+    factor = config.get_int("SANDAN_TOPIC_REPLICATION")
+    min_insync = config.get_int("SANDAN_TOPIC_MIN_INSYNC")
+    if factor < 1:
+        raise SystemExit(f"setting SANDAN_TOPIC_REPLICATION={factor} must be at least 1")
+    if not 1 <= min_insync <= factor:
+        # More would refuse every acks=all write even with all replicas in sync.
+        raise SystemExit(f"setting SANDAN_TOPIC_MIN_INSYNC={min_insync} must be between 1 and "
+                         f"SANDAN_TOPIC_REPLICATION={factor}")
+    return factor, min_insync
+
+
+def new_topic(name: str, partitions: int, configs: dict[str, str]) -> NewTopic:
+    """A topic as sandan creates every one: replicated and with min.insync.replicas from the settings."""
+    factor, min_insync = replication()
+    return NewTopic(name, partitions, factor, topic_configs={**configs, "min.insync.replicas": str(min_insync)})
+
+
 def create_topics(specs: Iterable[topics.TopicSpec] = topics.TOPICS) -> tuple[list[str], list[str]]:
     """Create every declared topic that does not exist yet. Returns (created, existing)."""
+    replication()  # a bad setting ends here, before anything is created
     client = admin()
     try:
         existing = set(client.list_topics())
@@ -42,8 +63,7 @@ def create_topics(specs: Iterable[topics.TopicSpec] = topics.TOPICS) -> tuple[li
         created: list[str] = []
         for spec in wanted:
             try:
-                client.create_topics([NewTopic(spec.full_name, topics.partitions_of(spec), 1,
-                                               topic_configs=spec.configs())])
+                client.create_topics([new_topic(spec.full_name, topics.partitions_of(spec), spec.configs())])
                 created.append(spec.full_name)
             except TopicAlreadyExistsError:
                 pass  # created concurrently by another process: same outcome

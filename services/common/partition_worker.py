@@ -132,7 +132,9 @@ class PartitionWorker:
     def _producer(self) -> AIOKafkaProducer:
         batch_bytes = config.get_int("SANDAN_KAFKA_BATCH_BYTES")
         return AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", linger_ms=config.get_int("SANDAN_KAFKA_LINGER_MS"),
+            # idempotent: a retry after a lost acknowledgement (a leader that died) writes no duplicate
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+            linger_ms=config.get_int("SANDAN_KAFKA_LINGER_MS"),
             max_batch_size=batch_bytes, max_request_size=max(batch_bytes * 4, 1_000_000))
 
     def _consumer(self) -> AIOKafkaConsumer:

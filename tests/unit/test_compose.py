@@ -79,3 +79,28 @@ def test_docker_compose_accepts_it():
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cluster_profile_is_three_kafka_nodes_replicating_three_with_min_insync_two(compose):
+    services = compose["services"]
+    assert "profiles" not in services["kafka"]  # the one-node broker stays the default
+    port = int(config.SETTINGS[[s.env for s in config.SETTINGS].index("SANDAN_KAFKA_PORT")].default)
+    voters = set()
+    for node in (1, 2, 3):
+        service = services[f"kafka-{node}"]
+        env = service["environment"]
+        assert service["profiles"] == ["cluster"]
+        assert env["KAFKA_NODE_ID"] == node
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        voters.add(env["KAFKA_CONTROLLER_QUORUM_VOTERS"])
+        # host ports as `make up KAFKA_NODES=3` derives them: SANDAN_KAFKA_PORT + 10*i
+        external = port + 10 * (node - 1)
+        assert service["ports"] == [f"127.0.0.1:{external}:{external}"]
+        assert f"EXTERNAL://127.0.0.1:{external}" in env["KAFKA_ADVERTISED_LISTENERS"]
+        for name in ("KAFKA_DEFAULT_REPLICATION_FACTOR", "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+                     "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"):
+            assert env[name] == 3, (node, name)
+        for name in ("KAFKA_MIN_INSYNC_REPLICAS", "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"):
+            assert env[name] == 2, (node, name)
+        assert service["volumes"] == [f"kafka-{node}-data:/var/lib/kafka/data"]
+    assert voters == {"1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"}
