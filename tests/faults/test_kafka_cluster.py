@@ -2,14 +2,18 @@
 replicated 3 with min.insync.replicas 2, a broker killed with SIGKILL under acks=all load loses
 nothing, and with two of three down producing stops instead of losing.
 
-The cluster runs on ports of its own (39092, 39102, 39112; controllers +1) with its data in a
-tmp folder: neither the shared stack (19092) nor the fault suite's (29092) is touched.
+The cluster runs on ports of its own (39092, 39102, 39112, controllers +1, or the next free set
+100 higher when another run holds them) with its data in a tmp folder: neither the shared stack
+(19092) nor the fault suite's (29092) is touched.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,10 +26,30 @@ from kafka.errors import KafkaError
 from services.common import changelogs, config, kafka_io, topics
 
 STACK_SH = config.PROJECT_ROOT / "scripts" / "stack.sh"
-PORT = 39092
 NODES = 3
-BOOTSTRAP = ",".join(f"127.0.0.1:{PORT + 10 * i}" for i in range(NODES))
 BATCH = 400
+
+
+def free_base_port() -> int:
+    """The first of 39092, 39192, ... whose six ports (brokers and controllers) nobody holds."""
+    for base in range(39092, 40000, 100):
+        ports = [base + 10 * i + c for i in range(NODES) for c in (0, 1)]
+        if all(_free(port) for port in ports):
+            return base
+    raise RuntimeError("no free port set for a three-node cluster in 39092-39999")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+PORT = free_base_port()
+BOOTSTRAP = ",".join(f"127.0.0.1:{PORT + 10 * i}" for i in range(NODES))
 
 
 def stack(env: dict[str, str], *args: str) -> str:
@@ -35,15 +59,19 @@ def stack(env: dict[str, str], *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> dict[str, str]:
-    local = tmp_path_factory.mktemp("kafka-cluster")
+def cluster() -> dict[str, str]:
+    # Not under pytest's tmp_path: other pytest sessions on the machine prune those folders.
+    local = tempfile.mkdtemp(prefix="sandan-kafka-cluster-")
     env = {**os.environ, "SANDAN_KAFKA_NODES": str(NODES), "SANDAN_KAFKA_PORT": str(PORT),
            "SANDAN_KAFKA_CONTROLLER_PORT": str(PORT + 1), "SANDAN_LOCAL_DIR": str(local)}
-    stack(env, "up", "kafka")
     try:
+        stack(env, "up", "kafka")
         yield env
     finally:
-        stack(env, "down", "kafka")
+        try:
+            stack(env, "down", "kafka")
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
 
 
 @pytest.fixture
