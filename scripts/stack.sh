@@ -405,17 +405,20 @@ redis_up() {
 
 # ---------------------------------------------------------------------------- prometheus
 
-# Ready means /-/ready answers 200: the TSDB is open and the configuration loaded. Plain bash,
-# as there may be no curl; HTTP/1.0, so the server closes the connection after its answer.
-prometheus_answers() {
+# `http_ok PORT PATH`: GET on 127.0.0.1 answers 200. Plain bash, as there may be no curl;
+# HTTP/1.0, so the server closes the connection after its answer.
+http_ok() {
     local status
-    port_open "$PROMETHEUS_PORT" || return 1
-    # shellcheck disable=SC2016  # $1 belongs to the inner bash
+    port_open "$1" || return 1
+    # shellcheck disable=SC2016  # $1 and $2 belong to the inner bash
     status=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" &&
-        printf "GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && head -n 1 <&3' _ "$PROMETHEUS_PORT" 2>/dev/null) \
+        printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$2" >&3 && head -n 1 <&3' _ "$1" "$2" 2>/dev/null) \
         || return 1
     [[ $status == "HTTP/1."[01]" 200"* ]]
 }
+
+# Ready means /-/ready answers 200: the TSDB is open and the configuration loaded.
+prometheus_answers() { http_ok "$PROMETHEUS_PORT" /-/ready; }
 
 # deploy/prometheus/prometheus.yml with each job's 127.0.0.1 target on the port of its
 # setting, SANDAN_<JOB>_METRICS_PORT (order-match: SANDAN_ORDER_MATCH_METRICS_PORT), and the
@@ -479,16 +482,8 @@ prometheus_up() {
 
 # ---------------------------------------------------------------------------- registry
 
-# Ready means the Confluent-compatible API answers 200 (storage open). Plain bash, as prometheus_answers.
-registry_answers() {
-    local status
-    port_open "$REGISTRY_PORT" || return 1
-    # shellcheck disable=SC2016  # $1 belongs to the inner bash
-    status=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" &&
-        printf "GET /apis/ccompat/v7/subjects HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && head -n 1 <&3' _ "$REGISTRY_PORT" 2>/dev/null) \
-        || return 1
-    [[ $status == "HTTP/1."[01]" 200"* ]]
-}
+# Ready means the Confluent-compatible API answers 200 (storage open).
+registry_answers() { http_ok "$REGISTRY_PORT" /apis/ccompat/v7/subjects; }
 
 registry_render_config() { mkdir -p "$REGISTRY_DIR"; }
 
