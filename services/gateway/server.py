@@ -70,7 +70,7 @@ class ServerSettings:
                    grace=config.get_int("SANDAN_GATEWAY_GRACE"),
                    metrics_port=config.get_int("SANDAN_GATEWAY_METRICS_PORT"),
                    share_port=config.get_int("SANDAN_GATEWAY_SHARE_PORT") != 0,
-                   auth_recheck_s=float(config.get("SANDAN_GATEWAY_AUTH_RECHECK_SECONDS")),
+                   auth_recheck_s=config.get_int("SANDAN_GATEWAY_AUTH_RECHECK_SECONDS"),
                    max_streams_per_client=config.get_int("SANDAN_GATEWAY_MAX_STREAMS_PER_CLIENT"),
                    report_skew_s=config.get_int("SANDAN_GATEWAY_REPORT_SKEW_SECONDS"))
 
