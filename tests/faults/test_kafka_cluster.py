@@ -2,9 +2,11 @@
 replicated 3 with min.insync.replicas 2, a broker killed with SIGKILL under acks=all load loses
 nothing, and with two of three down producing stops instead of losing.
 
-The cluster runs on ports of its own (39092, 39102, 39112, controllers +1, or the next free set
+The cluster runs on ports of its own (23092, 23102, 23112, controllers +1, or the next free set
 100 higher when another run holds them) with its data in a tmp folder: neither the shared stack
-(19092) nor the fault suite's (29092) is touched.
+(19092) nor the fault suite's (29092) is touched. The ports lie below the kernel's ephemeral range
+(32768 up): there, any outgoing connection of the suite may take a port between the check and the
+broker's bind.
 """
 from __future__ import annotations
 
@@ -31,12 +33,14 @@ BATCH = 400
 
 
 def free_base_port() -> int:
-    """The first of 39092, 39192, ... whose six ports (brokers and controllers) nobody holds."""
-    for base in range(39092, 40000, 100):
+    """The first of 23092, 23192, ... whose six ports (brokers and controllers) nobody holds."""
+    low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    for base in range(23092, 24000, 100):
+        assert base + 10 * NODES < low, "the cluster's ports must lie below the ephemeral range"
         ports = [base + 10 * i + c for i in range(NODES) for c in (0, 1)]
         if all(_free(port) for port in ports):
             return base
-    raise RuntimeError("no free port set for a three-node cluster in 39092-39999")
+    raise RuntimeError("no free port set for a three-node cluster in 23092-23999")
 
 
 def _free(port: int) -> bool:
@@ -46,10 +50,6 @@ def _free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-PORT = free_base_port()
-BOOTSTRAP = ",".join(f"127.0.0.1:{PORT + 10 * i}" for i in range(NODES))
 
 
 def stack(env: dict[str, str], *args: str) -> str:
@@ -62,8 +62,9 @@ def stack(env: dict[str, str], *args: str) -> str:
 def cluster() -> dict[str, str]:
     # Not under pytest's tmp_path: other pytest sessions on the machine prune those folders.
     local = tempfile.mkdtemp(prefix="sandan-kafka-cluster-")
-    env = {**os.environ, "SANDAN_KAFKA_NODES": str(NODES), "SANDAN_KAFKA_PORT": str(PORT),
-           "SANDAN_KAFKA_CONTROLLER_PORT": str(PORT + 1), "SANDAN_LOCAL_DIR": str(local)}
+    port = free_base_port()  # chosen when the cluster starts, not when the module is collected
+    env = {**os.environ, "SANDAN_KAFKA_NODES": str(NODES), "SANDAN_KAFKA_PORT": str(port),
+           "SANDAN_KAFKA_CONTROLLER_PORT": str(port + 1), "SANDAN_LOCAL_DIR": str(local)}
     try:
         stack(env, "up", "kafka")
         yield env
@@ -77,7 +78,9 @@ def cluster() -> dict[str, str]:
 @pytest.fixture
 def settings(cluster, monkeypatch) -> str:
     exported = dict(line.removeprefix("export ").split("=", 1) for line in stack(cluster, "env").splitlines())
-    assert exported == {"SANDAN_KAFKA_BOOTSTRAP": BOOTSTRAP, "SANDAN_TOPIC_REPLICATION": "3",
+    port = int(cluster["SANDAN_KAFKA_PORT"])
+    bootstrap = ",".join(f"127.0.0.1:{port + 10 * i}" for i in range(NODES))
+    assert exported == {"SANDAN_KAFKA_BOOTSTRAP": bootstrap, "SANDAN_TOPIC_REPLICATION": "3",
                         "SANDAN_TOPIC_MIN_INSYNC": "2"}
     prefix = f"cluster-{uuid.uuid4().hex[:8]}."
     for name, value in {**exported, "SANDAN_TOPIC_PREFIX": prefix, "SANDAN_SCHEMA_REGISTRY_URL": "",
