@@ -27,7 +27,7 @@ PURE = (
     "services.tax_guarantee.rules", "services.tax_guarantee.ledger", "services.tax_guarantee.account",
     "services.tax_guarantee.tax_bill",
     "services.returns.policy", "services.returns.engine",
-    "services.common.signing.crypto", "services.common.signing.paydata",
+    "services.common.signing.crypto", "services.common.signing.paydata", "services.common.signing.xmldsig",
 )
 
 
