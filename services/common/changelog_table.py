@@ -363,6 +363,7 @@ class ChangelogTable:
 
         return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=100,
+                                isolation_level="read_committed",  # a fenced worker's aborted writes are not state
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
 
     def _ready(self, partition: int, ready: Callable[[int], None] | None) -> None:

@@ -98,6 +98,11 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_GATEWAY_TLS_CERT", "", "PEM certificate (chain) of the gateway; with the key it turns TLS on"),
     Setting("SANDAN_GATEWAY_TLS_KEY", "", "PEM private key of the gateway's certificate"),
     Setting("SANDAN_GATEWAY_TLS_CLIENT_CA", "",
+    Setting("SANDAN_PROCESSING_GUARANTEE", "exactly_once",
+            "exactly_once: a stream worker's outputs, table changes and input offsets go to Kafka in one transaction"
+            " per input partition (a worker that lost its partitions is fenced); at_least_once: flushed, then committed"),
+    Setting("SANDAN_COMMIT_INTERVAL_MS", "200",
+            "Milliseconds between a stream worker's commits (with exactly_once, how long its outputs wait unseen)"),
             "PEM CA of client certificates; when set, clients need a certificate naming their client id (mTLS)"),
     Setting("SANDAN_GATEWAY_MAX_MESSAGE_BYTES", "16777216", "Largest gRPC message the gateway takes, in bytes"),
     Setting("SANDAN_GATEWAY_RATE", "200", "Calls plus submitted items per second allowed to each client (token bucket)"),

@@ -4,9 +4,17 @@ A fetch is handed over as one list, and table changes go out with the outputs as
 sends: no per-record message object, future or acknowledgement (a framework's per-record
 machinery cost more CPU than sandan's own work, bench/RESULTS.md). It gives:
 
-* at-least-once: every second the producer is flushed (outputs and changelog records), then
-  the offsets of the records processed before the flush are committed; an output Kafka
-  refuses makes the worker exit (70) before that commit;
+* exactly-once (``SANDAN_PROCESSING_GUARANTEE=exactly_once``, the default): the records of one
+  input partition number (its "task": the same number of every co-partitioned input) are
+  handled together, and their outputs, table changes and input offsets go to Kafka in one
+  transaction of that task's own transactional producer (id ``<group>-<partition>``), committed
+  every ``SANDAN_COMMIT_INTERVAL_MS``. The next owner of a task starts its producer before it
+  reads anything: Kafka aborts the old owner's open transaction and refuses it every later write
+  (fenced), so a worker that lost its partitions cannot write for them. Readers read committed.
+* at-least-once (``at_least_once``): at each commit the producer is flushed (outputs and changelog
+  records), then the offsets of the records processed before the flush are committed;
+* either way, an output Kafka refuses makes the worker exit (70) before its input is committed;
+  records of timers (ticks, warnings) go through a plain producer, flushed at each commit;
 * static group membership (a restarted worker takes its old place without a rebalance), and
   the range assignor, so a worker gets the same partition numbers of every input topic
   (co-partitioned inputs meet in one worker);
@@ -27,6 +35,7 @@ machinery cost more CPU than sandan's own work, bench/RESULTS.md). It gives:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import signal
 import time
@@ -34,7 +43,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, ProducerFenced
 
 from services.common import config, streaming
 from services.common.changelog_table import ChangelogTable
@@ -43,8 +52,11 @@ from services.common.worker_exit import WorkerExit
 log = logging.getLogger("sandan.worker")
 
 Handler = Callable[[list], Awaitable[None]]
-COMMIT_INTERVAL_S = 1.0
 LAG_INTERVAL_S = 5.0
+GUARANTEES = ("exactly_once", "at_least_once")
+# the task (input partition number) whose records the batch loop is handling: its sends join
+# that task's transaction; a timer's task has none
+_TASK: contextvars.ContextVar[int | None] = contextvars.ContextVar("sandan_task", default=None)
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -74,7 +86,17 @@ class PartitionWorker:
         self.bootstrap = config.get("SANDAN_KAFKA_BOOTSTRAP")
         self.batch_size = config.get_int("SANDAN_STREAM_BATCH")
         self.batch_wait_ms = config.get_int("SANDAN_STREAM_BATCH_WAIT_MS")
-        self.producer: AIOKafkaProducer | None = None  # made in ``run``: aiokafka wants a running loop
+        self.guarantee = config.get("SANDAN_PROCESSING_GUARANTEE").strip().lower()
+        if self.guarantee not in GUARANTEES:
+            raise SystemExit(f"setting SANDAN_PROCESSING_GUARANTEE={self.guarantee!r} must be one of "
+                             f"{', '.join(GUARANTEES)}")
+        self.exactly_once = self.guarantee == "exactly_once"
+        self.commit_interval_s = max(config.get_int("SANDAN_COMMIT_INTERVAL_MS"), 10) / 1000
+        # made in ``run`` (aiokafka wants a running loop): the plain producer (timers' records, and
+        # everything in at_least_once) and, in exactly_once, one transactional producer per owned task
+        self.producer: AIOKafkaProducer | None = None
+        self._tasks: dict[int, AIOKafkaProducer] = {}
+        self._open: set[int] = set()  # tasks with a transaction begun and not yet committed
         self.consumer: AIOKafkaConsumer | None = None
         # input partition numbers this worker owns and can handle (stores restored)
         self.partitions: frozenset[int] = frozenset()
@@ -101,9 +123,32 @@ class PartitionWorker:
         """Hand a record to the producer. Its delivery is looked at after the next flush, before
         the commit it belongs to (a refusal stops the worker there): no callback per record,
         which cost as much as the send itself."""
-        delivery = await self.producer.send(topic, value=value, key=key, partition=partition)
-        self._in_flight.append(delivery)
-        return delivery
+        task = _TASK.get() if self.exactly_once else None
+        if task is None:
+            delivery = await self.producer.send(topic, value=value, key=key, partition=partition)
+            self._in_flight.append(delivery)
+            return delivery
+        producer = await self._transaction(task)
+        return await producer.send(topic, value=value, key=key, partition=partition)
+
+    async def deliver_outputs(self) -> bool:
+        """For a service that wants its outputs in Kafka before it changes its state. at_least_once:
+        flushes the producer (True: the deliveries so far are settled, look at them); exactly_once:
+        nothing to do (False), the task's transaction makes outputs and state visible together."""
+        if self.exactly_once:
+            return False
+        await self.producer.flush()
+        return True
+
+    async def _transaction(self, task: int) -> AIOKafkaProducer:
+        """The task's producer, inside a transaction (begun at its first record after a commit)."""
+        producer = self._tasks.get(task)
+        if producer is None:  # only owned, started tasks have records to handle or changes to send
+            raise RuntimeError(f"no transactional producer for partition {task}: it is not this worker's")
+        if task not in self._open:
+            await producer.begin_transaction()
+            self._open.add(task)
+        return producer
 
     # --- the group ---------------------------------------------------------------------------
     async def revoked(self, revoked) -> None:
@@ -111,16 +156,21 @@ class PartitionWorker:
             if revoked:
                 log.info("%s: partitions %s taken away; committing what was handled", self.group,
                          sorted({tp.partition for tp in revoked}))
-            await self._commit()
+            try:
+                await self._commit()
+            except ProducerFenced as exc:  # in aiokafka's coordinator task: the batch loop would not see it
+                self.guard.on_fenced(exc)
+                raise
             await self._stop_restoring()
             self.partitions = frozenset()
             for table in self.tables:
                 table.release({tp.partition for tp in revoked})
+            await self._close_tasks({tp.partition for tp in revoked})
 
     def assigned(self, assigned) -> None:
         numbers = frozenset(tp.partition for tp in assigned)
         log.info("%s: partitions %s assigned", self.group, sorted(numbers))
-        if not self.tables:
+        if not self.tables and not self.exactly_once:
             self.partitions = numbers
             return
         # a store kept across the rebalance is checked again: it has nothing or little to read
@@ -129,18 +179,44 @@ class PartitionWorker:
             self.consumer.pause(*assigned)
         self._restoring = asyncio.ensure_future(self._restore(numbers))
 
-    def _producer(self) -> AIOKafkaProducer:
+    def _producer(self, transactional_id: str | None = None) -> AIOKafkaProducer:
         batch_bytes = config.get_int("SANDAN_KAFKA_BATCH_BYTES")
         return AIOKafkaProducer(
             # idempotent: a retry after a lost acknowledgement (a leader that died) writes no duplicate
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+            transactional_id=transactional_id,
             linger_ms=config.get_int("SANDAN_KAFKA_LINGER_MS"),
             max_batch_size=batch_bytes, max_request_size=max(batch_bytes * 4, 1_000_000))
+
+    async def _start_tasks(self, tasks: frozenset[int]) -> None:
+        """exactly_once: each task's transactional producer, started before any of its records is
+        read. Starting it fences the task's earlier producer (Kafka aborts its open transaction
+        and refuses its later writes); then the input offsets are read again, now that no
+        transaction of the old owner can still commit some."""
+        new = sorted(t for t in tasks if t not in self._tasks)
+        producers = {t: self._producer(f"{self.group}-{t}") for t in new}
+        try:
+            await asyncio.gather(*(producer.start() for producer in producers.values()))
+        except BaseException:
+            await asyncio.gather(*(producer.stop() for producer in producers.values()), return_exceptions=True)
+            raise
+        self._tasks.update(producers)
+        for tp in self.consumer.assignment():
+            if tp.partition in producers:
+                committed = await self.consumer.committed(tp)
+                if committed is not None:
+                    self.consumer.seek(tp, committed)
+
+    async def _close_tasks(self, tasks: set[int]) -> None:
+        closing = {t: self._tasks.pop(t) for t in sorted(tasks) if t in self._tasks}
+        for t in closing:
+            self._open.discard(t)
+        await asyncio.gather(*(producer.stop() for producer in closing.values()), return_exceptions=True)
 
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=self.group, group_instance_id=self.instance,
-            enable_auto_commit=False, auto_offset_reset="earliest",
+            enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
             session_timeout_ms=config.get_int("SANDAN_SESSION_TIMEOUT") * 1000, heartbeat_interval_ms=2000,
             fetch_max_wait_ms=config.get_int("SANDAN_FETCH_MAX_WAIT_MS"),
             partition_assignment_strategy=(RangePartitionAssignor,))
@@ -162,6 +238,8 @@ class PartitionWorker:
         log.info("%s: worker %s consuming %s", self.group, self.instance, ", ".join(self.inputs))
         try:
             await self._loop(handle)
+        except ProducerFenced as exc:
+            self.guard.on_fenced(exc)
         except Exception as exc:  # noqa: BLE001 - a bug or an unexpected fault: start again from the commit
             await self.guard.on_handler_error(self, exc)
         finally:
@@ -171,25 +249,48 @@ class PartitionWorker:
 
     def _stop(self) -> None:
         self._stopping = True  # nothing is committed from now on
-        asyncio.ensure_future(self.guard.on_stop_signal(self.producer.flush))
+        asyncio.ensure_future(self.guard.on_stop_signal(self._flush_and_abort))
+
+    async def _flush_and_abort(self) -> None:
+        """A stop: the plain producer's records go out; open transactions are aborted (their
+        input was not committed: it is handled again)."""
+        await self.producer.flush()
+        for task in sorted(self._open):
+            try:
+                await self._tasks[task].abort_transaction()
+            except KafkaError as exc:
+                log.warning("%s: transaction of partition %d not aborted (%s); Kafka ends it", self.group, task, exc)
+        self._open.clear()
 
     async def _loop(self, handle: Handler) -> None:
-        next_commit = time.monotonic() + COMMIT_INTERVAL_S
+        next_commit = time.monotonic() + self.commit_interval_s
         while True:
             fetched = await self.consumer.getmany(timeout_ms=self.batch_wait_ms, max_records=self.batch_size)
             async with self._lock:
                 if self._restore_error is not None:
                     raise self._restore_error
                 fetched = await self._ready_records(fetched)
-                records = [r for batch in fetched.values() for r in batch]
-                if records:
-                    await handle(records)
-                    await self._send_changes()
+                if self.exactly_once:  # a task's records together: their sends join its transaction
+                    tasks: dict[int, list] = {}
                     for tp, batch in fetched.items():
-                        self._done[tp] = batch[-1].offset + 1
+                        tasks.setdefault(tp.partition, []).extend(batch)
+                    for task, records in sorted(tasks.items()):
+                        token = _TASK.set(task)
+                        try:
+                            await handle(records)
+                        finally:
+                            _TASK.reset(token)
+                        await self._send_changes()
+                else:
+                    records = [r for batch in fetched.values() for r in batch]
+                    if records:
+                        await handle(records)
+                        await self._send_changes()
+                for tp, batch in fetched.items():
+                    self._done[tp] = batch[-1].offset + 1
                 if time.monotonic() >= next_commit:
                     await self._commit()
-                    next_commit = time.monotonic() + COMMIT_INTERVAL_S
+                    next_commit = time.monotonic() + self.commit_interval_s
 
     async def _ready_records(self, fetched: dict) -> dict:
         """The fetched records this worker may handle now. A partition taken away meanwhile is its
@@ -213,13 +314,18 @@ class PartitionWorker:
 
         def ready(partition: int) -> None:
             waiting[partition] -= 1
-            if waiting[partition] == 0:
+            if waiting[partition] <= 0:
                 self.partitions = self.partitions | {partition}
                 tps = [tp for tp in self.consumer.assignment() if tp.partition == partition]
                 if tps:
                     self.consumer.resume(*tps)
 
         try:
+            if self.exactly_once:  # fenced before anything of the task is read, its stores included
+                await self._start_tasks(partitions)
+            if not self.tables:
+                for p in partitions:
+                    ready(p)
             await asyncio.gather(*(table.restore(self.bootstrap, partitions, ready) for table in self.tables))
         except asyncio.CancelledError:
             raise
@@ -240,11 +346,12 @@ class PartitionWorker:
     async def _send_changes(self) -> None:
         for table in self.tables:
             for partition, key, value in table.changes():
-                delivery = await self.producer.send(table.topic, value=value, key=key, partition=partition)
+                producer = await self._transaction(partition) if self.exactly_once else self.producer
+                delivery = await producer.send(table.topic, value=value, key=key, partition=partition)
                 self._changelog_in_flight.append((table, partition, delivery))
 
     async def _commit(self) -> None:
-        if self._stopping or not (self._done or self._in_flight or self._changelog_in_flight):
+        if self._stopping or not (self._done or self._in_flight or self._changelog_in_flight or self._open):
             return
         offsets, self._done = dict(self._done), {}
         for step in self.before_commit:
@@ -254,6 +361,12 @@ class PartitionWorker:
         delivered, self._in_flight = self._in_flight, []
         changes, self._changelog_in_flight = self._changelog_in_flight, []
         await self.producer.flush()  # every output and table change of those records is in Kafka
+        if self.exactly_once:
+            await self._commit_transactions(offsets)
+            self._check_deliveries(delivered, changes)
+            for table in self.tables:
+                table.save_offsets()
+            return
         self._check_deliveries(delivered, changes)
         if self._stopping or not offsets:
             return
@@ -266,6 +379,31 @@ class PartitionWorker:
             return
         for table in self.tables:
             table.save_offsets()
+
+    async def _commit_transactions(self, offsets: dict[TopicPartition, int]) -> None:
+        """Each task's offsets join its transaction, which is committed: outputs, table changes and
+        offsets become visible together. Fenced (another worker owns the task now) or refused: the
+        worker exits before anything later is handled."""
+        by_task: dict[int, dict[TopicPartition, int]] = {}
+        for tp, offset in offsets.items():
+            by_task.setdefault(tp.partition, {})[tp] = offset
+        for task in sorted(set(by_task) | self._open):
+            if self._stopping:
+                return
+            if task not in self._tasks:  # taken away meanwhile: its records are the new owner's
+                continue
+            producer = await self._transaction(task)
+            try:
+                if by_task.get(task):
+                    await producer.send_offsets_to_transaction(by_task[task], self.group)
+                await producer.commit_transaction()
+            except ProducerFenced:
+                raise
+            except KafkaError as exc:
+                self.guard.on_output_lost(exc)
+                raise
+            finally:
+                self._open.discard(task)
 
     def _check_deliveries(self, delivered: list[asyncio.Future],
                           changes: list[tuple[ChangelogTable, int, asyncio.Future]]) -> None:

@@ -40,6 +40,12 @@ class WorkerExit:
         log.critical("Kafka did not take an output record: %r", exc)
         self._leave(CRASHED, "an output record was lost: exiting so that its input is taken again")
 
+    def on_fenced(self, exc: BaseException) -> None:
+        """Kafka refused this worker's transaction: another worker took over one of its partitions
+        (this one was too slow for the group, or paused). Nothing of it after the fencing was kept."""
+        log.critical("fenced: another worker owns a partition of this one now: %r", exc)
+        self._leave(CRASHED, "fenced: exiting so that the worker joins its group again")
+
     async def on_stop_signal(self, flush) -> None:
         """SIGTERM/SIGINT: what was produced goes out; no offset is committed."""
         try:

@@ -121,9 +121,8 @@ class ReturnsWorker:
     async def settle(self) -> None:
         """The batch's outputs into Kafka, then its table changes (effects before state)."""
         changed, self.changed = self.changed, {}
-        if self.sent:
-            sent, self.sent = self.sent, []
-            await self.worker.producer.flush()
+        sent, self.sent = self.sent, []
+        if sent and await self.worker.deliver_outputs():
             for delivery in sent:
                 if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
                     raise OutputNotDelivered(repr(delivery.exception() if delivery.done() and not delivery.cancelled()

@@ -1,6 +1,7 @@
-"""The commit step of services/common/partition_worker.py: nothing is committed unless every
-record produced before it is in Kafka. Its effect on running workers is proved by the fault
-suite (tests/faults); these pin the decisions with stand-ins for the two Kafka clients."""
+"""The commit step of services/common/partition_worker.py in at_least_once: nothing is committed
+unless every record produced before it is in Kafka. Its effect on running workers is proved by the
+fault suite (tests/faults); these pin the decisions with stand-ins for the two Kafka clients.
+exactly_once (transactions, fencing) is tested on the real broker in tests/runtime."""
 from __future__ import annotations
 
 import asyncio
@@ -44,6 +45,11 @@ class FakeConsumer:
 
     async def commit(self, offsets):
         self.commits.append(dict(offsets))
+
+
+@pytest.fixture(autouse=True)
+def at_least_once(monkeypatch):
+    monkeypatch.setenv("SANDAN_PROCESSING_GUARANTEE", "at_least_once")
 
 
 def worker(tmp_path, fail: bool) -> tuple[PartitionWorker, list[int], ChangelogTable]:
