@@ -20,7 +20,7 @@ export SANDAN_KAFKA_NODES := $(KAFKA_NODES)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv proto setup up down status reset test demo clean test-faults
+.PHONY: help venv proto setup up down status reset test demo clean test-faults ledger-sim
 
 help:
 	@echo "make venv     .venv with sandan installed editable (plus test tools)"
@@ -33,6 +33,7 @@ help:
 	@echo "make reset    down, then delete the Kafka, Redis and Prometheus data"
 	@echo "make test     up, then pytest (PYTEST_ARGS='$(PYTEST_ARGS)')"
 	@echo "make test-faults  crash, outage, fuzz and security tests on a private stack; ends with the fault table"
+	@echo "make ledger-sim SEED=N [SEEDS=1 STEPS=30]  replay seeds of the simulated money ledger (tests/sim)"
 	@echo "make demo     up, then sandan demo"
 	@echo "make bench-codec  Avro and CEB XML encode/decode figures (JSON)"
 	@echo "make bench    the pipeline at full speed next to raw Kafka (JSON; BENCH_ARGS='--rate 1000' for latency)"
@@ -81,6 +82,14 @@ test: up
 # restarts and wipes; never the shared stack of `make up`.
 test-faults: setup
 	$(VENV_PY) -m pytest tests/faults $(PYTEST_ARGS)
+
+# One seed (or SEEDS from it) of the simulated money ledger on the local Redis: the command a
+# failure of tests/sim/test_ledger_sim.py prints.
+SEEDS ?= 1
+STEPS ?= 30
+ledger-sim: up
+	@test -n "$(SEED)" || { echo "usage: make ledger-sim SEED=N [SEEDS=1 STEPS=30]" >&2; exit 2; }
+	$(VENV_PY) -m tests.sim.ledger --seed $(SEED) --seeds $(SEEDS) --steps $(STEPS)
 
 # The demo checks the receipts it reads against the official XSDs when it finds them next to
 # the repository (or wherever CEB_XSD_DIR already points); sandan never needs them to run.

@@ -255,17 +255,23 @@ def print_table(header, rows) -> None:
 async def _rebuild(store, args) -> int:
     from services.common import kafka_io, topics
     from services.common.avro import codec
-    from services.tax_guarantee.ledger import replay
-    from services.tax_guarantee.reconcile import compare, unknown_to_ledger
+    from services.tax_guarantee.ledger import refusals, replay
+    from services.tax_guarantee.reconcile import Difference, compare, unknown_to_ledger
 
     wire = codec()
     try:
         raw = kafka_io.read_all(topics.name("guarantee.ledger"), timeout_s=args.timeout)
+        refused = kafka_io.read_all(topics.name("declarations.refused"), timeout_s=args.timeout)
     except kafka_io.KafkaError as exc:
         print(f"sandan guarantee: Kafka at {kafka_io.bootstrap()} did not answer: {exc}", file=sys.stderr)
         return UNREACHABLE
     rebuilt = replay(wire.decode(r.value)[1] for r in raw)
     differences = unknown_to_ledger(await store.account_codes(), rebuilt)
+    # refused deductions have no ledger entry; their outcome must come back too (ledger.refusals)
+    unrecorded = await store.missing_refusals(refusals(wire.decode(r.value)[1] for r in refused if r.value))
+    for code in sorted({r.assure_code for r in unrecorded}):
+        differences.append(Difference(code, "refusals", f"{sum(r.assure_code == code for r in unrecorded)} missing",
+                                      "on declarations.refused"))
     repairs = []
     for code, account in sorted(rebuilt.items()):
         found = compare(account, await store.account(code), await store.bills_of(code),
@@ -273,7 +279,7 @@ async def _rebuild(store, args) -> int:
         differences += found.differences
         if found.differences:
             repairs.append((account, found))
-    print(f"{len(raw)} ledger records, {len(rebuilt)} accounts")
+    print(f"{len(raw)} ledger records, {len(rebuilt)} accounts, {len(refused)} refused deductions")
     if not differences:
         print("Redis equals the ledger")
         return APPLIED
@@ -284,5 +290,6 @@ async def _rebuild(store, args) -> int:
         return REFUSED
     for account, found in repairs:
         await store.restore(account, found.stray_bills, found.missing_entries)
+    await store.restore_refusals(unrecorded)
     print(f"repaired {len(repairs)} accounts from the ledger")
     return REFUSED

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from services.common.money import ZERO
 from services.tax_guarantee.account import Account, Bill, day_text, parse_day
-from services.tax_guarantee.commands import Command
+from services.tax_guarantee.commands import Command, Refusal
 from services.tax_guarantee.rules import Change
 
 SERVICE_ACTOR = "tax_guarantee"
@@ -101,3 +101,28 @@ def _replay_account(ordered: list[dict]) -> Rebuilt:
         rebuilt.problems.append(f"bills add up to {owed} outstanding, the last entry says"
                                 f" {rebuilt.account.outstanding}")
     return rebuilt
+
+
+@dataclass(frozen=True)
+class RecordedRefusal:
+    """A deduction the service refused, as ``declarations.refused`` tells it."""
+    assure_code: str
+    key: str            # the idempotency key: deduct/<declarationId>
+    refusal: Refusal
+    at: int
+
+
+def refusals(refused: Iterable[dict]) -> list[RecordedRefusal]:
+    """The refusals a rebuild restores with the ledger: without them a declaration delivered again
+    after a repair would be decided anew, and could be cleared after it was refused."""
+    found: dict[tuple[str, str], RecordedRefusal] = {}
+    for rec in refused:
+        failures = rec.get("failures") or []
+        if not failures or not rec.get("declarationId"):
+            continue
+        first = failures[0]
+        code = (rec.get("assureCode") or "").strip()
+        key = deduction_key(rec["declarationId"])
+        found.setdefault((code, key), RecordedRefusal(code, key, Refusal(first["code"], first["field"],
+                                                                         first["message"]), rec["decidedAt"]))
+    return list(found.values())

@@ -23,9 +23,9 @@ from datetime import date
 from services.common import config
 from services.common.money import from_units, to_units
 from services.tax_guarantee.account import Account, Bill, day_text, parse_day
-from services.tax_guarantee.ledger import Rebuilt, entry_id
+from services.tax_guarantee.ledger import RecordedRefusal, Rebuilt, entry_id
 from services.tax_guarantee.rules import Change
-from services.tax_guarantee.store import Applied, Chain, Outcome, Snapshot, dump_outcome, load_outcome
+from services.tax_guarantee.store import Applied, Chain, Outcome, Refused, Snapshot, dump_outcome, load_outcome
 
 # KEYS: 1 account, 2 outcome, 3 accounts index, 4.. bills
 # ARGV: 1 seq the decision read ('' = no account), 2 assureCode, 3 outcome,
@@ -233,6 +233,20 @@ class RedisAccountStore:
         for rec in missing_entries:
             key = rec["entryId"][len(code) + 1:]
             pipe.set(self.outcome_key(code, key), dump_outcome(Applied(rec)), nx=True)
+        await pipe.execute()
+
+    async def missing_refusals(self, refusals: list[RecordedRefusal]) -> list[RecordedRefusal]:
+        """The refusals whose outcome Redis does not hold."""
+        pipe = self._redis.pipeline(transaction=False)
+        for r in refusals:
+            pipe.exists(self.outcome_key(r.assure_code, r.key))
+        return [r for r, present in zip(refusals, await pipe.execute()) if not present]
+
+    async def restore_refusals(self, refusals: list[RecordedRefusal]) -> None:
+        """Record each refusal as the outcome of its deduction, unless one is recorded already."""
+        pipe = self._redis.pipeline(transaction=False)
+        for r in refusals:
+            pipe.set(self.outcome_key(r.assure_code, r.key), dump_outcome(Refused(r.refusal, r.at)), nx=True)
         await pipe.execute()
 
     async def wipe(self) -> int:

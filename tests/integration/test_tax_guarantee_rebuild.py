@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -52,6 +53,9 @@ def publish_ledger(handled_list, repeat_every: int = 4) -> None:
     wire, producer = codec(), kafka_io.producer()
     entries = [o for h in handled_list for o in h.outputs if o.topic == "guarantee.ledger"]
     entries = entries[::-1] + entries[::repeat_every]
+    # refusals too (the samples' inventory is no full CEB621, and the rebuild does not read it)
+    entries += [replace(o, record=dict(o.record, inventory=None)) for h in handled_list for o in h.outputs
+                if o.topic == "declarations.refused"]
     for o in entries:
         producer.send(topics.name(o.topic), key=o.key, value=wire.encode(o.schema, o.record))
     producer.flush()
@@ -76,7 +80,7 @@ def using_store(redis_url: str, step):
 def test_a_wiped_redis_is_rebuilt_from_the_ledger_to_the_same_balances(stack, topic_prefix, capsys):
     prefix = f"{topic_prefix}gr-"
     with with_prefix(prefix):
-        kafka_io.create_topics([topics.BY_NAME["guarantee.ledger"]])
+        kafka_io.create_topics([topics.BY_NAME["guarantee.ledger"], topics.BY_NAME["declarations.refused"]])
         handled = using_store(stack.redis_url, lambda s: play(s, history()))
         before = using_store(stack.redis_url, snapshot)
         assert before[BIG][0].outstanding > 0 and before[SMALL][0].state == "frozen"
@@ -100,3 +104,11 @@ def test_a_wiped_redis_is_rebuilt_from_the_ledger_to_the_same_balances(stack, to
         assert redelivered.replayed and redelivered.outputs[0].topic == "guarantee.ledger"
         assert redelivered.outputs[0].record == handled[deduction].outputs[0].record
         assert using_store(stack.redis_url, snapshot) == before
+
+        # ... and so did the refusals: a refused deduction delivered again keeps its first answer
+        # (decided anew, it could be cleared after customs was told it was refused).
+        refused = next(i for i, h in enumerate(handled) if h.outputs and h.outputs[0].topic == "declarations.refused")
+        using_store(stack.redis_url, lambda s: play(s, [history()[1], ("command", command_record(
+            "amend", commandId="a2", assureCode=SMALL, amount=Decimal(100_000)))]))  # room for it now
+        [again] = using_store(stack.redis_url, lambda s: play(s, [history()[refused]]))
+        assert again.replayed and again.outputs[0].record == handled[refused].outputs[0].record
