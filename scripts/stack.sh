@@ -19,6 +19,12 @@
 # $SANDAN_LOCAL_DIR/kafka/node-<i+1>, and every topic is replicated 3 with min.insync.replicas 2.
 # status, down, wait and reset act on every node.
 #
+# SANDAN_KAFKA_SECURE_PORT=P (not 0) makes every Kafka node also open a SASL_SSL listener (node i
+# on P + 10*i) with SCRAM-SHA-512 logins: a test CA and a broker certificate for 127.0.0.1 and
+# localhost (openssl), the user "sandan" with a random password, and a client.properties for
+# Java tools are made once in $SANDAN_LOCAL_DIR/kafka/secure; `env` then prints the settings
+# that point sandan's clients at that listener. The PLAINTEXT listener stays for the rest.
+#
 # up, down, wait and config take service names (kafka, redis, prometheus, registry) to act on
 # only those, e.g. `down kafka` or `up prometheus`; without names they act on all of them.
 #
@@ -55,6 +61,7 @@ KAFKA_NODES=$(setting SANDAN_KAFKA_NODES)
 if ((KAFKA_NODES > 1)); then KAFKA_HEAP=$(setting SANDAN_KAFKA_CLUSTER_HEAP); fi
 # Ports of node i (0-based) are the settings plus NODE_PORT_STEP*i.
 NODE_PORT_STEP=10
+SECURE_PORT=$(setting SANDAN_KAFKA_SECURE_PORT)
 REDIS_PORT=$(setting SANDAN_REDIS_PORT)
 PROMETHEUS_PORT=$(setting SANDAN_PROMETHEUS_PORT)
 REGISTRY_PORT=$(setting SANDAN_SCHEMA_REGISTRY_PORT)
@@ -65,6 +72,8 @@ LOCAL_DIR=${SANDAN_LOCAL_DIR:-$ROOT/.local}
 
 JARS_DIR=$ROOT/.cache/kafka-jars/$KAFKA_VERSION
 KAFKA_DIR=$LOCAL_DIR/kafka
+SECURE_DIR=$KAFKA_DIR/secure
+SCRAM_USER=sandan
 REDIS_DIR=$LOCAL_DIR/redis
 REDIS_PID=$REDIS_DIR/redis.pid
 REDIS_LOG=$REDIS_DIR/redis.log
@@ -83,7 +92,7 @@ REGISTRY_PID=$REGISTRY_DIR/registry.pid
 REGISTRY_LOG=$REGISTRY_DIR/registry.log
 STOP_TIMEOUT=30
 
-for port in "$KAFKA_PORT" "$CONTROLLER_PORT" "$REDIS_PORT" "$PROMETHEUS_PORT" "$REGISTRY_PORT"; do
+for port in "$KAFKA_PORT" "$CONTROLLER_PORT" "$SECURE_PORT" "$REDIS_PORT" "$PROMETHEUS_PORT" "$REGISTRY_PORT"; do
     [[ $port =~ ^[0-9]+$ ]] || die "port '$port' is not a number (check SANDAN_*_PORT)"
 done
 
@@ -93,6 +102,8 @@ kafka_node() {
     NODE_ID=$1
     NODE_PORT=$((KAFKA_PORT + NODE_PORT_STEP * (NODE_ID - 1)))
     NODE_CONTROLLER_PORT=$((CONTROLLER_PORT + NODE_PORT_STEP * (NODE_ID - 1)))
+    NODE_SECURE_PORT=0
+    ((SECURE_PORT == 0)) || NODE_SECURE_PORT=$((SECURE_PORT + NODE_PORT_STEP * (NODE_ID - 1)))
     if ((KAFKA_NODES == 1)); then NODE_DIR=$KAFKA_DIR; else NODE_DIR=$KAFKA_DIR/node-$NODE_ID; fi
     KAFKA_DATA=$NODE_DIR/data
     KAFKA_LOGS=$NODE_DIR/logs
@@ -102,9 +113,11 @@ kafka_node() {
 }
 kafka_node 1
 KAFKA_BOOTSTRAP=""
+KAFKA_SECURE_BOOTSTRAP=""
 KAFKA_VOTERS=""
 for ((n = 1; n <= KAFKA_NODES; n++)); do
     KAFKA_BOOTSTRAP+="${KAFKA_BOOTSTRAP:+,}127.0.0.1:$((KAFKA_PORT + NODE_PORT_STEP * (n - 1)))"
+    KAFKA_SECURE_BOOTSTRAP+="${KAFKA_SECURE_BOOTSTRAP:+,}127.0.0.1:$((SECURE_PORT + NODE_PORT_STEP * (n - 1)))"
     KAFKA_VOTERS+="${KAFKA_VOTERS:+,}$n@127.0.0.1:$((CONTROLLER_PORT + NODE_PORT_STEP * (n - 1)))"
 done
 # Every partition on every node up to three; an acks=all write needs two of three.
@@ -247,8 +260,14 @@ kafka_tool() {
 }
 
 # Ready means the broker answers a metadata request and lists itself, unfenced. On three
-# nodes: all three are listed unfenced and the controller quorum reports a leader.
+# nodes: all three are listed unfenced and the controller quorum reports a leader. With
+# SANDAN_KAFKA_SECURE_PORT, also every node through its SASL_SSL listener as the SCRAM user.
 kafka_answers() {
+    kafka_plain_answers || return 1
+    ((SECURE_PORT == 0)) || kafka_secure_answers
+}
+
+kafka_plain_answers() {
     local n unfenced
     for ((n = 0; n < KAFKA_NODES; n++)); do
         port_open $((KAFKA_PORT + NODE_PORT_STEP * n)) || return 1
@@ -265,10 +284,80 @@ kafka_answers() {
         describe --status 2>/dev/null | grep -Eq '^LeaderId: +[0-9]+$'
 }
 
+# The SASL_SSL listener's files, made once (a cluster shares them): a test CA, the broker's
+# certificate for 127.0.0.1 and localhost with its key (unencrypted PKCS#8, as Kafka's PEM key
+# store reads it), the SCRAM user's random password and a client.properties for Java tools.
+kafka_secure_files() {
+    [[ -f $SECURE_DIR/.complete ]] && return
+    command -v openssl >/dev/null || die "SANDAN_KAFKA_SECURE_PORT needs openssl for the test certificates"
+    local tmp=$SECURE_DIR.partial out
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    chmod 700 "$tmp"
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+        "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        "authorityKeyIdentifier=keyid,issuer" >"$tmp/broker.ext"
+    out=$({
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sandan local test CA" \
+            -keyout "$tmp/ca.key" -out "$tmp/ca.pem" &&
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$tmp/broker.key" -out "$tmp/broker.csr" &&
+        openssl x509 -req -in "$tmp/broker.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" -CAcreateserial \
+            -days 3650 -extfile "$tmp/broker.ext" -out "$tmp/broker.pem" &&
+        openssl pkcs8 -topk8 -nocrypt -in "$tmp/broker.key" -out "$tmp/broker.pk8"
+    } 2>&1) || die "openssl could not make the test certificates:"$'\n'"$out"
+    cat "$tmp/broker.pk8" "$tmp/broker.pem" "$tmp/ca.pem" >"$tmp/broker-keystore.pem"
+    (umask 077 && openssl rand -hex 24 >"$tmp/$SCRAM_USER.password")
+    (umask 077 && cat >"$tmp/client.properties" <<EOF
+# Written by scripts/stack.sh: Java tools (--command-config) on the SASL_SSL listener.
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$SCRAM_USER" password="$(<"$tmp/$SCRAM_USER.password")";
+ssl.truststore.type=PEM
+ssl.truststore.location=$SECURE_DIR/ca.pem
+EOF
+    )
+    rm -f "$tmp/broker.csr" "$tmp/broker.key" "$tmp/ca.srl"
+    rm -rf "$SECURE_DIR"
+    mv "$tmp" "$SECURE_DIR"
+    touch "$SECURE_DIR/.complete"
+}
+
+# The SCRAM user of the SASL_SSL listener, (re)set through the PLAINTEXT listener: it works on a
+# data folder formatted before the listener existed, and a second time changes nothing. The
+# test password is on the tool's command line for its second of life (--add-config-file does
+# not take SCRAM credentials); never reuse this for a real one.
+KAFKA_SCRAM_SET=""
+kafka_scram_user() {
+    local out
+    out=$(kafka_tool kafka.admin.ConfigCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --alter \
+        --add-config "SCRAM-SHA-512=[iterations=8192,password=$(<"$SECURE_DIR/$SCRAM_USER.password")]" \
+        --entity-type users --entity-name "$SCRAM_USER" 2>&1) \
+        || die "could not set the SCRAM user $SCRAM_USER:"$'\n'"${out//$(<"$SECURE_DIR/$SCRAM_USER.password")/<password>}"
+    KAFKA_SCRAM_SET=1
+}
+
+kafka_secure_answers() {
+    local n unfenced
+    for ((n = 0; n < KAFKA_NODES; n++)); do
+        port_open $((SECURE_PORT + NODE_PORT_STEP * n)) || return 1
+    done
+    [[ -n $KAFKA_SCRAM_SET ]] || kafka_scram_user
+    unfenced=$(kafka_tool org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$KAFKA_SECURE_BOOTSTRAP" \
+        --command-config "$SECURE_DIR/client.properties" 2>/dev/null | grep -c 'isFenced: false') || true
+    ((unfenced == KAFKA_NODES))
+}
+
 # Writes the current node's (kafka_node) server.properties; kafka_render_config writes every node's.
 kafka_render_node_config() {
+    local secure=()
     mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
-    sed -e "s|@NODE_ID@|$NODE_ID|g" \
+    if ((NODE_SECURE_PORT)); then
+        kafka_secure_files
+        secure=(-e "s|^listeners=.*|&,SASL_SSL://127.0.0.1:$NODE_SECURE_PORT|"
+            -e "s|^advertised.listeners=.*|&,SASL_SSL://127.0.0.1:$NODE_SECURE_PORT|"
+            -e "s|^listener.security.protocol.map=.*|&,SASL_SSL:SASL_SSL|")
+    fi
+    sed "${secure[@]}" -e "s|@NODE_ID@|$NODE_ID|g" \
         -e "s|@VOTERS@|$KAFKA_VOTERS|g" \
         -e "s|@PORT@|$NODE_PORT|g" \
         -e "s|@CONTROLLER_PORT@|$NODE_CONTROLLER_PORT|g" \
@@ -276,6 +365,17 @@ kafka_render_node_config() {
         -e "s|@REPLICATION@|$TOPIC_REPLICATION|g" \
         -e "s|@MIN_ISR@|$TOPIC_MIN_INSYNC|g" \
         "$ROOT/deploy/kafka/server.properties.template" >"$KAFKA_CONF.tmp"
+    if ((NODE_SECURE_PORT)); then
+        cat >>"$KAFKA_CONF.tmp" <<EOF
+
+# SASL_SSL listener (SANDAN_KAFKA_SECURE_PORT): TLS with the test CA's broker certificate,
+# SCRAM-SHA-512 logins; brokers and controllers keep talking PLAINTEXT on loopback.
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$SECURE_DIR/broker-keystore.pem
+EOF
+    fi
     mv "$KAFKA_CONF.tmp" "$KAFKA_CONF"
 }
 
@@ -320,16 +420,22 @@ kafka_node_up() {
     local pid name=kafka
     ((KAFKA_NODES == 1)) || name="kafka node $NODE_ID"
     if pid=$(kafka_pid); then
+        if ((NODE_SECURE_PORT)) && ! grep -q "^listeners=.*SASL_SSL://127.0.0.1:$NODE_SECURE_PORT" "$KAFKA_CONF"; then
+            die "$name (pid $pid) runs without the SASL_SSL listener on $NODE_SECURE_PORT that SANDAN_KAFKA_SECURE_PORT asks for; restart it (make down SERVICES=kafka; data is kept)"
+        fi
         echo "$name: already running, 127.0.0.1:$NODE_PORT (pid $pid)"
         return
     fi
     if port_open "$NODE_PORT"; then
         ((KAFKA_NODES == 1)) || die "127.0.0.1:$NODE_PORT (node $NODE_ID) is in use by another program; free it or set SANDAN_KAFKA_PORT"
-        kafka_answers || die "127.0.0.1:$KAFKA_PORT is in use by something that is not a Kafka broker; free it or set SANDAN_KAFKA_PORT"
+        kafka_plain_answers || die "127.0.0.1:$KAFKA_PORT is in use by something that is not a Kafka broker; free it or set SANDAN_KAFKA_PORT"
         echo "kafka: already running, 127.0.0.1:$KAFKA_PORT (not started by this checkout; left alone)"
         return
     fi
     port_open "$NODE_CONTROLLER_PORT" && die "controller port 127.0.0.1:$NODE_CONTROLLER_PORT is in use; free it or set SANDAN_KAFKA_CONTROLLER_PORT"
+    if ((NODE_SECURE_PORT)) && port_open "$NODE_SECURE_PORT"; then
+        die "SASL_SSL port 127.0.0.1:$NODE_SECURE_PORT is in use; free it or set SANDAN_KAFKA_SECURE_PORT"
+    fi
     kafka_render_node_config
     kafka_format_once
     # setsid: the broker must outlive the shell, make and the test session that started it
@@ -534,6 +640,9 @@ cmd_wait() {
     select_services "$@"
     local services=("${SELECTED[@]}") service start deadline answered=" " all next_note
     if selected kafka; then jars_ok || die "Kafka jars missing; run scripts/stack.sh setup"; fi
+    if selected kafka && ((SECURE_PORT)) && [[ ! -f $SECURE_DIR/.complete ]]; then
+        die "no SASL_SSL files in $(rel "$SECURE_DIR"); start Kafka with SANDAN_KAFKA_SECURE_PORT set (scripts/stack.sh up kafka)"
+    fi
     if selected registry; then registry_ok || die "schema registry not built; run scripts/stack.sh setup"; fi
     start=$(now)
     deadline=$((SECONDS + TIMEOUT))
@@ -786,11 +895,23 @@ cmd_reset() {
 }
 
 # The client settings that go with this stack's Kafka: sandan's processes read them
-# (eval "$(scripts/stack.sh env)"); on three nodes every node is a bootstrap server.
+# (eval "$(scripts/stack.sh env)"); on three nodes every node is a bootstrap server. With
+# SANDAN_KAFKA_SECURE_PORT they point at the SASL_SSL listeners, as the SCRAM user.
 cmd_env() {
-    echo "export SANDAN_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
+    if ((SECURE_PORT == 0)); then
+        echo "export SANDAN_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
+    else
+        echo "export SANDAN_KAFKA_BOOTSTRAP=$KAFKA_SECURE_BOOTSTRAP"
+    fi
     echo "export SANDAN_TOPIC_REPLICATION=$TOPIC_REPLICATION"
     echo "export SANDAN_TOPIC_MIN_INSYNC=$TOPIC_MIN_INSYNC"
+    if ((SECURE_PORT)); then
+        echo "export SANDAN_KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+        printf 'export SANDAN_KAFKA_SSL_CAFILE=%q\n' "$SECURE_DIR/ca.pem"
+        echo "export SANDAN_KAFKA_SASL_MECHANISM=SCRAM-SHA-512"
+        echo "export SANDAN_KAFKA_SASL_USERNAME=$SCRAM_USER"
+        printf 'export SANDAN_KAFKA_SASL_PASSWORD_FILE=%q\n' "$SECURE_DIR/$SCRAM_USER.password"
+    fi
 }
 
 case ${1:-} in

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sys
 
 from services.common import changelogs, config, kafka_io, metrics
 
@@ -22,7 +23,11 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     """Every worker runs on ``services/common/partition_worker.py``; exits 70 when it must be started again."""
     module_name, port_setting = WORKERS[args.name]
-    kafka_io.create_topics()  # idempotent; a worker never starts against missing topics
+    try:
+        kafka_io.create_topics()  # idempotent; a worker never starts against missing topics
+    except kafka_io.KafkaSecurityError as exc:
+        print(f"sandan worker {args.name}: {exc}", file=sys.stderr)
+        return 2
     metrics.serve(config.get_int(port_setting))
     worker, handle = importlib.import_module(module_name).create_worker()
     if worker.tables:  # created and complete before the consumer takes their metadata

@@ -361,10 +361,12 @@ class ChangelogTable:
         """A consumer outside the group, assigned the changelog partitions it reads."""
         from aiokafka import AIOKafkaConsumer
 
+        from services.common import kafka_security
+
         return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=100,
                                 isolation_level="read_committed",  # a fenced worker's aborted writes are not state
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
+                                max_partition_fetch_bytes=8 * 1024 * 1024, **kafka_security.aiokafka_kwargs())
 
     def _ready(self, partition: int, ready: Callable[[int], None] | None) -> None:
         self.restoring.discard(partition)

@@ -3,19 +3,21 @@
 The stream workers use aiokafka; these synchronous helpers serve the command line,
 the tests and the demo. The producer is configured so that an acknowledged record is on
 the log of every in-sync replica (at least SANDAN_TOPIC_MIN_INSYNC of them): acks=all,
-idempotence on, retries.
+idempotence on, retries. Every client here takes the Kafka security settings
+(``kafka_security``); one that security kept from the brokers raises KafkaSecurityError saying why.
 """
 from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from typing import Iterable, Iterator
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from services.common import avro, config, topics
+from services.common import avro, config, kafka_security, topics
 from services.common.schema_registry import RegistryUnavailable
 
 log = logging.getLogger(__name__)
@@ -29,9 +31,50 @@ def _bootstrap_ms() -> int:
     return config.get_int("SANDAN_KAFKA_CONNECT_TIMEOUT") * 1000
 
 
+class KafkaSecurityError(KafkaError):
+    """The brokers refused this client's TLS or SASL login; the message names the setting."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def client(cls, *args, **kwargs):
+    """A kafka-python client (KafkaAdminClient, KafkaProducer, KafkaConsumer) on the bootstrap
+    servers with the security settings; a bootstrap that TLS or SASL refused raises
+    KafkaSecurityError with the reason (the client itself only says it could not bootstrap)."""
+    security = kafka_security.kafka_python_kwargs()
+    try:
+        # a refused login is retried and logged until the bootstrap times out; the one line below says it
+        with _quiet("kafka") if security else nullcontext():
+            return cls(*args, **{"bootstrap_servers": bootstrap(), **kwargs}, **security)
+    except KafkaError as exc:
+        reason = kafka_security.explain(kwargs.get("bootstrap_servers", bootstrap()))
+        if reason is None:
+            raise
+        raise KafkaSecurityError(reason) from exc
+
+
+class _quiet:
+    """A logger and its children silent but for CRITICAL, for the time of a ``with``."""
+
+    def __init__(self, name: str) -> None:
+        self.logger = logging.getLogger(name)
+
+    def __enter__(self) -> None:
+        self.level = self.logger.level
+        self.logger.setLevel(logging.CRITICAL)
+
+    def __exit__(self, *exc) -> None:
+        self.logger.setLevel(self.level)
+
+
+def consumer(*topic_names: str, **kwargs) -> KafkaConsumer:
+    return client(KafkaConsumer, *topic_names, **kwargs)
+
+
 def admin() -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=bootstrap(), client_id="sandan-admin", request_timeout_ms=30000,
-                            bootstrap_timeout_ms=_bootstrap_ms())
+    return client(KafkaAdminClient, client_id="sandan-admin", request_timeout_ms=30000,
+                  bootstrap_timeout_ms=_bootstrap_ms())
 
 
 def replication() -> tuple[int, int]:
@@ -97,11 +140,11 @@ def register_schemas(specs: Iterable[topics.TopicSpec] = topics.TOPICS) -> list[
 
 
 def producer(**overrides) -> KafkaProducer:
-    settings = dict(bootstrap_servers=bootstrap(), acks="all", enable_idempotence=True, retries=10,
+    settings = dict(acks="all", enable_idempotence=True, retries=10,
                     linger_ms=5, batch_size=256 * 1024, compression_type=None, client_id="sandan-cli",
                     bootstrap_timeout_ms=_bootstrap_ms())
     settings.update(overrides)
-    return KafkaProducer(**settings)
+    return client(KafkaProducer, **settings)
 
 
 def read_all(topic: str, *, timeout_s: float = 10.0, idle_s: float = 1.0) -> list:
@@ -109,41 +152,40 @@ def read_all(topic: str, *, timeout_s: float = 10.0, idle_s: float = 1.0) -> lis
 
     Stops when the end offsets seen at the start are reached, or after ``timeout_s``.
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap(), enable_auto_commit=False, group_id=None,
-                             consumer_timeout_ms=int(idle_s * 1000))
+    reader = consumer(enable_auto_commit=False, group_id=None, consumer_timeout_ms=int(idle_s * 1000))
     try:
-        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
+        parts = [TopicPartition(topic, p) for p in (reader.partitions_for_topic(topic) or ())]
         if not parts:
             return []
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        end = consumer.end_offsets(parts)
+        reader.assign(parts)
+        reader.seek_to_beginning(*parts)
+        end = reader.end_offsets(parts)
         records = []
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and any(consumer.position(p) < end[p] for p in parts):
-            for batch in consumer.poll(timeout_ms=200).values():
+        while time.monotonic() < deadline and any(reader.position(p) < end[p] for p in parts):
+            for batch in reader.poll(timeout_ms=200).values():
                 records.extend(batch)
         return records
     finally:
-        consumer.close()
+        reader.close()
 
 
 def end_offsets(topic: str) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap(), group_id=None)
+    reader = consumer(group_id=None)
     try:
-        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
-        return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
+        parts = [TopicPartition(topic, p) for p in (reader.partitions_for_topic(topic) or ())]
+        return {tp.partition: off for tp, off in reader.end_offsets(parts).items()}
     finally:
-        consumer.close()
+        reader.close()
 
 
 def follow(topic: str, *, group: str | None = None, from_beginning: bool = True) -> Iterator:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap(), group_id=group, enable_auto_commit=bool(group),
-                             auto_offset_reset="earliest" if from_beginning else "latest")
+    reader = consumer(topic, group_id=group, enable_auto_commit=bool(group),
+                      auto_offset_reset="earliest" if from_beginning else "latest")
     try:
-        yield from consumer
+        yield from reader
     finally:
-        consumer.close()
+        reader.close()
 
 
 
@@ -152,7 +194,7 @@ class TopicTail:
     """Reads a topic from the beginning, then whatever arrives: ``poll()`` returns new records."""
 
     def __init__(self, topic: str) -> None:
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap(), enable_auto_commit=False, group_id=None)
+        self.consumer = consumer(enable_auto_commit=False, group_id=None)
         parts = [TopicPartition(topic, p) for p in (self.consumer.partitions_for_topic(topic) or ())]
         self.consumer.assign(parts)
         self.consumer.seek_to_beginning(*parts)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.common import topics
+from services.common import kafka_security, topics
 from services.common.avro import codec
 from services.common.outputs import Output
 from services.gateway import cursor
@@ -29,7 +29,8 @@ POLL_MS = 500  # how often an idle stream looks up from Kafka (to notice a shutd
 class KafkaPublisher:
     def __init__(self, bootstrap: str, max_request_bytes: int = 4 * 1024 * 1024) -> None:
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                                         linger_ms=2, client_id="sandan-gateway", max_request_size=max_request_bytes)
+                                         linger_ms=2, client_id="sandan-gateway", max_request_size=max_request_bytes,
+                                         **kafka_security.aiokafka_kwargs())
         self.wire = codec()
 
     async def start(self) -> None:
@@ -83,7 +84,8 @@ class TopicReader:
     def _consumer(self, client_id: str) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", client_id=client_id,
-                                max_partition_fetch_bytes=self.fetch_bytes, fetch_max_bytes=self.fetch_bytes)
+                                max_partition_fetch_bytes=self.fetch_bytes, fetch_max_bytes=self.fetch_bytes,
+                                **kafka_security.aiokafka_kwargs())
 
     async def read(self, short_topic: str, positions: dict[int, int] | None, latest: bool, stop: asyncio.Event,
                    stats: StreamStats, on_lag: Callable[[int], None],

@@ -17,10 +17,9 @@ import grpc
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError as AioKafkaError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from kafka import KafkaConsumer
 from kafka.errors import KafkaError as SyncKafkaError
 
-from services.common import config, kafka_io
+from services.common import config, kafka_io, kafka_security
 from services.common import metrics as common_metrics
 from services.gateway import deadletter_watch, metrics, reflection
 from services.gateway.client_registry import ClientRegistry
@@ -172,12 +171,15 @@ async def serve(settings: ServerSettings) -> None:
     """``sandan gateway serve``: run until SIGINT/SIGTERM, then stop gracefully."""
     check_listen(settings)
     server_credentials(settings)  # fail on bad TLS files before touching Kafka
+    kafka_security.settings()  # and on Kafka security settings that cannot work together
     bootstrap = kafka_io.bootstrap()
     kafka_log = logging.getLogger("kafka")
     level = kafka_log.level
     kafka_log.setLevel(logging.CRITICAL)  # its retry chatter would bury the one line that says what is wrong
     try:
         await asyncio.to_thread(kafka_io.create_topics)
+    except kafka_io.KafkaSecurityError as exc:
+        raise SystemExit(f"gateway: {exc}") from None
     except SyncKafkaError as exc:
         raise SystemExit(f"Kafka at {bootstrap} (SANDAN_KAFKA_BOOTSTRAP) is unreachable: {type(exc).__name__}") from None
     finally:
@@ -191,7 +193,9 @@ async def serve(settings: ServerSettings) -> None:
     try:
         await publisher.start()
     except AioKafkaError as exc:
-        raise SystemExit(f"Kafka at {bootstrap} (SANDAN_KAFKA_BOOTSTRAP) is unreachable: {type(exc).__name__}") from None
+        reason = await asyncio.to_thread(kafka_security.explain, bootstrap)
+        raise SystemExit(f"gateway: {reason}" if reason else
+                         f"Kafka at {bootstrap} (SANDAN_KAFKA_BOOTSTRAP) is unreachable: {type(exc).__name__}") from None
     redis = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
     reader = FanoutReader(TopicReader(bootstrap, settings.stream_batch, settings.fetch_bytes))
     server = GatewayServer(settings, build_gateway(settings, publisher, reader, RedisDelivered(redis)))
@@ -207,7 +211,7 @@ async def serve(settings: ServerSettings) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         watcher = asyncio.create_task(deadletter_watch.watch(
-            lambda: KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, client_id="sandan-deadletter-watch"),
+            lambda: kafka_io.consumer(group_id=None, client_id="sandan-deadletter-watch"),
             config.get_int("SANDAN_GATEWAY_DEADLETTER_POLL_SECONDS"), stop))
         await stop.wait()
         await watcher

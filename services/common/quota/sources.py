@@ -72,11 +72,11 @@ def read_sources(timeout_s: float) -> Sources:
 
 
 def _truncated(topic: str) -> bool:
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
     from services.common import kafka_io
 
-    consumer = KafkaConsumer(bootstrap_servers=kafka_io.bootstrap(), group_id=None, enable_auto_commit=False)
+    consumer = kafka_io.consumer(group_id=None, enable_auto_commit=False)
     try:
         parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
         return any(offset > 0 for offset in consumer.beginning_offsets(parts).values())
