@@ -69,6 +69,8 @@ class _quiet:
 
 
 def consumer(*topic_names: str, **kwargs) -> KafkaConsumer:
+    """Reads what is committed: records of a transaction a fenced worker left are never seen."""
+    kwargs.setdefault("isolation_level", "read_committed")
     return client(KafkaConsumer, *topic_names, **kwargs)
 
 

@@ -45,7 +45,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, ProducerFenced
 
-from services.common import config, streaming
+from services.common import config, kafka_security, streaming
 from services.common.changelog_table import ChangelogTable
 from services.common.worker_exit import WorkerExit
 
@@ -186,7 +186,8 @@ class PartitionWorker:
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
             transactional_id=transactional_id,
             linger_ms=config.get_int("SANDAN_KAFKA_LINGER_MS"),
-            max_batch_size=batch_bytes, max_request_size=max(batch_bytes * 4, 1_000_000))
+            max_batch_size=batch_bytes, max_request_size=max(batch_bytes * 4, 1_000_000),
+            **kafka_security.aiokafka_kwargs())
 
     async def _start_tasks(self, tasks: frozenset[int]) -> None:
         """exactly_once: each task's transactional producer, started before any of its records is
@@ -219,7 +220,7 @@ class PartitionWorker:
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
             session_timeout_ms=config.get_int("SANDAN_SESSION_TIMEOUT") * 1000, heartbeat_interval_ms=2000,
             fetch_max_wait_ms=config.get_int("SANDAN_FETCH_MAX_WAIT_MS"),
-            partition_assignment_strategy=(RangePartitionAssignor,))
+            partition_assignment_strategy=(RangePartitionAssignor,), **kafka_security.aiokafka_kwargs())
 
     # --- running -------------------------------------------------------------------------------
     async def run(self, handle: Handler) -> None:

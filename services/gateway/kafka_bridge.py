@@ -84,6 +84,7 @@ class TopicReader:
     def _consumer(self, client_id: str) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", client_id=client_id,
+                                isolation_level="read_committed",  # never a fenced worker's aborted output
                                 max_partition_fetch_bytes=self.fetch_bytes, fetch_max_bytes=self.fetch_bytes,
                                 **kafka_security.aiokafka_kwargs())
 
