@@ -20,7 +20,7 @@ export SANDAN_KAFKA_NODES := $(KAFKA_NODES)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv proto setup up down status reset test demo clean test-faults ledger-sim
+.PHONY: help venv proto setup up down status reset test demo clean test-faults ledger-sim bench-signatures
 
 help:
 	@echo "make venv     .venv with sandan installed editable (plus test tools)"
@@ -36,6 +36,7 @@ help:
 	@echo "make ledger-sim SEED=N [SEEDS=1 STEPS=30]  replay seeds of the simulated money ledger (tests/sim)"
 	@echo "make demo     up, then sandan demo"
 	@echo "make bench-codec  Avro and CEB XML encode/decode figures (JSON)"
+	@echo "make bench-signatures  SM2-SM3 and RSA signature verifications per second on one core (JSON)"
 	@echo "make bench    the pipeline at full speed next to raw Kafka (JSON; BENCH_ARGS='--rate 1000' for latency)"
 	@echo "make bench-memory  a million pending declarations in order_match's RocksDB table (JSON; minutes)"
 	@echo "make clean    remove .venv and build output (keeps .local data, see reset, and the Kafka jars in .cache)"
@@ -102,6 +103,9 @@ demo: up
 
 bench-codec: venv
 	$(VENV_PY) bench/codec.py
+
+bench-signatures: venv
+	$(VENV_PY) -m bench.signatures
 
 # Never part of `make test`: minutes of full load. Progress on stderr, one JSON line on stdout.
 BENCH_ARGS ?=

@@ -31,7 +31,8 @@ PLATFORM, PAYER, CARRIER, AGENT, MERCHANT = ("91330106MA27XK5W3B", "91310000MA1F
 
 def settings(tmp_path: Path, **overrides) -> ServerSettings:
     base = dataclasses.replace(ServerSettings.from_env(), listen="127.0.0.1:0", clients_file=tmp_path / "clients.json",
-                               tls_cert="", tls_key="", client_ca="", metrics_port=0)
+                               tls_cert="", tls_key="", client_ca="", metrics_port=0,
+                               require_signature="none")  # signature tests ask for it (test_gateway_signatures)
     return dataclasses.replace(base, **overrides)
 
 

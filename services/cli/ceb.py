@@ -1,4 +1,5 @@
 """`sandan ceb parse FILE`: each business document of a CEB XML message as one JSON line.
+`sandan ceb verify FILE [--cert PEM]`: its XML signature, checked, in one line.
 
 Amounts print as decimal strings with the input's precision ("338.21"), ``gnum``/``packNo``
 as numbers. Any unreadable, malformed or invalid input exits 2 with one line on stderr.
@@ -13,6 +14,7 @@ from services.common.ceb import CebError, parse_file
 from services.common.money import plain
 
 PROG = "sandan ceb parse"
+PROG_VERIFY = "sandan ceb verify"
 
 
 def add_parser(sub) -> None:
@@ -24,6 +26,39 @@ def add_parser(sub) -> None:
     parse.add_argument("--xsd-dir", default=None, metavar="DIR",
                        help="also validate against the official XSD in DIR (default: the CEB_XSD_DIR setting)")
     parse.set_defaults(run=run)
+    verify = verbs.add_parser("verify", help="check the XML signature (ds:Signature) of a CEB message; one line: "
+                                             "OK with certificate number and algorithm, or the reason")
+    verify.add_argument("file", help="a signed XML message")
+    verify.add_argument("--cert", metavar="PEM", help="the certificate it must verify with (default: the one the "
+                                                      "message carries, which proves integrity, not who signed)")
+    verify.set_defaults(run=run_verify)
+
+
+def run_verify(args) -> int:
+    """0 verified, 1 not (reason printed), 2 unreadable input."""
+    from services.common import config
+    from services.common.ceb import safe_xml
+    from services.common.signing.crypto import Certificate, SignatureError
+    from services.common.signing.xmldsig import verify_ceb
+    try:
+        with open(args.file, "rb") as handle:
+            data = handle.read(config.get_int("SANDAN_CEB_MAX_BYTES") + 1)
+        root = safe_xml.load(data, source=args.file, max_bytes=config.get_int("SANDAN_CEB_MAX_BYTES"))
+        cert = Certificate.load(open(args.cert, "rb").read()) if args.cert else None
+    except CebError as exc:
+        return _fail(PROG_VERIFY, args.file, exc.detail)
+    except OSError as exc:
+        return _fail(PROG_VERIFY, exc.filename or args.file, exc.strerror or type(exc).__name__)
+    except SignatureError as exc:
+        return _fail(PROG_VERIFY, args.cert, exc.message)
+    try:
+        verified = verify_ceb(root, cert)
+    except SignatureError as exc:
+        print(f"{args.file}: {exc.reason} {exc.field}: {exc.message}")
+        return 1
+    whose = "" if cert else " (the certificate the message carries: integrity only, not who signed)"
+    print(f"{args.file}: OK certificate {verified.number} {verified.algorithm.rsplit('#', 1)[-1]}{whose}")
+    return 0
 
 
 def run(args) -> int:
@@ -60,6 +95,8 @@ def jsonable(value):
     return value
 
 
-def _fail(path: str, problem: str) -> int:
-    print(f"{PROG}: {path}: {problem}", file=sys.stderr)
+def _fail(*where_problem: str) -> int:
+    """``_fail(path, problem)`` or ``_fail(prog, path, problem)``: one line on stderr, exit 2."""
+    prog, path, problem = where_problem if len(where_problem) == 3 else (PROG, *where_problem)
+    print(f"{prog}: {path}: {problem}", file=sys.stderr)
     return 2

@@ -80,6 +80,8 @@ TOPICS: list[TopicSpec] = [
               doc="returns-internal: returned parcels re-keyed by the order they belong to"),
     TopicSpec("returns.waybills", "logisticsNo", "sandan.WaybillLink", retention_ms=90 * DAY_MS,
               doc="returns-internal: waybill number -> orderNo of cleared declarations"),
+    TopicSpec("certificates", "certificate number", "sandan.Certificate", retention_ms=-1, compacted=True,
+              doc="registry: signing certificates bound to enterprise codes, revocations (sandan certs)"),
     TopicSpec("deadletter", "source key", "sandan.DeadLetter", retention_ms=30 * DAY_MS,
               doc="undecodable or invalid input with the reason"),
 ]

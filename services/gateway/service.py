@@ -35,6 +35,7 @@ from services.gateway.proto import gateway_pb2_grpc as pb_grpc
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.receipt_groups import xml_messages
 from services.gateway.reports import customs_report
+from services.gateway.signatures import SignaturePolicy
 from services.gateway.submission import SENDER_FIELDS, examine
 
 log = logging.getLogger("sandan.gateway")
@@ -43,6 +44,7 @@ STREAMING = frozenset({"Submit", "Subscribe", "SubscribeBatches", "Receipts"})
 BATCH_DECLARATIONS = 200
 CLEARED, RECEIPTS = "declarations.cleared", "receipts"
 SHUTTING_DOWN = "the gateway is shutting down; reconnect (subscribers: resume with your last cursor)"
+REGISTRY_WAIT_S = 10.0  # how long a Submit waits for the certificate registry after a start
 
 
 class Publisher(Protocol):
@@ -81,12 +83,13 @@ class Gateway(pb_grpc.GatewayServicer):
     def __init__(self, *, registry: ClientRegistry, publisher: Publisher, reader: Reader, limiter: RateLimiter,
                  metrics: GatewayMetrics, mutual_tls: bool = False, clock=now_ms, recheck_s: float = 2.0,
                  max_streams_per_client: int = 16, delivered: DeliveredIndex | None = None,
-                 report_skew_ms: int = 300_000) -> None:
+                 report_skew_ms: int = 300_000, signatures: SignaturePolicy | None = None) -> None:
         self.registry, self.publisher, self.reader, self.limiter = registry, publisher, reader, limiter
         self.metrics, self.mutual_tls, self.clock = metrics, mutual_tls, clock
         self.recheck_s, self.max_streams_per_client = recheck_s, max_streams_per_client
         self.delivered = delivered if delivered is not None else MemoryDelivered()
         self.report_skew_ms = report_skew_ms
+        self.signatures = signatures
         self.stopping = asyncio.Event()
         self.streams: list[StreamStats] = []  # open subscriber streams (their buffers, for metrics and tests)
         self.held: set[_Held] = set()  # open subscriber streams' credentials, checked again on a schedule
@@ -122,17 +125,28 @@ class Gateway(pb_grpc.GatewayServicer):
         async with self._call(context, "Submit") as client:
             source = f"gateway:{client.id}"
             sequence = 0
+            await self._registry_loaded()
             async with aclosing(self._until_stopping(request_iterator)) as items:
                 async for item in items:
                     self.limiter.take(client.id)
                     sequence += 1
                     submission = await asyncio.to_thread(examine, _format_name(item.format), item.message_type,
-                                                         item.payload, client.codes, source, client.messages)
+                                                         item.payload, client.codes, source, client.messages,
+                                                         self.signatures)
                     await self.publisher.publish(submission.outputs)  # acknowledged before the answer
                     count_dead_letters(submission.outputs)
                     answer = messages.submit_answer(item.item_id, sequence, submission, self.clock())
                     self._count_submission(item.message_type, answer)
                     yield answer
+
+    async def _registry_loaded(self) -> None:
+        if self.signatures is None or self.signatures.ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.signatures.ready.wait(), REGISTRY_WAIT_S)
+        except TimeoutError:
+            raise CallError(UNAVAILABLE, "the certificate registry is still loading (is Kafka up?); "
+                                         "try again") from None
 
     async def Receipts(self, request, context):
         async with self._call(context, "Receipts") as client:

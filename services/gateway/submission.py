@@ -8,6 +8,9 @@ holding a document that does not name the caller as its sender, or of a message 
 caller's role may not send, is not a data error but a forbidden act: it raises
 PERMISSION_DENIED and nothing of it is published. Every document published carries its
 submitter (``services.common.senders``): the caller's code that it names as its sender.
+With a ``SignaturePolicy`` an XML message whose signature is missing where required, or does
+not verify against a certificate registered for the caller, is refused whole (code, field and
+reason in its answer) and dead-lettered.
 """
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ from services.common.documents import MESSAGE_TYPES
 from services.common.senders import SENDER_FIELDS, SUBMITTER, named_codes
 from services.common.ingest import NotAnInputMessage, document_outputs, unreadable_output
 from services.common.outputs import Output
+from services.common.signing.crypto import SignatureError
 from services.gateway.errors import PERMISSION_DENIED, CallError
+from services.gateway.signatures import SignaturePolicy, refusal_text
 
 CEB_XML = "CEB_XML"
 AVRO = "AVRO"
@@ -50,9 +55,10 @@ class Submission:
 
 
 def examine(payload_format: str, message_type: str, payload: bytes, codes: frozenset[str], source: str,
-            may_send: frozenset[str] | None = None) -> Submission:
+            may_send: frozenset[str] | None = None, signatures: SignaturePolicy | None = None) -> Submission:
     """What to do with one item sent by the holder of enterprise ``codes``, who may send the
-    message types ``may_send`` (None: every input type)."""
+    message types ``may_send`` (None: every input type). ``signatures`` None: signatures are
+    not verified, only required where the standard requires them."""
     message_type = message_type.strip().upper()
     if message_type not in SENDER_FIELDS:
         known = ", ".join(sorted(SENDER_FIELDS))
@@ -62,7 +68,7 @@ def examine(payload_format: str, message_type: str, payload: bytes, codes: froze
         raise CallError(PERMISSION_DENIED, f"your client may send {', '.join(sorted(may_send)) or 'no messages'}, "
                                            f"not {message_type}")
     if payload_format == CEB_XML:
-        return _examine_xml(message_type, payload, codes, source)
+        return _examine_xml(message_type, payload, codes, source, signatures)
     if payload_format == AVRO:
         return _examine_avro(message_type, payload, codes, source)
     return _refuse_whole(source, payload, message_type, "format must be CEB_XML or AVRO")
@@ -94,9 +100,11 @@ def _stamp(document: dict, message_type: str, codes: frozenset[str]) -> None:
     document[SUBMITTER] = given or (named[0] if named else None)
 
 
-def _examine_xml(message_type: str, payload: bytes, codes: frozenset[str], source: str) -> Submission:
+def _examine_xml(message_type: str, payload: bytes, codes: frozenset[str], source: str,
+                 signatures: SignaturePolicy | None) -> Submission:
     try:
-        message = parse_message(payload, source=source, lenient=True)
+        message = parse_message(payload, source=source, lenient=True,
+                                require_signature=None if signatures is None else False)
         outputs = document_outputs(message)
     except (CebError, NotAnInputMessage) as exc:
         return _refuse_whole(source, payload, message_type, getattr(exc, "detail", str(exc)))
@@ -108,6 +116,11 @@ def _examine_xml(message_type: str, payload: bytes, codes: frozenset[str], sourc
         _stamp(doc, message_type, codes)  # the same dict its output carries
     for bad in message.rejected:
         check_sender(bad.raw, message_type, codes)
+    if signatures is not None:
+        try:
+            signatures.check(message.code, message.root, codes)
+        except SignatureError as exc:
+            return _refuse_whole(source, payload, message_type, refusal_text(exc), message.guid)
     refused = [Refused(bad.guid or "", bad.index, f"{message.code} document {describe(bad.raw)}: "
                                                   + "; ".join(bad.errors), message.code)
                for bad in message.rejected]

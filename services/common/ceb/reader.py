@@ -7,8 +7,9 @@ DOMAIN §2a's decisions; optionally also the official XSD, ``xsd``). A structura
 always raises ``CebError``; a bad document raises in strict mode and is set aside as a
 ``RejectedDocument`` in lenient mode (with its refusal ``code``: APP_TIME, FIXED_VALUES or
 FORMAT_CHECK), so one bad order does not sink the other 99. Signatures (``ds:Signature``)
-are not verified, only tolerated (and required where the standard requires them);
-``BaseSubscribe`` and ``ExtendMessage`` are ignored.
+are not verified here, only required where the standard requires them (``require_signature``;
+the gateway verifies them with ``services.common.signing``); ``BaseSubscribe`` and
+``ExtendMessage`` are ignored.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ class ParsedMessage:
     transfer: dict | None          # BaseTransfer fields (data messages), None for receipts
     rejected: list[RejectedDocument] = field(default_factory=list)  # lenient mode only
     source: str = "<bytes>"
+    root: etree._Element | None = field(default=None, repr=False, compare=False)  # for signature checks
 
 
 @dataclass
@@ -56,18 +58,20 @@ class _Layout:
 
 
 def parse_message(data: bytes, *, source: str = "<bytes>", lenient: bool = False,
-                  xsd_dir: str | os.PathLike | None = None, max_bytes: int | None = None) -> ParsedMessage:
+                  xsd_dir: str | os.PathLike | None = None, max_bytes: int | None = None,
+                  require_signature: bool | None = None) -> ParsedMessage:
     """Read one CEB message.
 
     ``xsd_dir``: folder of the official XSDs for strict schema validation; ``None`` uses the
     ``CEB_XSD_DIR`` setting, ``""`` turns it off. ``max_bytes``: size limit, default the
-    ``SANDAN_CEB_MAX_BYTES`` setting.
+    ``SANDAN_CEB_MAX_BYTES`` setting. ``require_signature``: whether a message without
+    ``ds:Signature`` is refused; ``None`` as the standard says for its type (621/623/625/711).
     """
     limit = config.get_int("SANDAN_CEB_MAX_BYTES") if max_bytes is None else max_bytes
     root = safe_xml.load(data, source=source, max_bytes=limit)
     mt = _message_type(root, source)
     guid, version = _root_attributes(root, mt, source)
-    layout = _layout(root, mt, source)
+    layout = _layout(root, mt, source, mt.signed if require_signature is None else require_signature)
     transfer = _transfer(layout.transfer, mt, source)
     xsd_found = _xsd_problems(root, layout, mt, source, xsd_dir)
 
@@ -83,7 +87,7 @@ def parse_message(data: bytes, *, source: str = "<bytes>", lenient: bool = False
                                              errors, raw))
         else:
             raise CebError(source, "; ".join(errors), code=mt.code, document=raw, index=index, errors=errors)
-    return ParsedMessage(mt.code, guid, version, documents, transfer, rejected, source)
+    return ParsedMessage(mt.code, guid, version, documents, transfer, rejected, source, root)
 
 
 def parse_file(path: str | os.PathLike, **options) -> ParsedMessage:
@@ -213,7 +217,7 @@ def _root_attributes(root: etree._Element, mt: MessageType, source: str) -> tupl
     return values[0], values[1]
 
 
-def _layout(root: etree._Element, mt: MessageType, source: str) -> _Layout:
+def _layout(root: etree._Element, mt: MessageType, source: str, require_signature: bool) -> _Layout:
     item_tag = _CEB + (mt.wrapper or mt.head)
     item_name = mt.wrapper or mt.head
     items: list[etree._Element] = []
@@ -243,9 +247,8 @@ def _layout(root: etree._Element, mt: MessageType, source: str) -> _Layout:
         if count > _OPTIONAL_BLOCKS[tag]:
             raise CebError(source, f"{mt.root} holds {count} {element_name(tag)}, at most "
                                    f"{_OPTIONAL_BLOCKS[tag]} allowed", code=mt.code)
-    if mt.signed and not optional[SIGNATURE_TAG]:
-        raise CebError(source, f"{mt.root} needs a ds:Signature (the standard requires one; sandan does not "
-                               f"verify it)", code=mt.code)
+    if require_signature and not optional[SIGNATURE_TAG]:
+        raise CebError(source, f"{mt.root} needs a ds:Signature (the standard requires one)", code=mt.code)
     return _Layout(items, transfers[0] if transfers else None)
 
 

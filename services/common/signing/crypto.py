@@ -46,14 +46,25 @@ WRONG_ENTERPRISE = "WRONG_ENTERPRISE"
 MALFORMED = "MALFORMED"
 
 
+# Where in a CEB message's ds:Signature each reason points (SignatureError.field).
+FIELD_OF = {
+    DIGEST_MISMATCH: "ds:SignedInfo/ds:Reference/ds:DigestValue", SIGNATURE_MISMATCH: "ds:SignatureValue",
+    UNKNOWN_CERTIFICATE: "ds:KeyInfo/ds:KeyName", CERTIFICATE_EXPIRED: "ds:KeyInfo/ds:KeyName",
+    CERTIFICATE_NOT_YET_VALID: "ds:KeyInfo/ds:KeyName", CERTIFICATE_REVOKED: "ds:KeyInfo/ds:KeyName",
+    WRONG_ENTERPRISE: "ds:KeyInfo/ds:KeyName", WRONG_ALGORITHM: "ds:SignedInfo/ds:SignatureMethod",
+    NOT_SIGNED: "ds:Signature", MALFORMED: "ds:Signature",
+}
+
+
 class SignatureError(Exception):
     """A signature that is not accepted: ``reason`` is one of the codes above, ``message`` one
-    line saying exactly what (never personal data)."""
+    line saying exactly what (never personal data), ``field`` where (in a CEB message)."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, field: str | None = None):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+        self.field = field or FIELD_OF.get(reason, "ds:Signature")
 
 
 class PrivateKey:
