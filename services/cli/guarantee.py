@@ -105,14 +105,13 @@ def run_command(args) -> int:
 
 
 def _with_redis(step, args, *more) -> int:
-    import redis.asyncio as aioredis
     from redis.exceptions import RedisError
 
-    from services.common import config
+    from services.common import redis_client
     from services.tax_guarantee.redis_store import RedisAccountStore, namespace
 
     async def main() -> int:
-        client = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
+        client = redis_client.connect()
         try:
             return await step(RedisAccountStore(client, namespace()), args, *more)
         finally:
@@ -121,7 +120,7 @@ def _with_redis(step, args, *more) -> int:
     try:
         return asyncio.run(main())
     except (RedisError, OSError) as exc:
-        print(f"sandan guarantee: Redis at {config.get('SANDAN_REDIS_URL')} did not answer: {exc}", file=sys.stderr)
+        print(f"sandan guarantee: Redis ({redis_client.describe()}) did not answer: {exc}", file=sys.stderr)
         return UNREACHABLE
 
 

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 def run_rebuild(args) -> int:
     from redis.exceptions import RedisError
 
-    from services.common import config, kafka_io
+    from services.common import kafka_io, redis_client
     from services.common.quota import sources as quota_sources
 
     try:
@@ -40,20 +40,18 @@ def run_rebuild(args) -> int:
     try:
         return asyncio.run(_rebuild(sources, args.repair))
     except (RedisError, OSError) as exc:
-        print(f"sandan quota: Redis at {config.get('SANDAN_REDIS_URL')} did not answer: {exc}", file=sys.stderr)
+        print(f"sandan quota: Redis ({redis_client.describe()}) did not answer: {exc}", file=sys.stderr)
         return UNREACHABLE
 
 
 async def _rebuild(sources, repair: bool) -> int:
-    import redis.asyncio as aioredis
-
-    from services.common import config
+    from services.common import config, redis_client
     from services.cli.guarantee import print_table
     from services.common.quota import rebuild as quota_rebuild
     from services.common.quota import sources as quota_sources
 
     rebuilt = quota_rebuild.rebuild(sources.verified, sources.refused, sources.releases)
-    client = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
+    client = redis_client.connect()
     try:
         hashes = quota_sources.RedisQuotaHashes(client, f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}")
         differences = quota_rebuild.compare(rebuilt, await hashes.read_all())

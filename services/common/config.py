@@ -50,6 +50,11 @@ SETTINGS: list[Setting] = [
             " (node i on it + 10·i); 0: none. `scripts/stack.sh env` prints the client settings for it"),
     Setting("SANDAN_REDIS_URL", "redis://127.0.0.1:16379/0", "Redis URL for quotas and guarantee balances"),
     Setting("SANDAN_REDIS_PORT", "16379", "Port of the local Redis server (`make up`)"),
+    Setting("SANDAN_REDIS_SENTINELS", "",
+            "Redis Sentinels (host:port,...): set, every client connects to the primary they name for"
+            " SANDAN_REDIS_MASTER and follows it through a failover (db and password still from SANDAN_REDIS_URL);"
+            " empty: SANDAN_REDIS_URL itself"),
+    Setting("SANDAN_REDIS_MASTER", "sandan", "Name under which the Sentinels monitor sandan's Redis primary"),
     Setting("SANDAN_LOCAL_DIR", str(PROJECT_ROOT / ".local"), "Data, logs and pid files of the local stack"),
     Setting("SANDAN_STACK_TIMEOUT", "60", "Seconds `make up` waits for Kafka, Redis and Prometheus to answer before giving up"),
     Setting("SANDAN_PROMETHEUS_PORT", "19090", "Port of the local Prometheus server (`make up`), 127.0.0.1 only"),

@@ -16,13 +16,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from kafka.errors import KafkaError
-from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
 from services.common import config, topics
 from services.common.avro import AvroCodec
 from services.common.outputs import Output
+from services.common.redis_client import FAILOVER_ERRORS
 
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, asyncio.TimeoutError, KafkaError)
+# Redis's include a Sentinel failover (no primary yet, a demoted primary refusing writes).
+TRANSIENT = (*FAILOVER_ERRORS, ConnectionError, asyncio.TimeoutError, KafkaError)
 
 
 def app_id(name: str) -> str:

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-import redis.asyncio as aioredis
 
-from services.common import config, kafka_io, topics
+from services.common import config, kafka_io, redis_client, topics
 from services.common.avro import codec
 from services.common.ceb.writer import write_message
 from services.common.clock import CHINA, now_ms
@@ -68,7 +67,7 @@ class AfterSales:
 
 async def buyer_quotas(plan: AfterSales, cleared: dict) -> dict[str, Decimal]:
     """Year-to-date taxable value of each buyer the after-sales touch (keyed hashes, no ID numbers)."""
-    client = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
+    client = redis_client.connect()
     store = RedisQuotaStore(client, f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}")
     try:
         quotas = {}

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError as AioKafkaError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from kafka.errors import KafkaError as SyncKafkaError
 
-from services.common import config, kafka_io, kafka_security
+from services.common import config, kafka_io, kafka_security, redis_client
 from services.common import metrics as common_metrics
 from services.gateway import deadletter_watch, metrics, reflection
 from services.gateway.client_registry import ClientRegistry
@@ -196,7 +195,7 @@ async def serve(settings: ServerSettings) -> None:
         reason = await asyncio.to_thread(kafka_security.explain, bootstrap)
         raise SystemExit(f"gateway: {reason}" if reason else
                          f"Kafka at {bootstrap} (SANDAN_KAFKA_BOOTSTRAP) is unreachable: {type(exc).__name__}") from None
-    redis = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
+    redis = redis_client.connect()
     reader = FanoutReader(TopicReader(bootstrap, settings.stream_batch, settings.fetch_bytes))
     server = GatewayServer(settings, build_gateway(settings, publisher, reader, RedisDelivered(redis)))
     try:

@@ -22,10 +22,9 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from kafka.partitioner.default import murmur2
 
-from services.common import config, metrics, streaming, topics
+from services.common import config, metrics, redis_client, streaming, topics
 from services.common.avro import WireError, codec
 from services.common.changelog_table import ChangelogTable
 from services.common.clock import now_ms
@@ -74,7 +73,7 @@ class MatchWorker:
         self.timeout_ms = config.get_int("SANDAN_MATCH_TIMEOUT") * 1000
         self.retention_ms = config.get_int("SANDAN_MATCH_RETENTION") * 1000
         self.replay_window_ms = config.get_int("SANDAN_MATCH_REPLAY_WINDOW") * 1000
-        redis = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
+        redis = redis_client.connect()
         namespace = f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}"
         self.processor = MatchProcessor(
             quota=RedisQuotaStore(redis, namespace), waybills=RedisWaybillRegistry(redis, namespace),

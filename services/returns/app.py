@@ -28,10 +28,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from kafka.partitioner.default import murmur2
 
-from services.common import config, streaming, topics
+from services.common import config, redis_client, streaming, topics
 from services.common.avro import WireError, codec
 from services.common.changelog_table import ChangelogTable
 from services.common.clock import now_ms
@@ -87,7 +86,7 @@ class ReturnsWorker:
         self.worker = PartitionWorker(NAME, [*self.short_of, self.ticks_topic], tables=list(self.tables.values()))
         self.wire = codec()
         self.engine = ReturnsEngine(Settings.from_env())
-        redis = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
+        redis = redis_client.connect()
         namespace = f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}"
         self.quota, self.parts = RedisQuotaStore(redis, namespace), RedisPartReleases(redis, namespace)
         self.numbers = RedisCustomsNumbers(redis, namespace)  # the CEB624/626 receipts carry the inventory's numbers

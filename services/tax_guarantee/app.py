@@ -31,9 +31,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 
-from services.common import config, streaming, topics
+from services.common import config, redis_client, streaming, topics
 from services.common.avro import WireError, codec
 from services.common.clock import now_ms
 from services.common.deadletter import dead_letter
@@ -69,7 +68,7 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
     matched, commands = topics.name("declarations.matched"), topics.name("guarantee.commands")
     worker = PartitionWorker("tax-guarantee", [matched, commands])
     wire = codec()
-    processor = create_processor(aioredis.from_url(config.get("SANDAN_REDIS_URL")))
+    processor = create_processor(redis_client.connect())
     m = metrics.guarantee()
     publish = streaming.Publisher(worker.send, wire, count=lambda o: metrics.count_output(m, o)).publish
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kafka.errors import KafkaError
 
-from services.common import config, kafka_io
+from services.common import kafka_io, redis_client
 
 DELETE_BATCH = 200  # topics per DeleteTopics request; a broker handles big ones slowly
 
@@ -53,9 +53,7 @@ def delete_topics(names: list[str]) -> int:
 
 
 def delete_redis_keys(prefix: str) -> int:
-    import redis
-
-    client = redis.Redis.from_url(config.get("SANDAN_REDIS_URL"))
+    client = redis_client.connect_sync()
     deleted = 0
     try:
         batch: list[bytes] = []
