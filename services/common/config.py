@@ -103,6 +103,11 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_STORE_REVOKED_GRACE_SECONDS", "600",
             "Seconds a worker keeps the store of a partition taken away from it: back within them it is reused"
             " (checked against the changelog), later it is rebuilt; then the store is deleted"),
+    Setting("SANDAN_PROCESSING_GUARANTEE", "exactly_once",
+            "exactly_once: a stream worker's outputs, table changes and input offsets go to Kafka in one transaction"
+            " per input partition (a worker that lost its partitions is fenced); at_least_once: flushed, then committed"),
+    Setting("SANDAN_COMMIT_INTERVAL_MS", "200",
+            "Milliseconds between a stream worker's commits (with exactly_once, how long its outputs wait unseen)"),
     Setting("SANDAN_STREAM_BATCH", "500",
             "Most records a stream worker takes from Kafka at once and handles together"),
     Setting("SANDAN_STREAM_BATCH_WAIT_MS", "100",
@@ -121,11 +126,6 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_GATEWAY_TLS_CERT", "", "PEM certificate (chain) of the gateway; with the key it turns TLS on"),
     Setting("SANDAN_GATEWAY_TLS_KEY", "", "PEM private key of the gateway's certificate"),
     Setting("SANDAN_GATEWAY_TLS_CLIENT_CA", "",
-    Setting("SANDAN_PROCESSING_GUARANTEE", "exactly_once",
-            "exactly_once: a stream worker's outputs, table changes and input offsets go to Kafka in one transaction"
-            " per input partition (a worker that lost its partitions is fenced); at_least_once: flushed, then committed"),
-    Setting("SANDAN_COMMIT_INTERVAL_MS", "200",
-            "Milliseconds between a stream worker's commits (with exactly_once, how long its outputs wait unseen)"),
             "PEM CA of client certificates; when set, clients need a certificate naming their client id (mTLS)"),
     Setting("SANDAN_GATEWAY_MAX_MESSAGE_BYTES", "16777216", "Largest gRPC message the gateway takes, in bytes"),
     Setting("SANDAN_GATEWAY_RATE", "200", "Calls plus submitted items per second allowed to each client (token bucket)"),
@@ -146,6 +146,10 @@ SETTINGS: list[Setting] = [
             "How often the gateway reads the deadletter topic's size for sandan_deadletter_topic_records"),
     Setting("SANDAN_GATEWAY_REPORT_WINDOW_DAYS", "30",
             "Days a delivered declaration stays reportable (the gateway's index of deliveries expires after it)"),
+    Setting("SANDAN_REQUIRE_SIGNATURE", "default",
+            "CEB message types the gateway accepts only with a ds:Signature that verifies against a certificate"
+            " registered for the sender (`sandan certs`): default (CEB621,CEB623,CEB625,CEB711), all, none, or a"
+            " comma list; a signature on any other type is verified too"),
     Setting("SANDAN_GATEWAY_ADDRESS", "127.0.0.1:50051", "Client side: gateway address for `sandan gateway` commands"),
     Setting("SANDAN_GATEWAY_TOKEN", "", "Client side: bearer token (prefer SANDAN_GATEWAY_CREDENTIALS)"),
     Setting("SANDAN_GATEWAY_CREDENTIALS", "",

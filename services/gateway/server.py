@@ -29,6 +29,8 @@ from services.gateway.proto import gateway_pb2 as pb
 from services.gateway.proto import gateway_pb2_grpc as pb_grpc
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.service import Gateway
+from services.gateway.certificates import CertificateFollower
+from services.gateway.signatures import SignaturePolicy, required_types
 
 log = logging.getLogger("sandan.gateway")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gateway"].full_name
@@ -53,6 +55,7 @@ class ServerSettings:
     auth_recheck_s: float = 2.0
     max_streams_per_client: int = 16
     report_skew_s: int = 300
+    require_signature: str = "default"  # SANDAN_REQUIRE_SIGNATURE
 
     @classmethod
     def from_env(cls) -> "ServerSettings":
@@ -70,7 +73,8 @@ class ServerSettings:
                    share_port=config.get_int("SANDAN_GATEWAY_SHARE_PORT") != 0,
                    auth_recheck_s=config.get_int("SANDAN_GATEWAY_AUTH_RECHECK_SECONDS"),
                    max_streams_per_client=config.get_int("SANDAN_GATEWAY_MAX_STREAMS_PER_CLIENT"),
-                   report_skew_s=config.get_int("SANDAN_GATEWAY_REPORT_SKEW_SECONDS"))
+                   report_skew_s=config.get_int("SANDAN_GATEWAY_REPORT_SKEW_SECONDS"),
+                   require_signature=config.get("SANDAN_REQUIRE_SIGNATURE"))
 
     @property
     def tls(self) -> bool:
@@ -157,13 +161,23 @@ class GatewayServer:
             self.watcher.cancel()
 
 
-def build_gateway(settings: ServerSettings, publisher, reader, delivered: DeliveredIndex | None = None) -> Gateway:
-    """``delivered`` None: an index in memory (tests); ``serve`` keeps it in Redis."""
+def signature_policy(settings: ServerSettings) -> SignaturePolicy:
+    try:
+        return SignaturePolicy(required_types(settings.require_signature))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def build_gateway(settings: ServerSettings, publisher, reader, delivered: DeliveredIndex | None = None,
+                  signatures: SignaturePolicy | None = None) -> Gateway:
+    """``delivered`` None: an index in memory (tests); ``serve`` keeps it in Redis. ``signatures``
+    None: the policy of ``settings`` with an empty certificate book (tests fill it)."""
     return Gateway(registry=ClientRegistry(settings.clients_file), publisher=publisher, reader=reader,
                    limiter=RateLimiter(settings.rate, settings.burst), metrics=metrics.gateway(),
                    mutual_tls=bool(settings.client_ca), recheck_s=settings.auth_recheck_s,
                    max_streams_per_client=settings.max_streams_per_client, delivered=delivered,
-                   report_skew_ms=settings.report_skew_s * 1000)
+                   report_skew_ms=settings.report_skew_s * 1000,
+                   signatures=signatures if signatures is not None else signature_policy(settings))
 
 
 async def serve(settings: ServerSettings) -> None:
@@ -197,7 +211,11 @@ async def serve(settings: ServerSettings) -> None:
                          f"Kafka at {bootstrap} (SANDAN_KAFKA_BOOTSTRAP) is unreachable: {type(exc).__name__}") from None
     redis = redis_client.connect()
     reader = FanoutReader(TopicReader(bootstrap, settings.stream_batch, settings.fetch_bytes))
-    server = GatewayServer(settings, build_gateway(settings, publisher, reader, RedisDelivered(redis)))
+    signatures = signature_policy(settings)
+    signatures.ready.clear()  # until the follower has read the registry
+    server = GatewayServer(settings, build_gateway(settings, publisher, reader, RedisDelivered(redis), signatures))
+    registry_stop = asyncio.Event()
+    registry = asyncio.create_task(CertificateFollower(bootstrap, signatures.book, signatures.ready).run(registry_stop))
     try:
         port = await server.start()
         if not settings.clients_file.exists():
@@ -214,6 +232,8 @@ async def serve(settings: ServerSettings) -> None:
             config.get_int("SANDAN_GATEWAY_DEADLETTER_POLL_SECONDS"), stop))
         await stop.wait()
         await watcher
+        registry_stop.set()
+        await registry
         log.info("gateway stopping: finishing in-flight calls (up to %d s)", settings.grace)
         await server.stop()
     finally:
