@@ -20,7 +20,7 @@ export SANDAN_KAFKA_NODES := $(KAFKA_NODES)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv proto setup up down status reset test demo clean test-faults ledger-sim bench-signatures
+.PHONY: help venv proto setup up down status reset test demo clean test-faults ledger-sim fuzz bench-signatures
 
 help:
 	@echo "make venv     .venv with sandan installed editable (plus test tools)"
@@ -34,6 +34,7 @@ help:
 	@echo "make test     up, then pytest (PYTEST_ARGS='$(PYTEST_ARGS)')"
 	@echo "make test-faults  crash, outage, fuzz and security tests on a private stack; ends with the fault table"
 	@echo "make ledger-sim SEED=N [SEEDS=1 STEPS=30]  replay seeds of the simulated money ledger (tests/sim)"
+	@echo "make fuzz [FUZZ_SECONDS=600 FUZZ_TARGETS='ceb_xml submit worker']  coverage-guided fuzzing (atheris), growing tests/fuzz/corpus"
 	@echo "make demo     up, then sandan demo"
 	@echo "make bench-codec  Avro and CEB XML encode/decode figures (JSON)"
 	@echo "make bench-signatures  SM2-SM3 and RSA signature verifications per second on one core (JSON)"
@@ -91,6 +92,14 @@ STEPS ?= 30
 ledger-sim: up
 	@test -n "$(SEED)" || { echo "usage: make ledger-sim SEED=N [SEEDS=1 STEPS=30]" >&2; exit 2; }
 	$(VENV_PY) -m tests.sim.ledger --seed $(SEED) --seeds $(SEEDS) --steps $(STEPS)
+
+# The long fuzzing run (atheris): FUZZ_SECONDS per target, new inputs added to tests/fuzz/corpus/<target>,
+# a crash's input left in .local/fuzz/crashes (replay: python -m tests.fuzz.run --target T FILE).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= ceb_xml submit worker
+fuzz: venv
+	@for t in $(FUZZ_TARGETS); do echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
+		$(VENV_PY) -m tests.fuzz.run --target $$t --seconds $(FUZZ_SECONDS) || exit 1; done
 
 # The demo checks the receipts it reads against the official XSDs when it finds them next to
 # the repository (or wherever CEB_XSD_DIR already points); sandan never needs them to run.

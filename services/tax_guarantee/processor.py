@@ -32,6 +32,7 @@ from services.tax_guarantee.account import Account, china_date
 from services.tax_guarantee.commands import Command, Refusal, parse_command
 from services.tax_guarantee.store import AccountStore, Applied, Chain, Outcome, Refused, Snapshot
 
+TAX_KINDS = ("customsTax", "consumptionTax", "valueAddedTax")
 MAX_ATTEMPTS = 1000  # commits lost to concurrent changes of the same account before giving up
 
 
@@ -220,6 +221,14 @@ def _verdict_problem(verdict: dict) -> Refusal | None:
         return Refusal(codes.INVALID_FIELD, "declarationId", "the verdict has no declarationId")
     if verdict["taxTotal"] < ZERO:
         return Refusal(codes.INVALID_AMOUNT, "taxTotal", f"negative tax {verdict['taxTotal']}")
+    # the tax bill (CEB816) splits each kind over the lines: a negative kind, or kinds that do not
+    # add up to the total, would issue a bill that contradicts the deduction
+    for kind in TAX_KINDS:
+        if verdict[kind] < ZERO:
+            return Refusal(codes.INVALID_AMOUNT, kind, f"negative tax {verdict[kind]}")
+    if sum(verdict[kind] for kind in TAX_KINDS) != verdict["taxTotal"]:
+        return Refusal(codes.INVALID_AMOUNT, "taxTotal", f"taxTotal {verdict['taxTotal']} is not the sum of "
+                       + ", ".join(f"{kind} {verdict[kind]}" for kind in TAX_KINDS))
     return None
 
 

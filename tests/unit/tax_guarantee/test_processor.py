@@ -183,3 +183,17 @@ def test_a_decision_made_on_a_stale_account_is_made_again():
     # Three rivals took 30 of the 100 while MINE was deciding: 75 no longer fits.
     assert handled.outputs[0].record["failures"][0]["code"] == codes.GUARANTEE_INSUFFICIENT
     assert run(store.account(CODE)).outstanding == 30
+
+
+@pytest.mark.parametrize("kinds, field", [
+    ({"valueAddedTax": Decimal("-92233720368547.75807"), "customsTax": Decimal("92233720368577.75807")}, "valueAddedTax"),
+    ({"valueAddedTax": Decimal(20)}, "taxTotal"),  # 20 + 0 + 0 is not the 30 deducted
+])
+def test_a_verdict_whose_tax_kinds_are_negative_or_miss_the_total_is_refused_alone(engine, kinds, field):
+    # found by tests/fuzz: such a verdict made the whole batch fail while encoding its tax bill
+    bad = dict(verdict("9"), **kinds)
+    handled = run(engine.on_verdicts([verdict("1", tax="10"), bad, verdict("2", tax="10")], NOW_MS))
+    refused = handled[1].rejected_input
+    assert (refused.code, refused.field) == (codes.INVALID_AMOUNT, field) and refused.message
+    assert [topics_of(h)[-1] for h in (handled[0], handled[2])] == ["declarations.cleared"] * 2
+    assert balance(engine) == 80
