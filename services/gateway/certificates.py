@@ -9,7 +9,7 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.common import topics
+from services.common import kafka_security, topics
 from services.common.avro import WireError, codec
 from services.common.signing.crypto import SignatureError
 from services.common.signing.registry import TOPIC, CertificateBook
@@ -41,7 +41,8 @@ class CertificateFollower:
     async def _follow(self, stop: asyncio.Event) -> None:
         topic = topics.name(TOPIC)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", client_id="sandan-gateway-certificates")
+                                    auto_offset_reset="earliest", client_id="sandan-gateway-certificates",
+                                    **kafka_security.aiokafka_kwargs())
         await consumer.start()
         try:
             await consumer._client._wait_on_metadata(topic)  # learn the partitions without subscribing
