@@ -52,7 +52,7 @@ def originals() -> list[tuple[str, str, dict]]:
     s = sets[0]
     decl = declaration_id(s.order["ebpCode"], s.order["orderNo"])
     verdict = {"declarationId": decl, "ebpCode": s.order["ebpCode"], "orderNo": s.order["orderNo"],
-               "status": "verified", "taxTotal": s.order["taxTotal"], "taxableValue": s.order["goodsValue"],
+               "status": "verified", "taxTotal": s.order["taxTotal"], "valueAddedTax": s.order["taxTotal"], "taxableValue": s.order["goodsValue"],
                "assureCode": s.inventory["assureCode"], "buyerKey": "b" * 32, "quotaYear": 2025,
                "inventory": s.inventory, "lastDocumentAt": now_ms(), "decidedAt": now_ms()}
     command = {"commandId": "fuzz-1", "action": "register", "assureCode": s.inventory["assureCode"],
