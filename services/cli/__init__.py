@@ -10,7 +10,7 @@ from services.common import config
 
 # Subcommand modules, imported lazily so `sandan ceb parse` does not pay for Kafka clients or grpc.
 _MODULES = ["ceb", "topics", "publish", "generate", "check", "worker", "demo", "settings", "guarantee", "gateway",
-            "returns", "quota", "certs"]
+            "returns", "quota", "paydata", "platform", "certs"]
 
 
 def build_parser() -> argparse.ArgumentParser:

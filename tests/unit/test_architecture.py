@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("order_match", "tax_guarantee", "returns", "gateway")
+SERVICES = ("order_match", "tax_guarantee", "returns", "gateway", "paydata", "paydata_platform")
 TOOLS = ("demo", "cli", "tools")
 IO_LIBRARIES = ("aiokafka", "kafka", "redis", "grpc", "grpc_health", "grpc_reflection", "rocksdict")
 PURE = (
@@ -28,6 +28,9 @@ PURE = (
     "services.tax_guarantee.tax_bill",
     "services.returns.policy", "services.returns.engine",
     "services.common.signing.crypto", "services.common.signing.paydata", "services.common.signing.xmldsig",
+    "services.paydata.protocol", "services.paydata.compare", "services.paydata.sampler", "services.paydata.sessions",
+    "services.paydata.outcomes", "services.paydata.signature", "services.paydata.engine",
+    "services.paydata_platform.responder",
 )
 
 
