@@ -12,7 +12,7 @@ from services.gateway.client_registry import CUSTOMS, ENTERPRISE, Client, Client
 from services.gateway.errors import PERMISSION_DENIED, UNAUTHENTICATED, CallError
 
 METHOD_ROLES = {"Submit": ENTERPRISE, "Receipts": ENTERPRISE, "Subscribe": CUSTOMS, "SubscribeBatches": CUSTOMS,
-                "Report": CUSTOMS}
+                "Report": CUSTOMS, "PaydataChecks": CUSTOMS}
 _BEARER = "bearer "
 
 

@@ -138,6 +138,12 @@ class GatewayClient:
                                           metadata=self.metadata)
         return _bounded(call, limit, idle_timeout)
 
+    def paydata_checks(self, cursor: str = "", *, latest: bool = False, limit: int | None = None,
+                       idle_timeout: float | None = None) -> AsyncIterator[pb.PaydataCheck]:
+        """Payment-data check outcomes (179) after ``cursor``; ends as ``subscribe`` does."""
+        call = self.stub.PaydataChecks(pb.SubscribeRequest(cursor=cursor, start=_start(latest)), metadata=self.metadata)
+        return _bounded(call, limit, idle_timeout)
+
     async def report(self, *, ebp_code: str, order_no: str, status: str, invt_no: str = "", reason: str = "",
                      decided_at: str = "", report_id: str = "", timeout: float | None = 30) -> pb.ReportAck:
         request = pb.ReportRequest(report_id=report_id, ebp_code=ebp_code, order_no=order_no, invt_no=invt_no,

@@ -51,3 +51,15 @@ def receipt_message(at_cursor: str, message) -> pb.ReceiptRecord:
 def decision(request: pb.ReportRequest) -> Decision:
     return Decision(request.report_id, request.ebp_code, request.order_no, request.invt_no, request.status,
                     request.reason, request.decided_at)
+
+
+def paydata_check(record: LogRecord, outcome: dict) -> pb.PaydataCheck:
+    """A payment-data check outcome (sandan.PaydataOutcome) on the PaydataChecks stream."""
+    return pb.PaydataCheck(
+        cursor=record.cursor, outcome_id=outcome["outcomeId"], session_id=outcome["sessionId"],
+        declaration_id=outcome["declarationId"], ebp_code=outcome["ebpCode"], order_no=outcome["orderNo"],
+        outcome=outcome["outcome"],
+        mismatches=[pb.PaydataMismatch(field=m["field"], message=m["message"]) for m in outcome["mismatches"]],
+        reason=outcome["reason"], requested_at_ms=outcome["requestedAt"], deadline_ms=outcome["deadline"],
+        uploaded_at_ms=outcome.get("uploadedAt") or 0, cert_no=outcome.get("certNo") or "",
+        decided_at_ms=outcome["decidedAt"], record=record.value)

@@ -39,11 +39,12 @@ from services.gateway.signatures import SignaturePolicy
 from services.gateway.submission import SENDER_FIELDS, examine
 
 log = logging.getLogger("sandan.gateway")
-STREAMING = frozenset({"Submit", "Subscribe", "SubscribeBatches", "Receipts"})
+STREAMING = frozenset({"Submit", "Subscribe", "SubscribeBatches", "Receipts", "PaydataChecks"})
 # A verdict record is ~1-2 KB: 200 of them stay far below gRPC's 4 MB default message limit.
 BATCH_DECLARATIONS = 200
 CLEARED, RECEIPTS = "declarations.cleared", "receipts"
 SHUTTING_DOWN = "the gateway is shutting down; reconnect (subscribers: resume with your last cursor)"
+PAYDATA = "paydata.outcomes"
 REGISTRY_WAIT_S = 10.0  # how long a Submit waits for the certificate registry after a start
 
 
@@ -209,6 +210,15 @@ class Gateway(pb_grpc.GatewayServicer):
             except RedisError as exc:
                 raise CallError(UNAVAILABLE, f"the gateway's index of delivered declarations did not answer "
                                              f"({type(exc).__name__}); send the report again") from exc
+    async def PaydataChecks(self, request, context):
+        async with self._call(context, "PaydataChecks") as client:
+            async with aclosing(self._follow(client, "PaydataChecks", PAYDATA, request)) as batches:
+                async for batch in batches:
+                    for record in batch:
+                        outcome = self._decode(record, PAYDATA)
+                        if outcome is not None:
+                            yield messages.paydata_check(record, outcome)
+
             if not known:
                 raise CallError(FAILED_PRECONDITION, f"ebp_code, order_no: {declaration} is not a cleared declaration "
                                                      f"this gateway has delivered (report only what Subscribe sent)")
