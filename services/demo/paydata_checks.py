@@ -180,3 +180,94 @@ def summary(found: list[dict]) -> dict[str, list[str]]:
 
 def dumps(found: list[dict]) -> str:
     return json.dumps(summary(found), ensure_ascii=False)
+
+
+# --- the demo's stage --------------------------------------------------------------------------
+DEMO_DEADLINE_S = 6
+
+
+def demo_settings() -> dict[str, str]:
+    """The paydata service's settings in the demo: no sampling (the demo names its four checks) and
+    a short deadline, so the late and the missing upload are decided within seconds."""
+    return {"SANDAN_PAYDATA_SAMPLE": "0", "SANDAN_PAYDATA_DEADLINE": str(DEMO_DEADLINE_S),
+            "SANDAN_PAYDATA_LISTEN": f"127.0.0.1:{free_port()}", "SANDAN_PAYDATA_METRICS_PORT": str(free_port())}
+
+
+@dataclass
+class PaydataReport:
+    expected: dict = field(default_factory=dict)   # orderNo -> the outcome kinds it should get, in order
+    got: dict = field(default_factory=dict)        # orderNo -> the outcome kinds it got
+    cases: dict = field(default_factory=dict)      # orderNo -> what the case plays
+    problem: str = ""
+
+    @property
+    def as_expected(self) -> bool:
+        return not self.problem and self.got == self.expected
+
+    def lines(self) -> list[str]:
+        lines = [f"payment-data checks (公告2018年第179号; deadline {DEMO_DEADLINE_S} s in the demo)"]
+        for order_no, case in self.cases.items():
+            lines.append(f"  {case:36} {order_no}  {' then '.join(self.got.get(order_no, [])) or 'nothing'}")
+        if self.problem:
+            lines.append(f"  NOT as expected: {self.problem}")
+        return lines
+
+    def to_json(self) -> dict:
+        counts: dict[str, int] = {}
+        for kinds in self.got.values():
+            for kind in kinds:
+                counts[kind] = counts.get(kind, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def choose(sets: list, verified: set[str]) -> dict[str, list] | None:
+    """Verified declarations of three platforms: two of the first (a match and a mismatch), one of
+    the second (late) and one of the third (never answers)."""
+    by_platform: dict[str, list] = {}
+    for s in sets:
+        if f"{s.order['ebpCode']}:{s.order['orderNo']}" in verified:
+            by_platform.setdefault(s.order["ebpCode"], []).append(s)
+    codes = sorted(by_platform, key=lambda c: -len(by_platform[c]))
+    if len(codes) < 3 or len(by_platform[codes[0]]) < 2:
+        return None
+    return {"answers": by_platform[codes[0]][:2], "late": by_platform[codes[1]][:1], "silent": by_platform[codes[2]][:1]}
+
+
+async def run_stage(sets: list, verified: set[str], env: dict, folder: Path, say) -> PaydataReport:
+    """Four checks end to end against the running paydata service; the report of what came out."""
+    report = PaydataReport()
+    chosen = choose(sets, verified)
+    if chosen is None:
+        report.problem = "fewer than three platforms with verified declarations"
+        return report
+    answering = Platform(chosen["answers"][0].order["ebpCode"], folder / "answering")
+    slow = Platform(chosen["late"][0].order["ebpCode"], folder / "slow", delay_s=DEMO_DEADLINE_S + 2)
+    silent = Platform(chosen["silent"][0].order["ebpCode"], folder / "silent", answers=False)
+    match, mismatch = chosen["answers"]
+    late, missing = chosen["late"][0], chosen["silent"][0]
+    answering.add(raw_payment_data(match.order, match.payment))
+    answering.add(raw_payment_data(mismatch.order, mismatch.payment,
+                                   totalAmount=mismatch.payment["amountPaid"] + 1))
+    slow.add(raw_payment_data(late.order, late.payment))
+    report.cases = {match.order["orderNo"]: "platform answers, data agrees",
+                    mismatch.order["orderNo"]: "platform answers, amount differs",
+                    late.order["orderNo"]: "platform answers after the deadline",
+                    missing.order["orderNo"]: "platform never answers"}
+    report.expected = {match.order["orderNo"]: ["PAYDATA_MATCH"], mismatch.order["orderNo"]: ["PAYDATA_MISMATCH"],
+                       late.order["orderNo"]: ["PAYDATA_MISSING", "PAYDATA_LATE"],
+                       missing.order["orderNo"]: ["PAYDATA_MISSING"]}
+    upload_url = f"http://{env['SANDAN_PAYDATA_LISTEN']}/realTimeDataUpload"
+    platforms = [answering, slow, silent]
+    await asyncio.to_thread(register, platforms)
+    with Platforms(platforms, upload_url):
+        for s in (match, mismatch, late, missing):
+            await asyncio.to_thread(request, s.order["ebpCode"], s.order["orderNo"], f"demo:{s.order['orderNo']}")
+        say(f"  payment-data checks: asked {len(report.cases)} platforms' payment data (sandan paydata request)")
+        wanted = {order_no: set(kinds) for order_no, kinds in report.expected.items()}
+        found = await asyncio.to_thread(wait_for_outcomes, wanted, 3 * DEMO_DEADLINE_S + 30)
+    report.got = {order_no: kinds for order_no, kinds in summary(found).items() if order_no in report.expected}
+    asked = dict(answering.asked + slow.asked)
+    for o in found:
+        if o["orderNo"] in asked and o["sessionId"] != asked[o["orderNo"]]:
+            report.problem = f"order {o['orderNo']}: the outcome names another sessionID than customs sent"
+    return report

@@ -31,7 +31,7 @@ from services.common.ceb.writer import write_message
 from services.common.documents import MESSAGE_OF_KIND, kind_of
 from services.tools.generator import generate
 from services.demo import parties as parties_mod
-from services.demo import returns_stage, scrape
+from services.demo import paydata_checks, returns_stage, scrape
 from services.demo.receipts_desk import ReceiptsDesk
 from services.demo.processes import ServiceProcess, service_env
 from services.gateway.client import GatewayClient
@@ -152,6 +152,7 @@ async def _run(plan: DemoPlan, out) -> dict:
     # demo's broken documents (currency not 142) are for the match to reject (FIXED_VALUES),
     # where the gateway's XSD check would refuse them first and leave their declarations incomplete
     env.pop("CEB_XSD_DIR", None)
+    env.update(paydata_checks.demo_settings())
     services = [ServiceProcess(name, args, env, run_dir).start() for name, args in SERVICES]
     desk, stop = parties_mod.CustomsDesk(customs), asyncio.Event()
     receipts_desk = ReceiptsDesk(parties, run_dir / "receipts", xsd.configured_dir())
@@ -180,6 +181,8 @@ async def _run(plan: DemoPlan, out) -> dict:
         returned = await returns_stage.run(after_sales, parties, env, say, flow.cleared)
         signed = await returns_stage.signed_for(sets, parties, flow.cleared, say)
         settled = settle(short, flow, env)
+        paydata = await paydata_checks.run_stage(sets, {d for d, v in flow.verdicts.items()
+                                                        if v["status"] == "verified"}, env, run_dir / "platforms", say)
         # a tax bill per cleared declaration, a status change per settled bill and per bill voided in
         # full, a warehouse receipt per returned parcel, a sign-for receipt per CEB513
         await receipts_desk.settle({"CEB816": len(flow.cleared), "CEB818": len(settled) + returned["cancelled"]
@@ -197,13 +200,13 @@ async def _run(plan: DemoPlan, out) -> dict:
         for service in services:
             service.stop()
     return report(expected, flow, desk, returned, (before, after, short, settled), time.monotonic() - started, out,
-                  receipts_desk)
+                  receipts_desk, paydata)
 
 
 METRICS_PORTS = ("SANDAN_ORDER_MATCH_METRICS_PORT", "SANDAN_TAX_GUARANTEE_METRICS_PORT",
                  "SANDAN_RETURNS_METRICS_PORT", "SANDAN_GATEWAY_METRICS_PORT")
 SERVICES = [("order-match", ["worker", "order-match"]), ("tax-guarantee", ["worker", "tax-guarantee"]),
-            ("returns", ["worker", "returns"]), ("gateway", ["gateway", "serve"])]
+            ("returns", ["worker", "returns"]), ("paydata", ["paydata", "serve"]), ("gateway", ["gateway", "serve"])]
 
 
 @dataclass
@@ -316,7 +319,7 @@ def percentile(values: list[int], q: int) -> int:
 
 
 def report(expected: dict, flow: Flow, desk, returned: dict, guarantees, seconds: float, out,
-           receipts: ReceiptsDesk) -> dict:
+           receipts: ReceiptsDesk, paydata: paydata_checks.PaydataReport) -> dict:
     before, after, short, settled = guarantees
     verdicts = flow.verdicts
     status = Counter(v["status"] for v in verdicts.values())
@@ -354,6 +357,7 @@ def report(expected: dict, flow: Flow, desk, returned: dict, guarantees, seconds
     if not checked:
         lines.append("  (not checked against the XSD: set CEB_XSD_DIR to the folder of the official XSDs)")
     lines += [f"  XSD: {problem}" for problem in receipts.problems]
+    lines += paydata.lines()
     lines.append(f"match latency (last document -> verdict): p50 {percentile(latency, 50)} ms,"
                  f" p95 {percentile(latency, 95)} ms, p99 {percentile(latency, 99)} ms")
     lines.append(f"every verdict as expected: {'yes' if not mismatched else f'NO, {len(mismatched)} differ'};"
@@ -366,8 +370,9 @@ def report(expected: dict, flow: Flow, desk, returned: dict, guarantees, seconds
               "returns_refused": returned["returns_refused"],
               "receipts_xml": dict(sorted(delivered.items())),
               "receipts_xml_valid": dict(sorted(receipts.valid.items())) if checked else None,
+              "paydata_checks": paydata.to_json(),
               "as_expected": not mismatched and desk.delivered.keys() == flow.cleared.keys()
-              and (not checked or receipts.valid == delivered),
+              and (not checked or receipts.valid == delivered) and paydata.as_expected,
               "seconds": round(seconds, 1)}
     print(json.dumps(result), file=out, flush=True)
     return result

@@ -28,3 +28,6 @@ def test_the_demo_runs_the_whole_pipeline_and_everything_adds_up(stack, tmp_path
     assert result["guarantee_refused"] > 0  # the short guarantee ran out
     assert (result["cancelled"], result["returns_completed"], result["returns_refused"]) == (3, 3, 1)
     assert "from the services' /metrics" in done.stdout
+    # customs' payment-data checks (179): one match, one mismatch, one late, one platform that never answers
+    assert result["paydata_checks"] == {"PAYDATA_LATE": 1, "PAYDATA_MATCH": 1, "PAYDATA_MISMATCH": 1,
+                                        "PAYDATA_MISSING": 2}
