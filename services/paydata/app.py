@@ -14,7 +14,7 @@ import logging
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from services.common import config, pii, redis_client, topics
+from services.common import config, kafka_security, pii, redis_client, topics
 from services.common.avro import WireError, codec
 from services.common.clock import now_ms
 from services.common.deadletter import dead_letter
@@ -49,7 +49,8 @@ async def serve() -> None:
     store = PaydataStore(redis, namespace(config.get("SANDAN_TOPIC_PREFIX")), config.get_int("SANDAN_PAYDATA_RETENTION"))
     wire = codec()
     producer = AIOKafkaProducer(bootstrap_servers=config.get("SANDAN_KAFKA_BOOTSTRAP"), acks="all",
-                                enable_idempotence=True, request_timeout_ms=timeout_s * 1000)
+                                enable_idempotence=True, request_timeout_ms=timeout_s * 1000,
+                                **kafka_security.aiokafka_kwargs())
     names = {t.name: t.full_name for t in topics.TOPICS}
 
     async def publish(outputs: list[Output]) -> None:

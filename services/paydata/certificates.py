@@ -8,7 +8,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.common import config, kafka_io
+from services.common import config, kafka_io, kafka_security
 from services.common.avro import WireError, codec
 from services.common.signing import registry
 from services.common.signing.crypto import SignatureError
@@ -24,7 +24,8 @@ class CertificateFollower:
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=config.get("SANDAN_KAFKA_BOOTSTRAP"), enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(bootstrap_servers=config.get("SANDAN_KAFKA_BOOTSTRAP"), enable_auto_commit=False,
+                                    **kafka_security.aiokafka_kwargs())
         await consumer.start()
         try:
             ends = None
