@@ -131,7 +131,8 @@ class PaydataStore:
                                       args=[session_id, new_state, _outbox_id(session_id, new_state), entry, *allowed]))
 
     async def due(self, now_ms: int, limit: int = 500) -> list[str]:
-        return [m.decode() for m in await self.redis.zrangebyscore(self.deadlines, "-inf", now_ms, 0, limit)]
+        """Sessions whose deadline has passed (an upload exactly at the deadline is in time)."""
+        return [m.decode() for m in await self.redis.zrangebyscore(self.deadlines, "-inf", f"({now_ms}", 0, limit)]
 
     async def drop_deadline(self, session_id: str) -> None:
         await self.redis.zrem(self.deadlines, session_id)
