@@ -24,7 +24,7 @@ GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "sandan.json"
 STACK_SH = ROOT / "scripts" / "stack.sh"
 DEFAULTS = {s.env: s.default for s in config.SETTINGS}
-JOBS = ("order-match", "tax-guarantee", "returns", "gateway")
+JOBS = ("order-match", "tax-guarantee", "returns", "gateway", "paydata")
 SEVERITIES = {"critical", "warning"}
 # Metrics Prometheus itself produces for every target.
 BUILT_IN_METRICS = {"up"}
