@@ -189,8 +189,19 @@ DEMO_DEADLINE_S = 6
 def demo_settings() -> dict[str, str]:
     """The paydata service's settings in the demo: no sampling (the demo names its four checks) and
     a short deadline, so the late and the missing upload are decided within seconds."""
+    metrics_port = config.get_int("SANDAN_PAYDATA_METRICS_PORT")  # the local Prometheus scrapes it there
     return {"SANDAN_PAYDATA_SAMPLE": "0", "SANDAN_PAYDATA_DEADLINE": str(DEMO_DEADLINE_S),
-            "SANDAN_PAYDATA_LISTEN": f"127.0.0.1:{free_port()}", "SANDAN_PAYDATA_METRICS_PORT": str(free_port())}
+            "SANDAN_PAYDATA_LISTEN": f"127.0.0.1:{free_port()}",
+            "SANDAN_PAYDATA_METRICS_PORT": str(metrics_port if _free(metrics_port) else free_port())}
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
