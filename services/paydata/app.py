@@ -14,10 +14,11 @@ import logging
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from services.common import config, kafka_security, pii, redis_client, topics
+from services.common import config, kafka_security, pii, redis_client, streaming, topics
 from services.common.avro import WireError, codec
 from services.common.clock import now_ms
 from services.common.deadletter import dead_letter
+from services.common.metrics import count_dead_letters
 from services.common.outputs import Output
 from services.common.partition_worker import PartitionWorker
 from services.paydata import certificates, metrics, sampler
@@ -27,6 +28,9 @@ from services.paydata.store import PaydataStore, namespace
 
 log = logging.getLogger("sandan.paydata")
 KINDS = {"documents.order": ("order", "sandan.ceb.Order"), "documents.payment": ("payment", "sandan.ceb.Payment")}
+SCHEMAS = {"documents.order": "sandan.ceb.Order", "documents.payment": "sandan.ceb.Payment",
+           "declarations.verdicts": "sandan.Verdict", "paydata.requests": "sandan.PaydataRequest",
+           "paydata.platforms": "sandan.PaydataPlatform"}
 
 
 def host_port(setting: str) -> tuple[str, int]:
@@ -73,25 +77,38 @@ async def serve() -> None:
     # platforms first, then the facts, then what asks: a batch holds them grouped by partition, not in time
     order = {"paydata.platforms": 0, "documents.order": 1, "documents.payment": 1}
 
+    async def reject(msg, code: str, reason: str) -> None:
+        outputs = [dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, code, None, reason)]
+        await publish(outputs)
+        count_dead_letters(outputs)
+
+    async def step(short: str, record: dict) -> None:
+        now = now_ms()
+        if short in KINDS:
+            if record.get("appType") in ("1", "2"):
+                await store.put_document(KINDS[short][0], record)
+        elif short == "declarations.verdicts":
+            await engine.on_verdict(record, now)
+        elif short == "paydata.requests":
+            await engine.on_request(record, now)
+        else:
+            await store.set_platform(record["ebpCode"], record.get("url"))
+
     async def on_batch(records: list) -> None:
         for msg in sorted(records, key=lambda r: order.get(by_name[r.topic], 2)):
             short = by_name[msg.topic]
             try:
                 name, record = wire.decode(msg.value)
+                if name != SCHEMAS[short]:
+                    raise WireError(f"expected {SCHEMAS[short]}, got {name}")
             except WireError as exc:
-                await publish([dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, "UNDECODABLE",
-                                           None, str(exc))])
+                await reject(msg, "UNDECODABLE", str(exc))
                 continue
-            now = now_ms()
-            if short in KINDS:
-                if record.get("appType") in ("1", "2"):
-                    await store.put_document(KINDS[short][0], record)
-            elif short == "declarations.verdicts":
-                await engine.on_verdict(record, now)
-            elif short == "paydata.requests":
-                await engine.on_request(record, now)
-            else:
-                await store.set_platform(record["ebpCode"], record.get("url"))
+            try:  # Redis away: wait and retry; anything else is this record's fault, not the worker's
+                await streaming.with_retry(lambda: step(short, record), log)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the service
+                log.exception("paydata: %s record %d@%d failed", short, msg.partition, msg.offset)
+                await reject(msg, "PROCESSING_ERROR", f"{type(exc).__name__}: {exc}")
 
     async def tick() -> None:
         await engine.tick(now_ms())

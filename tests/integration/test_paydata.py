@@ -83,6 +83,13 @@ def test_payment_data_checks_end_to_end(stack, topic_prefix, tmp_path):
             _publish([("declarations.verdicts", "sandan.Verdict", s.order["orderNo"].encode(), _verdict(s.order))
                       for s in sets[:4]])
             pc.request(manual.code, by_hand, "test-by-hand")
+            # bad records on its inputs are dead-lettered; the service goes on
+            producer = kafka_io.producer()
+            producer.send(topics.name("paydata.requests"), key=b"x", value=b"not avro at all")
+            producer.send(topics.name("paydata.requests"), key=b"x",
+                          value=codec().encode("sandan.ceb.Payment", sets[0].payment))
+            producer.flush()
+            producer.close()
             # the manual platform: customs' openReq came to nobody; the test answers for it
             session_id = _session_of(by_hand, service)
             other_key = PrivateKey.load(test_identity("intruder", "sm2")[0])
@@ -116,6 +123,9 @@ def test_payment_data_checks_end_to_end(stack, topic_prefix, tmp_path):
         assert by_order[order_no]["sessionId"] == asked[order_no]
         assert json.loads(uploads[order_no]["payExInfoStr"])["sessionID"] == asked[order_no]
     assert uploads[by_hand]["sessionId"] == session_id and by_order[by_hand]["reason"] == "operator"
+    dead = [codec().decode(r.value)[1] for r in kafka_io.read_all(topics.name("deadletter"), timeout_s=10)]
+    assert sorted(d["code"] for d in dead if d["source"] == topics.name("paydata.requests")) == [
+        "UNDECODABLE", "UNDECODABLE"]
     log = service.log.read_text()
     assert not [s for s in sets if s.order["buyerName"] in log or s.order["buyerIdNumber"] in log]  # no personal data
 
