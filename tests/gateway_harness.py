@@ -68,8 +68,9 @@ def delivered(*declaration_ids: str) -> MemoryDelivered:
 
 @asynccontextmanager
 async def running_gateway(server_settings: ServerSettings, publisher, reader,
-                          delivered_index: MemoryDelivered | None = None) -> AsyncIterator[Running]:
-    server = GatewayServer(server_settings, build_gateway(server_settings, publisher, reader, delivered_index))
+                          delivered_index: MemoryDelivered | None = None, signer=None) -> AsyncIterator[Running]:
+    server = GatewayServer(server_settings, build_gateway(server_settings, publisher, reader, delivered_index,
+                                                          signer=signer))
     port = await server.start()
     try:
         yield Running(server, port)
@@ -91,14 +92,14 @@ def gateway_topics(stack, topic_prefix, monkeypatch) -> str:
 
 @asynccontextmanager
 async def kafka_gateway(server_settings: ServerSettings, delivered_index: MemoryDelivered | None = None,
-                        consumer_factory=None) -> AsyncIterator[Running]:
+                        consumer_factory=None, signer=None) -> AsyncIterator[Running]:
     """An in-process gateway on the real Kafka (its streams' consumers from ``consumer_factory`` if given)."""
     publisher = KafkaPublisher(kafka_io.bootstrap())
     await publisher.start()
     reader = FanoutReader(TopicReader(kafka_io.bootstrap(), server_settings.stream_batch, server_settings.fetch_bytes,
                                       consumer_factory))
     try:
-        async with running_gateway(server_settings, publisher, reader, delivered_index) as gw:
+        async with running_gateway(server_settings, publisher, reader, delivered_index, signer) as gw:
             yield gw
     finally:
         await reader.close()

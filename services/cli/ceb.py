@@ -1,5 +1,7 @@
 """`sandan ceb parse FILE`: each business document of a CEB XML message as one JSON line.
-`sandan ceb verify FILE [--cert PEM]`: its XML signature, checked, in one line.
+`sandan ceb verify FILE [--cert PEM]`: its XML signature, checked, in one line; a ``dxp:DxpMsg``
+envelope (how sandan signs its receipts) has the envelope's signature checked, then names the CEB
+message it carries.
 
 Amounts print as decimal strings with the input's precision ("338.21"), ``gnum``/``packNo``
 as numbers. Any unreadable, malformed or invalid input exits 2 with one line on stderr.
@@ -26,9 +28,10 @@ def add_parser(sub) -> None:
     parse.add_argument("--xsd-dir", default=None, metavar="DIR",
                        help="also validate against the official XSD in DIR (default: the CEB_XSD_DIR setting)")
     parse.set_defaults(run=run)
-    verify = verbs.add_parser("verify", help="check the XML signature (ds:Signature) of a CEB message; one line: "
-                                             "OK with certificate number and algorithm, or the reason")
-    verify.add_argument("file", help="a signed XML message")
+    verify = verbs.add_parser("verify", help="check the XML signature (ds:Signature) of a CEB message or of a "
+                                             "dxp:DxpMsg envelope; one line: OK with certificate number and "
+                                             "algorithm (and the message an envelope carries), or the reason")
+    verify.add_argument("file", help="a signed CEB message, or a signed dxp:DxpMsg envelope (sandan's receipts)")
     verify.add_argument("--cert", metavar="PEM", help="the certificate it must verify with (default: the one the "
                                                       "message carries, which proves integrity, not who signed)")
     verify.set_defaults(run=run_verify)
@@ -39,6 +42,7 @@ def run_verify(args) -> int:
     from services.common import config
     from services.common.ceb import safe_xml
     from services.common.signing.crypto import Certificate, SignatureError
+    from services.common.signing import dxp
     from services.common.signing.xmldsig import verify_ceb
     try:
         with open(args.file, "rb") as handle:
@@ -51,13 +55,20 @@ def run_verify(args) -> int:
         return _fail(PROG_VERIFY, exc.filename or args.file, exc.strerror or type(exc).__name__)
     except SignatureError as exc:
         return _fail(PROG_VERIFY, args.cert, exc.message)
+    envelope = None
     try:
-        verified = verify_ceb(root, cert)
+        if dxp.is_envelope(root):
+            verified, envelope = dxp.verify(root, cert)
+        else:
+            verified = verify_ceb(root, cert)
     except SignatureError as exc:
         print(f"{args.file}: {exc.reason} {exc.field}: {exc.message}")
         return 1
     whose = "" if cert else " (the certificate the message carries: integrity only, not who signed)"
-    print(f"{args.file}: OK certificate {verified.number} {verified.algorithm.rsplit('#', 1)[-1]}{whose}")
+    carries = "" if envelope is None else (f"; envelope from {envelope.sender} to "
+                                           f"{envelope.receiver_code or ','.join(envelope.receivers)} carries "
+                                           f"{envelope.msg_type}Message {envelope.msg_id}")
+    print(f"{args.file}: OK certificate {verified.number} {verified.algorithm.rsplit('#', 1)[-1]}{carries}{whose}")
     return 0
 
 

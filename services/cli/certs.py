@@ -1,5 +1,6 @@
 """`sandan certs add|list|revoke`: the certificate registry (signing certificates bound to
 enterprise codes), kept on the compacted ``certificates`` topic that the gateway follows.
+`sandan certs show-own`: sandan's own certificate (PEM), the one its signed receipts verify with.
 
 Exit status: 0 done, 1 refused (unreadable certificate, unknown number, already revoked),
 2 Kafka unreachable.
@@ -33,6 +34,9 @@ def add_parser(sub) -> None:
     revoke.set_defaults(run=run_revoke)
     for verb in (add, show, revoke):
         verb.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for Kafka")
+    own = verbs.add_parser("show-own", help="print sandan's own certificate (PEM): enterprises verify sandan's "
+                                            "signed receipts with it (`sandan ceb verify FILE --cert PEM`)")
+    own.set_defaults(run=run_show_own)
 
 
 def _book(timeout: float):
@@ -46,15 +50,17 @@ def _book(timeout: float):
     return book
 
 
-def _send(record: dict) -> None:
+def _send(*records: dict) -> None:
     from services.common import kafka_io, topics
     from services.common.avro import codec
     from services.common.signing.registry import SCHEMA, TOPIC
     kafka_io.create_topics([topics.BY_NAME[TOPIC]])
     producer = kafka_io.producer()
     try:
-        producer.send(topics.name(TOPIC), key=record["number"].encode(), value=codec().encode(SCHEMA, record)).get(
-            timeout=30)
+        sent = [producer.send(topics.name(TOPIC), key=record["number"].encode(), value=codec().encode(SCHEMA, record))
+                for record in records]
+        for future in sent:
+            future.get(timeout=30)
     finally:
         producer.close()
 
@@ -70,7 +76,6 @@ def _kafka(verb, args) -> int:
 
 def run_add(args) -> int:
     from services.common.signing.crypto import Certificate, SignatureError
-    from services.common.signing.registry import record_for
     enterprise = args.enterprise.strip()
     if not _CODE.fullmatch(enterprise):
         print(f"sandan certs: --enterprise {enterprise[:30]!r} is not a customs code (1-18 letters and digits)",
@@ -86,21 +91,50 @@ def run_add(args) -> int:
         return REFUSED
 
     def add(args) -> int:
-        known = _book(args.timeout).get(certificate.number)
-        if known is not None and known.enterprise != enterprise:
-            print(f"sandan certs: certificate {certificate.number} is already registered for {known.enterprise}; "
-                  f"revoke it there first", file=sys.stderr)
+        problems = register([(certificate, enterprise)], by=getpass.getuser(), timeout=args.timeout)
+        if problems:
+            print(f"sandan certs: {problems[0]}", file=sys.stderr)
             return REFUSED
-        if known is not None and known.revoked_at is not None:
-            print(f"sandan certs: certificate {certificate.number} was revoked; a revoked certificate stays revoked",
-                  file=sys.stderr)
-            return REFUSED
-        _send(record_for(certificate, enterprise, by=getpass.getuser(), at_ms=int(time.time() * 1000)))
         print(f"registered certificate {certificate.number} ({certificate.algorithm.rsplit('#', 1)[-1]}) for "
               f"{enterprise}, valid {certificate.not_before:%Y-%m-%d} to {certificate.not_after:%Y-%m-%d}")
         return DONE
 
     return _kafka(add, args)
+
+
+def register(pairs, *, by: str, timeout: float = 10.0) -> list[str]:
+    """Bind each (certificate, enterprise code) of ``pairs``, reading the registry once: what
+    `certs add` does, for callers registering many (the demo's parties). Returns the refusals
+    (a certificate of another enterprise, a revoked one); the others are registered."""
+    from services.common.signing.registry import record_for
+    book, problems, records, now = _book(timeout), [], [], int(time.time() * 1000)
+    for certificate, enterprise in pairs:
+        known = book.get(certificate.number)
+        if known is not None and known.enterprise != enterprise:
+            problems.append(f"certificate {certificate.number} is already registered for {known.enterprise}; "
+                            f"revoke it there first")
+        elif known is not None and known.revoked_at is not None:
+            problems.append(f"certificate {certificate.number} was revoked; a revoked certificate stays revoked")
+        else:
+            records.append(record_for(certificate, enterprise, by=by, at_ms=now))
+    if records:
+        _send(*records)
+    return problems
+
+
+def run_show_own(args) -> int:
+    from services.common.signing import own_identity
+    try:
+        identity = own_identity.load()
+    except own_identity.IdentityError as exc:
+        print(f"sandan certs: {exc}", file=sys.stderr)
+        return REFUSED
+    certificate = identity.certificate
+    sys.stdout.write(certificate.pem.decode("ascii"))
+    print(f"sandan's certificate {certificate.number} ({certificate.algorithm.rsplit('#', 1)[-1]}), valid "
+          f"{certificate.not_before:%Y-%m-%d} to {certificate.not_after:%Y-%m-%d}, from {identity.source}",
+          file=sys.stderr)
+    return DONE
 
 
 def run_list(args) -> int:

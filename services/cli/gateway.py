@@ -43,8 +43,9 @@ def add_parser(sub) -> None:
                                 help="json: one JSON line per receipt; xml: the standard's receipt messages as files"
                                      " in --out (--limit then counts messages)")
             stream.add_argument("--out", default="", metavar="DIR",
-                                help="with --format xml: folder for the files <code>_<guid>.xml (written whole:"
-                                     " temp file + rename) and the stream's position (.sandan-cursor)")
+                                help="with --format xml: folder for the files <code>_<guid>.xml, each the message"
+                                     " in its envelope signed by sandan (dxp:DxpMsg; written whole: temp file +"
+                                     " rename), and the stream's position (.sandan-cursor)")
 
     report = commands.add_parser("report", help="customs: report a decision on a cleared declaration")
     report.add_argument("--ebp-code", required=True)
@@ -201,7 +202,8 @@ def _receipt_files(args) -> int:
                                           idle_timeout=args.idle_timeout, xml=True):
             message = item.xml
             name = f"{message.message_type}_{root_guid(message.payload) or message.receipt_guids[0]}.xml"
-            write_atomically(out / name, message.payload)
+            # the signed envelope when the gateway sends one (`sandan ceb verify` checks it), else the message
+            write_atomically(out / name, message.signed_envelope or message.payload)
             write_atomically(saved, item.cursor.encode())
             files, receipts = files + 1, receipts + len(message.receipt_guids)
             print(f"{message.message_type} to {message.receiver}: {len(message.receipt_guids)} receipt(s)"

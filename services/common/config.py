@@ -150,6 +150,14 @@ SETTINGS: list[Setting] = [
             "CEB message types the gateway accepts only with a ds:Signature that verifies against a certificate"
             " registered for the sender (`sandan certs`): default (CEB621,CEB623,CEB625,CEB711), all, none, or a"
             " comma list; a signature on any other type is verified too"),
+    Setting("SANDAN_SIGNING_KEY", "",
+            "PEM private key (SM2 or RSA, unencrypted) sandan signs the envelopes (dxp:DxpMsg) of its XML receipts"
+            " with; empty: an SM2 key generated once into $SANDAN_LOCAL_DIR/signing/ and reused"),
+    Setting("SANDAN_SIGNING_CERT", "",
+            "PEM certificate of SANDAN_SIGNING_KEY, the one enterprises verify receipts with (`sandan certs"
+            " show-own` prints it); empty: the self-signed one generated with the key"),
+    Setting("SANDAN_DXP_NODE_ID", "DXPSANDAN0000001",
+            "sandan's node id on the data exchange: the SenderId of its receipt envelopes (1-16 characters)"),
     Setting("SANDAN_GATEWAY_ADDRESS", "127.0.0.1:50051", "Client side: gateway address for `sandan gateway` commands"),
     Setting("SANDAN_GATEWAY_TOKEN", "", "Client side: bearer token (prefer SANDAN_GATEWAY_CREDENTIALS)"),
     Setting("SANDAN_GATEWAY_CREDENTIALS", "",

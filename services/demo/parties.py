@@ -20,11 +20,15 @@ from services.gateway.client_registry import add_client
 WAREHOUSE = "3122960RTC"  # the returns-centre warehouse's operator code: its parcels' receipts (CEB712) come to it
 
 
+def party_codes() -> list[str]:
+    """Every enterprise the demo plays: the parties the generator invents and the warehouse."""
+    return sorted({code for table in (gen.PLATFORMS, gen.MERCHANTS, gen.PAYMENT_FIRMS, gen.CARRIERS, gen.AGENTS)
+                   for code, *_ in table} | {WAREHOUSE})
+
+
 def gateway_clients(path: Path, address: str) -> tuple[Credentials, Credentials]:
-    """One enterprise client speaking for every party the generator invents and the warehouse, and customs."""
-    codes = sorted({code for table in (gen.PLATFORMS, gen.MERCHANTS, gen.PAYMENT_FIRMS, gen.CARRIERS, gen.AGENTS)
-                    for code, *_ in table} | {WAREHOUSE})
-    parties = add_client(path, "demo-parties", "enterprise", codes)
+    """One enterprise client speaking for every party the demo plays, and customs."""
+    parties = add_client(path, "demo-parties", "enterprise", party_codes())
     customs = add_client(path, "demo-customs", "customs", [])
     return Credentials(address, parties), Credentials(address, customs)
 

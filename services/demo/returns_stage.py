@@ -80,14 +80,19 @@ async def buyer_quotas(plan: AfterSales, cleared: dict) -> dict[str, Decimal]:
         await client.aclose()
 
 
-async def run(plan: AfterSales, credentials, env: dict, say, cleared: dict) -> dict:
-    """Send the cancellations and returns, bring the parcels back, count the decisions."""
+def _unsigned(xml: bytes) -> bytes:
+    return xml
+
+
+async def run(plan: AfterSales, credentials, env: dict, say, cleared: dict, sign=_unsigned) -> dict:
+    """Send the cancellations and returns (each message through ``sign``, its sender's signature),
+    bring the parcels back, count the decisions."""
     quotas_before = await buyer_quotas(plan, cleared)
     cancels = [cancellation(s, cleared_invt_no(cleared, s)) for s in plan.cancel]
     requests = [return_request(s, cleared_invt_no(cleared, s)) for s in plan.returns + plan.unfit]
     async with GatewayClient(credentials) as gw:
-        items = [xml_item(write_message("CEB623", cancels), "cancellations"),
-                 xml_item(write_message("CEB625", requests), "returns")]
+        items = [xml_item(sign(write_message("CEB623", cancels)), "cancellations"),
+                 xml_item(sign(write_message("CEB625", requests)), "returns")]
         answers = [a async for a in gw.submit(iter(items))]
     refused = [r.return_info for a in answers for r in a.refused]
     if refused:
@@ -149,15 +154,15 @@ def sign_for(s) -> dict:
             "logisticsNo": waybill["logisticsNo"], "logisticsStatus": "S", "logisticsTime": stamp}
 
 
-async def signed_for(sets, credentials, cleared: dict, say, n: int = 5) -> int:
+async def signed_for(sets, credentials, cleared: dict, say, n: int = 5, sign=_unsigned) -> int:
     """The carriers of ``n`` cleared declarations send their sign-for status through the gateway
     (answered with CEB514 receipts); how many were sent."""
     chosen = [s for s in sets if declaration_id(s.order["ebpCode"], s.order["orderNo"]) in cleared][:n]
     if not chosen:
         return 0
     async with GatewayClient(credentials) as gw:
-        answers = [a async for a in gw.submit(iter([xml_item(write_message("CEB513", [sign_for(s) for s in chosen]),
-                                                             "sign-for")]))]
+        message = sign(write_message("CEB513", [sign_for(s) for s in chosen]))
+        answers = [a async for a in gw.submit(iter([xml_item(message, "sign-for")]))]
     refused = [r.return_info for a in answers for r in a.refused]
     if refused:
         raise SystemExit(f"sandan demo: the gateway refused sign-for statuses: {refused}")

@@ -31,7 +31,8 @@ from services.common.ceb.writer import write_message
 from services.common.documents import MESSAGE_OF_KIND, kind_of
 from services.tools.generator import generate
 from services.demo import parties as parties_mod
-from services.demo import paydata_checks, returns_stage, scrape
+from services.demo import paydata_checks, returns_stage, scrape, signatures_stage
+from services.tools.signing_parties import SigningParties
 from services.demo.receipts_desk import ReceiptsDesk
 from services.demo.processes import ServiceProcess, service_env
 from services.gateway.client import GatewayClient
@@ -72,8 +73,13 @@ def build_documents(plan: DemoPlan):
     return sets, docs, expected
 
 
-def write_inbox(docs: list[dict], inbox: Path) -> list[Path]:
-    """CEB XML messages in arrival order: each run of 100 arrivals becomes one message per kind."""
+def _unsigned(xml: bytes) -> bytes:
+    return xml
+
+
+def write_inbox(docs: list[dict], inbox: Path, sign=_unsigned) -> list[Path]:
+    """CEB XML messages in arrival order: each run of 100 arrivals becomes one message per kind,
+    each through ``sign`` (its sender's signature)."""
     inbox.mkdir(parents=True, exist_ok=True)
     files = []
     for start in range(0, len(docs), 100):
@@ -83,7 +89,7 @@ def write_inbox(docs: list[dict], inbox: Path) -> list[Path]:
         for kind, batch in by_kind.items():
             code = MESSAGE_OF_KIND[kind]
             path = inbox / f"{len(files) + 1:05d}_{code}.xml"
-            path.write_bytes(write_message(code, batch))
+            path.write_bytes(sign(write_message(code, batch)))
             files.append(path)
     return files
 
@@ -141,6 +147,9 @@ async def _run(plan: DemoPlan, out) -> dict:
     say(f"sandan demo: run {prefix.rstrip('-')}, {plan.count} declarations; logs and files in {run_dir}")
     await asyncio.to_thread(forget_earlier_demos, prefix, say)
     await asyncio.to_thread(kafka_io.create_topics)
+    # every party's certificate in the registry before the gateway reads it at its start
+    signers, signatures = SigningParties(signatures_stage.parties_folder()), signatures_stage.SignatureReport()
+    await asyncio.to_thread(signatures_stage.register_parties, signers, signatures)
     address = f"127.0.0.1:{free_port()}"
     parties, customs = parties_mod.gateway_clients(run_dir / "gateway-clients.json", address)
     # The configured ports, so the local Prometheus (`make up`) scrapes this run; free ones if taken.
@@ -158,7 +167,7 @@ async def _run(plan: DemoPlan, out) -> dict:
     receipts_desk = ReceiptsDesk(parties, run_dir / "receipts", xsd.configured_dir())
     try:
         sets, docs, expected = build_documents(plan)
-        files = write_inbox(docs, run_dir / "inbox")
+        files = write_inbox(docs, run_dir / "inbox", signers.sign)
         say(f"  generated {len(docs)} documents ({len(sets)} declarations, a share broken, missing or repeated)"
             f" in {len(files)} CEB XML files")
         amounts, short = parties_mod.guarantee_plan(sets)
@@ -175,11 +184,15 @@ async def _run(plan: DemoPlan, out) -> dict:
         accepted = sum(len(a.accepted) for _, a in answers)
         refused = sum(len(a.refused) for _, a in answers)
         say(f"  submitted through the gateway: {accepted} documents accepted, {refused} refused"
-            f" ({time.monotonic() - submit_started:.1f}s)")
+            f" ({time.monotonic() - submit_started:.1f}s); every message signed by its sender")
+        signatures.refusals += signatures_stage.signature_refusals(answers)
+        await signatures_stage.refuse_tampered(parties, signers, next(s.inventory for s in sets if s.expected_status
+                                                                      == "verified"), signatures)
+        say(f"  a CEB621 changed after signing: {signatures.tampered or 'NOT refused'}")
         flow = await asyncio.to_thread(wait_for_flow, set(expected), desk, services, plan.wait_s)
         before = {a["assureCode"]: a for a in await asyncio.to_thread(parties_mod.guarantee_balances, env)}
-        returned = await returns_stage.run(after_sales, parties, env, say, flow.cleared)
-        signed = await returns_stage.signed_for(sets, parties, flow.cleared, say)
+        returned = await returns_stage.run(after_sales, parties, env, say, flow.cleared, signers.sign)
+        signed = await returns_stage.signed_for(sets, parties, flow.cleared, say, sign=signers.sign)
         settled = settle(short, flow, env)
         paydata = await paydata_checks.run_stage(sets, {d for d, v in flow.verdicts.items()
                                                         if v["status"] == "verified"}, env, run_dir / "platforms", say)
@@ -195,12 +208,14 @@ async def _run(plan: DemoPlan, out) -> dict:
         stop.set()
         await desk_task
         await receipts_task
+        signatures.signed = signers.signed
+        await asyncio.to_thread(signatures_stage.verify_receipts, receipts_desk, env, run_dir, signatures)
     finally:
         stop.set()
         for service in services:
             service.stop()
     return report(expected, flow, desk, returned, (before, after, short, settled), time.monotonic() - started, out,
-                  receipts_desk, paydata)
+                  receipts_desk, signatures, paydata)
 
 
 METRICS_PORTS = ("SANDAN_ORDER_MATCH_METRICS_PORT", "SANDAN_TAX_GUARANTEE_METRICS_PORT",
@@ -319,7 +334,8 @@ def percentile(values: list[int], q: int) -> int:
 
 
 def report(expected: dict, flow: Flow, desk, returned: dict, guarantees, seconds: float, out,
-           receipts: ReceiptsDesk, paydata: paydata_checks.PaydataReport) -> dict:
+           receipts: ReceiptsDesk, signatures: signatures_stage.SignatureReport,
+           paydata: paydata_checks.PaydataReport) -> dict:
     before, after, short, settled = guarantees
     verdicts = flow.verdicts
     status = Counter(v["status"] for v in verdicts.values())
@@ -357,6 +373,7 @@ def report(expected: dict, flow: Flow, desk, returned: dict, guarantees, seconds
     if not checked:
         lines.append("  (not checked against the XSD: set CEB_XSD_DIR to the folder of the official XSDs)")
     lines += [f"  XSD: {problem}" for problem in receipts.problems]
+    lines += signatures.lines()
     lines += paydata.lines()
     lines.append(f"match latency (last document -> verdict): p50 {percentile(latency, 50)} ms,"
                  f" p95 {percentile(latency, 95)} ms, p99 {percentile(latency, 99)} ms")
@@ -370,9 +387,10 @@ def report(expected: dict, flow: Flow, desk, returned: dict, guarantees, seconds
               "returns_refused": returned["returns_refused"],
               "receipts_xml": dict(sorted(delivered.items())),
               "receipts_xml_valid": dict(sorted(receipts.valid.items())) if checked else None,
+              "signatures": signatures.to_json(),
               "paydata_checks": paydata.to_json(),
               "as_expected": not mismatched and desk.delivered.keys() == flow.cleared.keys()
-              and (not checked or receipts.valid == delivered) and paydata.as_expected,
+              and (not checked or receipts.valid == delivered) and signatures.as_expected and paydata.as_expected,
               "seconds": round(seconds, 1)}
     print(json.dumps(result), file=out, flush=True)
     return result

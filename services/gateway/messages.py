@@ -42,10 +42,12 @@ def receipt_record(record: LogRecord, receipt: dict) -> pb.ReceiptRecord:
         receipt=record.value)
 
 
-def receipt_message(at_cursor: str, message) -> pb.ReceiptRecord:
-    """A receipt message (``services.common.ceb.receipt_xml.ReceiptMessage``) on the Receipts stream."""
+def receipt_message(at_cursor: str, message, envelope: bytes = b"") -> pb.ReceiptRecord:
+    """A receipt message (``services.common.ceb.receipt_xml.ReceiptMessage``) on the Receipts stream,
+    with its signed envelope when there is one."""
     return pb.ReceiptRecord(cursor=at_cursor, xml=pb.ReceiptMessage(
-        message_type=message.code, receiver=message.receiver, receipt_guids=list(message.guids), payload=message.xml))
+        message_type=message.code, receiver=message.receiver, receipt_guids=list(message.guids), payload=message.xml,
+        signed_envelope=envelope))
 
 
 def decision(request: pb.ReportRequest) -> Decision:

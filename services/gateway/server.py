@@ -20,6 +20,7 @@ from kafka.errors import KafkaError as SyncKafkaError
 
 from services.common import config, kafka_io, kafka_security, redis_client
 from services.common import metrics as common_metrics
+from services.common.signing import own_identity
 from services.gateway import deadletter_watch, metrics, reflection
 from services.gateway.client_registry import ClientRegistry
 from services.gateway.delivered import DeliveredIndex, RedisDelivered
@@ -31,6 +32,7 @@ from services.gateway.ratelimit import RateLimiter
 from services.gateway.service import Gateway
 from services.gateway.certificates import CertificateFollower
 from services.gateway.signatures import SignaturePolicy, required_types
+from services.gateway.receipt_envelopes import ReceiptSigner
 
 log = logging.getLogger("sandan.gateway")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gateway"].full_name
@@ -168,22 +170,40 @@ def signature_policy(settings: ServerSettings) -> SignaturePolicy:
         raise SystemExit(str(exc)) from None
 
 
+def receipt_signer() -> ReceiptSigner:
+    """sandan's own identity (SANDAN_SIGNING_KEY/_CERT, or the generated one) and node id, checked
+    at start: a gateway that could not sign its XML receipts does not start."""
+    try:
+        identity = own_identity.load()
+        signer = ReceiptSigner(identity.key, identity.certificate, config.get("SANDAN_DXP_NODE_ID"))
+    except own_identity.IdentityError as exc:
+        raise SystemExit(str(exc)) from None
+    except ValueError as exc:
+        raise SystemExit(f"setting SANDAN_DXP_NODE_ID: {exc}") from None
+    log.info("XML receipts are signed in their envelope with certificate %s (%s)", identity.certificate.number,
+             identity.source)
+    return signer
+
+
 def build_gateway(settings: ServerSettings, publisher, reader, delivered: DeliveredIndex | None = None,
-                  signatures: SignaturePolicy | None = None) -> Gateway:
+                  signatures: SignaturePolicy | None = None, signer: ReceiptSigner | None = None) -> Gateway:
     """``delivered`` None: an index in memory (tests); ``serve`` keeps it in Redis. ``signatures``
-    None: the policy of ``settings`` with an empty certificate book (tests fill it)."""
+    None: the policy of ``settings`` with an empty certificate book (tests fill it). ``signer``
+    None: XML receipts without their signed envelope."""
     return Gateway(registry=ClientRegistry(settings.clients_file), publisher=publisher, reader=reader,
                    limiter=RateLimiter(settings.rate, settings.burst), metrics=metrics.gateway(),
                    mutual_tls=bool(settings.client_ca), recheck_s=settings.auth_recheck_s,
                    max_streams_per_client=settings.max_streams_per_client, delivered=delivered,
                    report_skew_ms=settings.report_skew_s * 1000,
-                   signatures=signatures if signatures is not None else signature_policy(settings))
+                   signatures=signatures if signatures is not None else signature_policy(settings),
+                   receipt_signer=signer)
 
 
 async def serve(settings: ServerSettings) -> None:
     """``sandan gateway serve``: run until SIGINT/SIGTERM, then stop gracefully."""
     check_listen(settings)
     server_credentials(settings)  # fail on bad TLS files before touching Kafka
+    signer = receipt_signer()  # and on a signing identity that cannot be used
     kafka_security.settings()  # and on Kafka security settings that cannot work together
     bootstrap = kafka_io.bootstrap()
     kafka_log = logging.getLogger("kafka")
@@ -213,7 +233,8 @@ async def serve(settings: ServerSettings) -> None:
     reader = FanoutReader(TopicReader(bootstrap, settings.stream_batch, settings.fetch_bytes))
     signatures = signature_policy(settings)
     signatures.ready.clear()  # until the follower has read the registry
-    server = GatewayServer(settings, build_gateway(settings, publisher, reader, RedisDelivered(redis), signatures))
+    server = GatewayServer(settings, build_gateway(settings, publisher, reader, RedisDelivered(redis), signatures,
+                                                   signer))
     registry_stop = asyncio.Event()
     registry = asyncio.create_task(CertificateFollower(bootstrap, signatures.book, signatures.ready).run(registry_stop))
     try:

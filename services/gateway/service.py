@@ -33,6 +33,7 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.proto import gateway_pb2 as pb
 from services.gateway.proto import gateway_pb2_grpc as pb_grpc
 from services.gateway.ratelimit import RateLimiter
+from services.gateway.receipt_envelopes import ReceiptSigner
 from services.gateway.receipt_groups import xml_messages
 from services.gateway.reports import customs_report
 from services.gateway.signatures import SignaturePolicy
@@ -84,13 +85,15 @@ class Gateway(pb_grpc.GatewayServicer):
     def __init__(self, *, registry: ClientRegistry, publisher: Publisher, reader: Reader, limiter: RateLimiter,
                  metrics: GatewayMetrics, mutual_tls: bool = False, clock=now_ms, recheck_s: float = 2.0,
                  max_streams_per_client: int = 16, delivered: DeliveredIndex | None = None,
-                 report_skew_ms: int = 300_000, signatures: SignaturePolicy | None = None) -> None:
+                 report_skew_ms: int = 300_000, signatures: SignaturePolicy | None = None,
+                 receipt_signer: ReceiptSigner | None = None) -> None:
         self.registry, self.publisher, self.reader, self.limiter = registry, publisher, reader, limiter
         self.metrics, self.mutual_tls, self.clock = metrics, mutual_tls, clock
         self.recheck_s, self.max_streams_per_client = recheck_s, max_streams_per_client
         self.delivered = delivered if delivered is not None else MemoryDelivered()
         self.report_skew_ms = report_skew_ms
         self.signatures = signatures
+        self.receipt_signer = receipt_signer  # None: XML receipts go without their signed envelope
         self.stopping = asyncio.Event()
         self.streams: list[StreamStats] = []  # open subscriber streams (their buffers, for metrics and tests)
         self.held: set[_Held] = set()  # open subscriber streams' credentials, checked again on a schedule
@@ -166,9 +169,15 @@ class Gateway(pb_grpc.GatewayServicer):
                             else:
                                 yield messages.receipt_record(record, receipt)
                     if as_xml and mine:
-                        for at, message in await asyncio.to_thread(xml_messages, batch, mine, before):
-                            yield messages.receipt_message(at, message)
+                        for at, message, envelope in await asyncio.to_thread(self._xml_receipts, batch, mine,
+                                                                             before):
+                            yield messages.receipt_message(at, message, envelope)
                     before = batch[-1].cursor
+
+    def _xml_receipts(self, batch, mine, before) -> list[tuple[str, object, bytes]]:
+        signer = self.receipt_signer
+        return [(at, message, signer.envelope(message) if signer is not None else b"")
+                for at, message in xml_messages(batch, mine, before)]
 
     # --- customs --------------------------------------------------------------------------
 

@@ -5,16 +5,19 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from services.common import config
 
 pytestmark = pytest.mark.integration
+# The official XSDs, for the receipts and their signed envelopes (the services never need them).
+XSD_DIR = Path(os.environ.get("CEB_XSD_DIR") or config.PROJECT_ROOT.parent / "shared" / "ceb" / "xsd")
 
 
 def test_the_demo_runs_the_whole_pipeline_and_everything_adds_up(stack, tmp_path):
-    env = dict(os.environ, SANDAN_LOCAL_DIR=str(tmp_path), SANDAN_LOG_LEVEL="WARNING")
+    env = dict(os.environ, SANDAN_LOCAL_DIR=str(tmp_path), SANDAN_LOG_LEVEL="WARNING", CEB_XSD_DIR=str(XSD_DIR))
     env.pop("SANDAN_TOPIC_PREFIX", None)  # the demo chooses its own fresh prefix
     done = subprocess.run([sys.executable, "-m", "services.cli", "demo", "--count", "80", "--seed", "7"], env=env,
                           capture_output=True, text=True, cwd=config.PROJECT_ROOT, timeout=600)
@@ -31,3 +34,14 @@ def test_the_demo_runs_the_whole_pipeline_and_everything_adds_up(stack, tmp_path
     # customs' payment-data checks (179): one match, one mismatch, one late, one platform that never answers
     assert result["paydata_checks"] == {"PAYDATA_LATE": 1, "PAYDATA_MATCH": 1, "PAYDATA_MISMATCH": 1,
                                         "PAYDATA_MISSING": 2}
+    # every party signed what it submitted under the default requirement, a tampered CEB621 was
+    # refused for its digest, and every receipt envelope verified with sandan's published certificate
+    signatures = result["signatures"]
+    assert signatures["certificates_registered"] == 15
+    assert signatures["messages_signed"] > 3 and signatures["signature_refusals"] == 0
+    assert signatures["tampered_621"] == "DIGEST_MISMATCH"
+    assert signatures["receipt_envelopes"] > 0
+    assert signatures["receipt_envelopes_verified"] == signatures["receipt_envelopes"]
+    assert signatures["receipt_envelopes_valid"] == signatures["receipt_envelopes"]  # the DxpMsg XSD
+    assert result["receipts_xml_valid"] == result["receipts_xml"]
+    assert "tampered CEB621 (one character changed after signing): DIGEST_MISMATCH" in done.stdout

@@ -1,6 +1,7 @@
 """Receipts as CEB XML files on the real Kafka: `sandan gateway receipts --format xml --out DIR`
-against an in-process gateway writes one XSD-valid file per message, and a second run resumes
-where the first stopped."""
+against an in-process gateway writes one file per message, the message in its envelope signed by
+sandan (both valid against their XSDs, the envelope verifying with sandan's certificate), and a
+second run resumes where the first stopped."""
 from __future__ import annotations
 
 import asyncio
@@ -17,6 +18,9 @@ from services.common.avro import codec
 from services.common.ceb import xsd
 from services.tools.generator import generate
 from services.common.rates import load_rates
+from services.common.signing import dxp
+from services.common.signing.crypto import PrivateKey, make_certificate
+from services.gateway.receipt_envelopes import ReceiptSigner
 from services.common.receipts import receipt
 from services.tax_guarantee.tax_bill import tax_bill
 from tests.gateway_harness import gateway_topics  # noqa: F401 - a fixture
@@ -64,8 +68,11 @@ def test_receipts_become_xsd_valid_files_and_a_second_run_resumes(gateway_topics
     produce_receipts(first)
     out = tmp_path / "inbox"
 
+    key = PrivateKey.generate("sm2")
+    certificate = make_certificate(key, "sandan")
+
     async def scenario():
-        async with kafka_gateway(settings(tmp_path)) as gw:
+        async with kafka_gateway(settings(tmp_path), signer=ReceiptSigner(key, certificate, "DXPSANDAN0000001")) as gw:
             env = dict(os.environ, SANDAN_GATEWAY_ADDRESS=gw.address, SANDAN_GATEWAY_TOKEN=tokens["platform"],
                        SANDAN_GATEWAY_CREDENTIALS="", PYTHONPATH=str(config.PROJECT_ROOT))
             once = await cli(out, env)
@@ -80,10 +87,14 @@ def test_receipts_become_xsd_valid_files_and_a_second_run_resumes(gateway_topics
     assert set(names) - set(xml_names) == {".sandan-cursor"}  # no temporary file left behind
     assert sorted(n.split("_")[0] for n in xml_names) in (["CEB312", "CEB816"], ["CEB312", "CEB312", "CEB816"])
     assert again[0] == 0 and "1 file(s), 1 receipt(s)" in again[1], again[1]  # only what came after
-    schema = xsd.schema_for(XSD_DIR)
+    schema, envelope_schema = xsd.schema_for(XSD_DIR), xsd.schema_for(XSD_DIR, xsd.DXP_SCHEMA_FILE)
     guids = []
     for path in sorted(out.glob("*.xml")):
-        root = etree.parse(str(path)).getroot()
+        signed = etree.parse(str(path)).getroot()
+        assert xsd.problems(envelope_schema, signed) == [], path.name
+        verified, envelope = dxp.verify(signed, certificate)
+        assert verified.number == certificate.number and envelope.receiver_code == PLATFORM
+        root = etree.fromstring(envelope.data)
         assert xsd.problems(schema, root) == [], path.name
         assert path.name == f"{path.name.split('_')[0]}_{root.get('guid')}.xml"
         guids += [e.text for e in root.iter("{http://www.chinaport.gov.cn/ceb}guid")]

@@ -28,6 +28,7 @@ PURE = (
     "services.tax_guarantee.tax_bill",
     "services.returns.policy", "services.returns.engine",
     "services.common.signing.crypto", "services.common.signing.paydata", "services.common.signing.xmldsig",
+    "services.common.signing.dxp", "services.gateway.receipt_envelopes",
     "services.paydata.protocol", "services.paydata.compare", "services.paydata.sampler", "services.paydata.sessions",
     "services.paydata.outcomes", "services.paydata.signature", "services.paydata.engine",
     "services.paydata_platform.responder",

@@ -21,6 +21,7 @@ from services.common.ceb.schema import PII_FIELDS
 from services.common.documents import NAMESPACE
 
 SCHEMA_FILE = "import-business-node-202205.xsd"
+DXP_SCHEMA_FILE = "terminal-node-DxpMsg-202205.xsd"  # the transport envelope (dxp:DxpMsg) of sandan's signed receipts
 _FACET = re.compile(r"\[facet '(\w+)'\]")
 _ELEMENT = re.compile(r"^Element '(?:\{[^}]*\})?([\w.-]+)'")
 _MESSAGE_CHARS = 300
@@ -37,8 +38,8 @@ def configured_dir() -> str | None:
     return config.get("CEB_XSD_DIR") or None
 
 
-def schema_for(xsd_dir: str | Path) -> etree.XMLSchema:
-    path = Path(xsd_dir).expanduser().resolve() / SCHEMA_FILE
+def schema_for(xsd_dir: str | Path, name: str = SCHEMA_FILE) -> etree.XMLSchema:
+    path = Path(xsd_dir).expanduser().resolve() / name
     if not path.is_file():
         raise CebError(str(path), "CEB XSD not found (check CEB_XSD_DIR)")
     return _compiled(str(path))

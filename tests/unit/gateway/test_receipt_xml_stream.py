@@ -15,6 +15,9 @@ from services.gateway import cursor
 from services.gateway.kafka_bridge import LogRecord
 from services.gateway.receipt_groups import xml_messages
 from services.common.receipts import receipt
+from services.common.signing import dxp
+from services.common.signing.crypto import PrivateKey, make_certificate
+from services.gateway.receipt_envelopes import ReceiptSigner
 from tests.gateway_harness import MemoryLog, MemoryPublisher, register, running_gateway, settings
 
 XSD_DIR = Path(os.environ.get("CEB_XSD_DIR") or Path(__file__).resolve().parents[3].parent / "shared" / "ceb" / "xsd")
@@ -37,13 +40,13 @@ def run(scenario):
     return asyncio.run(asyncio.wait_for(scenario, 30))
 
 
-def stream(log: MemoryLog, tmp_path, resume: bool = False) -> list[list]:
+def stream(log: MemoryLog, tmp_path, resume: bool = False, signer=None) -> list[list]:
     """The XML messages of one stream from the start, then (``resume``) of one stream from each
     message's cursor."""
     tokens = register(tmp_path / "clients.json", ("platform", "enterprise", [OWN]))
 
     async def scenario():
-        async with running_gateway(settings(tmp_path), MemoryPublisher(), log) as gw:
+        async with running_gateway(settings(tmp_path), MemoryPublisher(), log, signer=signer) as gw:
             async with gw.client(tokens["platform"]) as client:
                 read = [[m async for m in client.receipts(xml=True, idle_timeout=0.5)]]
                 for message in read[0] if resume else ():
@@ -67,6 +70,34 @@ def test_the_callers_receipts_come_as_messages_per_kind_that_validate_against_th
         root = etree.fromstring(m.xml.payload)
         assert root.tag == f"{{http://www.chinaport.gov.cn/ceb}}{m.xml.message_type}Message"
         assert xsd.problems(schema, root) == []
+
+
+def test_each_message_comes_also_in_its_envelope_signed_by_sandan_which_validates_and_verifies(tmp_path):
+    key = PrivateKey.generate("sm2")
+    certificate = make_certificate(key, "sandan")
+    log = MemoryLog()
+    for rec in [order_receipt(0), payment_receipt(1)]:
+        log.append(0, OWN.encode(), codec().encode("sandan.Receipt", rec))
+    [messages] = stream(log, tmp_path, signer=ReceiptSigner(key, certificate, "DXPSANDAN0000001",
+                                                            clock=lambda: NOW_MS))
+    envelope_schema = xsd.schema_for(XSD_DIR, xsd.DXP_SCHEMA_FILE)
+    assert len(messages) == 2
+    for m in messages:
+        root = etree.fromstring(m.xml.signed_envelope)
+        assert xsd.problems(envelope_schema, root) == []
+        verified, envelope = dxp.verify(root, certificate)
+        assert verified.number == certificate.number
+        assert envelope.data == m.xml.payload and envelope.msg_type == m.xml.message_type
+        assert (envelope.sender, envelope.receiver_code, envelope.created) == (
+            "DXPSANDAN0000001", OWN, "2025-06-15T12:00:00+08:00")
+        assert envelope.msg_id == etree.fromstring(m.xml.payload).get("guid")
+
+
+def test_without_a_signer_the_envelope_is_left_empty(tmp_path):
+    log = MemoryLog()
+    log.append(0, OWN.encode(), codec().encode("sandan.Receipt", order_receipt(0)))
+    [messages] = stream(log, tmp_path)
+    assert [m.xml.signed_envelope for m in messages] == [b""] and messages[0].xml.payload
 
 
 def test_a_stream_resumed_from_any_messages_cursor_loses_no_receipt(tmp_path):
