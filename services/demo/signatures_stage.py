@@ -39,6 +39,7 @@ class SignatureReport:
     envelopes_valid: int | None = None                # against the DxpMsg XSD, when CEB_XSD_DIR is set
     failures: list[str] = field(default_factory=list)
     verify_line: str = ""                             # `sandan ceb verify` of one receipt envelope
+    required: str = "default"                         # the gateway's SANDAN_REQUIRE_SIGNATURE
 
     @property
     def as_expected(self) -> bool:
@@ -53,7 +54,7 @@ class SignatureReport:
                 "receipt_envelopes_valid": self.envelopes_valid}
 
     def lines(self) -> list[str]:
-        lines = ["signatures (every party signs; the gateway requires SANDAN_REQUIRE_SIGNATURE=default)",
+        lines = [f"signatures (every party signs; the gateway runs with SANDAN_REQUIRE_SIGNATURE={self.required})",
                  f"  {'messages signed':34} {self.signed:6}",
                  f"  {'certificates registered':34} {self.registered:6}",
                  f"  {'refused for a signature reason':34} {len(self.refusals):6}",
@@ -101,6 +102,7 @@ async def refuse_tampered(credentials, signers: SigningParties, inventory: dict,
 def verify_receipts(desk, env: dict, run_dir: Path, report: SignatureReport) -> None:
     """sandan's certificate as an enterprise gets it (`sandan certs show-own`), every kept receipt
     envelope verified with it, and one through `sandan ceb verify`."""
+    report.required = env.get("SANDAN_REQUIRE_SIGNATURE") or "default"
     pem = run_dir / "sandan-certificate.pem"
     pem.write_text(parties_mod.sandan("certs", "show-own", env=env))
     verified, report.failures = desk.verify(Certificate.load(pem.read_bytes()))

@@ -1,8 +1,9 @@
 """The whole clearance pipeline on the private stack, under a generated load, for crash tests.
 
 Built from the demo (services/demo): the same generated declarations written as CEB XML
-messages, the same gateway clients, guarantee accounts, customs desk and after-sales
-documents. Added here is what crashes need:
+messages, each signed by its sender with a test identity registered for it (the gateway keeps
+its default SANDAN_REQUIRE_SIGNATURE), the same gateway clients, guarantee accounts, customs
+desk and after-sales documents. Added here is what crashes need:
 
 - services that a test kills (SIGKILL), stops and restarts while the load runs;
 - a submitter and a customs desk that reconnect after a gateway crash: the submitter sends
@@ -36,6 +37,7 @@ from services.common.avro import codec
 from services.common.ceb.writer import write_message
 from services.common.clock import now_ms
 from services.tools.generator import WAREHOUSES
+from services.tools.signing_parties import SigningParties
 from services.common.worker_exit import CRASHED
 from services.demo import parties, returns_stage, runner
 from services.demo.processes import ServiceProcess, service_env
@@ -279,8 +281,8 @@ FINAL = {"399", "100"}
 class AfterSales:
     """Cancels the declarations customs holds, returns released ones, brings their parcels back."""
 
-    def __init__(self, plan: returns_stage.AfterSales, submitter: Submitter, tracker: Tracker) -> None:
-        self.plan, self.submitter, self.tracker = plan, submitter, tracker
+    def __init__(self, plan: returns_stage.AfterSales, submitter: Submitter, tracker: Tracker, sign) -> None:
+        self.plan, self.submitter, self.tracker, self.sign = plan, submitter, tracker, sign
         self.cancels: dict[str, str] = {}    # CEB623 guid -> declaration
         self.requests: dict[str, object] = {}  # CEB625 guid -> its declaration set
         self.sorting: dict[str, str] = {}    # CEB625 guid -> fit | unfit
@@ -293,12 +295,12 @@ class AfterSales:
             if decl not in self.cancels.values() and decl in t.known_to_returns and decl in t.desk.released:
                 doc = returns_stage.cancellation(s, parties.invt_no(t.desk.delivered[decl]))
                 self.cancels[doc["guid"]] = decl
-                self.submitter.add(f"cancel:{decl}", write_message("CEB623", [doc]))
+                self.submitter.add(f"cancel:{decl}", self.sign(write_message("CEB623", [doc])))
         for s, sorting in [(s, "fit") for s in self.plan.returns] + [(s, "unfit") for s in self.plan.unfit]:
             if s not in self.requests.values() and _set_decl(s) in t.released:
                 doc = returns_stage.return_request(s, parties.invt_no(t.desk.delivered[_set_decl(s)]))
                 self.requests[doc["guid"]], self.sorting[doc["guid"]] = s, sorting
-                self.submitter.add(f"return:{_set_decl(s)}", write_message("CEB625", [doc]))
+                self.submitter.add(f"return:{_set_decl(s)}", self.sign(write_message("CEB625", [doc])))
 
     def parcels_due(self) -> list[dict]:
         """Arrivals for return requests the service accepted (120) whose parcel was not sent yet."""
@@ -391,6 +393,8 @@ class Pipeline:
         self.services = Services(self.env, self.run_dir, plan.workers)
         self.faults = Faults()
         self.tokens = (self.parties.token, self.customs.token)
+        # one test identity per enterprise, made once for the whole suite and registered per scenario
+        self.signers = SigningParties(runs_dir / "signing-parties")
 
     async def wait_gateway(self) -> None:
         await runner.wait_serving(self.address, self.services.procs["gateway"])
@@ -400,6 +404,8 @@ class Pipeline:
         started = time.monotonic()
         with with_prefix(self.prefix):
             await asyncio.to_thread(kafka_io.create_topics)
+            # the certificates on the registry before the gateway reads it at its start
+            await asyncio.to_thread(self.signers.register, parties.party_codes(), by="fault-suite")
             self.services.start_all()
             try:
                 evidence = await self._run(inject)
@@ -413,7 +419,8 @@ class Pipeline:
         plan = self.plan
         sets, docs, expected = runner.build_documents(runner.DemoPlan(
             count=plan.count, seed=plan.seed, incomplete_share=Decimal("0.03") if plan.incomplete else Decimal(0)))
-        files = runner.write_inbox(arrival_order(sets, docs, expected, plan), self.run_dir / "inbox")
+        files = runner.write_inbox(arrival_order(sets, docs, expected, plan), self.run_dir / "inbox",
+                                   self.signers.sign)
         amounts, short = parties.guarantee_plan(sets)
         after_plan = returns_stage.AfterSales.choose(sets, short, plan.after_sales)
         desk = parties.CustomsDesk(self.customs)
@@ -428,7 +435,7 @@ class Pipeline:
         load.close()
         extra = Submitter(self.parties)
         tracker = Tracker(desk)
-        after = AfterSales(after_plan, extra, tracker)
+        after = AfterSales(after_plan, extra, tracker, self.signers.sign)
         stop = asyncio.Event()
         tasks = [asyncio.create_task(c) for c in (load.run(), extra.run(), keep_desk(desk, stop))]
         faults = asyncio.create_task(inject(self))

@@ -38,9 +38,10 @@ def load() -> OwnIdentity:
     """The configured identity, or the generated one (made on first use)."""
     key_path, cert_path = config.get("SANDAN_SIGNING_KEY"), config.get("SANDAN_SIGNING_CERT")
     if bool(key_path) != bool(cert_path):
-        missing = "SANDAN_SIGNING_CERT" if key_path else "SANDAN_SIGNING_KEY"
-        raise IdentityError(f"setting {missing}: empty, but {'SANDAN_SIGNING_KEY' if key_path else 'SANDAN_SIGNING_CERT'}"
-                            f" is set (give both, or neither for a generated identity)")
+        given, missing = (("SANDAN_SIGNING_KEY", "SANDAN_SIGNING_CERT") if key_path
+                          else ("SANDAN_SIGNING_CERT", "SANDAN_SIGNING_KEY"))
+        raise IdentityError(f"setting {missing}: empty, but {given} is set (give both, or neither for a generated "
+                            f"identity)")
     if key_path:
         return _from_files(Path(key_path), Path(cert_path), "SANDAN_SIGNING_KEY", "SANDAN_SIGNING_CERT")
     folder = generated_dir()
