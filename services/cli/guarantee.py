@@ -78,6 +78,8 @@ def add_parser(sub) -> None:
     rebuild = actions.add_parser("rebuild", help="replay guarantee.ledger and compare Redis with it")
     rebuild.add_argument("--repair", action="store_true", help="write what the ledger says (stop the workers first)")
     rebuild.add_argument("--timeout", type=float, default=60.0, help="seconds to read the ledger topic (default 60)")
+    rebuild.add_argument("--actor", default=f"cli:{getpass.getuser()}",
+                         help="who repairs: kept in a correcting ledger entry (default: cli:<login>)")
     rebuild.set_defaults(run=lambda args: _with_redis(_rebuild, args))
 
 
@@ -174,6 +176,38 @@ def _publish(record: dict) -> bool:
     return True
 
 
+def _publish_corrections(forked, actor: str) -> dict | None:
+    """Append to guarantee.ledger the correcting entry of each forked account (``ledger.correction``);
+    the accounts replayed with it, by assureCode, or None when Kafka did not take them all."""
+    from services.common import kafka_io, topics
+    from services.common.avro import codec
+    from services.common.clock import now_ms
+    from services.tax_guarantee.ledger import correction, replay
+
+    fixed = {}
+    try:
+        producer = kafka_io.producer()
+        sent = []
+        for account in forked:
+            entry = correction(account, now_ms(), actor)
+            sent.append((entry, producer.send(topics.name("guarantee.ledger"), key=entry["assureCode"].encode(),
+                                              value=codec().encode("sandan.LedgerEntry", entry))))
+            fixed[entry["assureCode"]] = replay([*account.entries, entry])[entry["assureCode"]]
+        producer.flush()
+        producer.close()
+    except kafka_io.KafkaError as exc:
+        print(f"sandan guarantee: Kafka at {kafka_io.bootstrap()} did not take the corrections: {exc}", file=sys.stderr)
+        return None
+    failed = [entry["entryId"] for entry, future in sent if future.failed()]
+    if failed:
+        print(f"sandan guarantee: Kafka refused the corrections {', '.join(failed)}; nothing repaired", file=sys.stderr)
+        return None
+    for entry, _ in sent:
+        print(f"appended {entry['entryId']} (seq {entry['seq']}): outstanding {cny(entry['outstanding'])}"
+              f" ({cny(entry['amount'])} more than the last entry said)")
+    return fixed
+
+
 def _refused(refusal) -> int:
     print(f"refused: {refusal.code} ({refusal.field}): {refusal.message}", file=sys.stderr)
     return REFUSED
@@ -265,6 +299,9 @@ async def _rebuild(store, args) -> int:
         print(f"sandan guarantee: Kafka at {kafka_io.bootstrap()} did not answer: {exc}", file=sys.stderr)
         return UNREACHABLE
     rebuilt = replay(wire.decode(r.value)[1] for r in raw)
+    for code, account in sorted(rebuilt.items()):
+        for note in account.notes:
+            print(f"{code}: {note}")
     differences = unknown_to_ledger(await store.account_codes(), rebuilt)
     # refused deductions have no ledger entry; their outcome must come back too (ledger.refusals)
     unrecorded = await store.missing_refusals(refusals(wire.decode(r.value)[1] for r in refused if r.value))
@@ -287,6 +324,21 @@ async def _rebuild(store, args) -> int:
     if not args.repair:
         print(f"{len(differences)} differences; run with --repair to write the ledger's values")
         return REFUSED
+    forked = [account for account, _ in repairs if account.forks]
+    if forked:
+        # the correction goes to the ledger (the truth) first: Redis then holds what the ledger says
+        corrections = _publish_corrections(forked, args.actor)
+        if corrections is None:
+            return UNREACHABLE
+        again = []
+        for account, found in repairs:
+            code = account.account.assure_code
+            if code in corrections:
+                account = corrections[code]
+                found = compare(account, await store.account(code), await store.bills_of(code),
+                                await store.recorded_entries(code))
+            again.append((account, found))
+        repairs = again
     for account, found in repairs:
         await store.restore(account, found.stray_bills, found.missing_entries)
     await store.restore_refusals(unrecorded)

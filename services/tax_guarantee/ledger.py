@@ -7,6 +7,14 @@ declaration or command re-emits the very same entry and readers de-duplicate by 
 Each entry also carries the account's ``seq`` (1, 2, ... per account): deductions of one
 account come from several partitions and several workers, so the topic's order is not the
 order the changes were applied in; the replay sorts by ``seq`` and notices a missing one.
+
+A ``seq`` used by two entries (a *fork*) is a change Redis lost in a failover (the replica it
+promoted had not received it) followed by another change of the account on the new primary.
+Both entries are real (both outcomes were published), so the replay counts every entry by its
+``entryId`` and builds the account from the entries' effects, not from the last entry:
+outstanding is what the bills leave owed, the other fields come from the last entry that set
+them. ``correction`` is the entry a repair appends after a fork: it restates the account as the
+entries add up to, under a ``seq`` past every one used, and marks the fork resolved.
 """
 from __future__ import annotations
 
@@ -27,6 +35,11 @@ def deduction_key(declaration_id: str) -> str:
 
 def command_key(command_id: str) -> str:
     return f"command/{command_id}"
+
+
+def correction_key(seq: int) -> str:
+    """The idempotency key of the correction that follows the account's entries up to ``seq``."""
+    return f"correct/{seq}"
 
 
 def entry_id(assure_code: str, key: str) -> str:
@@ -51,18 +64,21 @@ def entry(change: Change, *, key: str, at: int, command: Command | None = None) 
     }
 
 
-def account_after(rec: dict) -> Account:
-    """The account exactly as the entry left it."""
-    return Account(rec["assureCode"], rec["kind"], rec["guaranteed"], rec["outstanding"], rec["state"],
-                   parse_day(rec["validFrom"]), parse_day(rec["validTo"]), rec["seq"])
-
-
 @dataclass
 class Rebuilt:
     account: Account
     bills: dict[str, Bill]
     entries: list[dict]                                  # de-duplicated, in seq order
     problems: list[str] = field(default_factory=list)   # the ledger itself is inconsistent
+    forks: list[tuple[int, list[str]]] = field(default_factory=list)  # (seq, entryIds) not yet corrected
+    notes: list[str] = field(default_factory=list)      # forks a correction resolved: history, not differences
+
+
+CORRECTION = "correct"
+# Which account fields each action sets (outstanding always follows from the bills).
+_SETS = {"register": ("kind", "guaranteed", "state", "validFrom", "validTo"), "amend": ("guaranteed",),
+         "extend": ("validTo",), "freeze": ("state",), "unfreeze": ("state",), "close": ("state",),
+         CORRECTION: ("kind", "guaranteed", "state", "validFrom", "validTo")}
 
 
 def replay(entries: Iterable[dict]) -> dict[str, Rebuilt]:
@@ -70,14 +86,17 @@ def replay(entries: Iterable[dict]) -> dict[str, Rebuilt]:
     by_account: dict[str, dict[str, dict]] = {}
     for rec in entries:
         by_account.setdefault(rec["assureCode"], {}).setdefault(rec["entryId"], rec)
-    return {code: _replay_account(sorted(unique.values(), key=lambda r: r["seq"]))
+    # within a fork, the change applied first (the lost one, on the old primary) first
+    return {code: _replay_account(sorted(unique.values(), key=lambda r: (r["seq"], r["at"], r["entryId"])))
             for code, unique in by_account.items()}
 
 
 def _replay_account(ordered: list[dict]) -> Rebuilt:
     bills: dict[str, Bill] = {}
     problems: list[str] = []
+    fields: dict = {}
     for rec in ordered:
+        fields.update({name: rec[name] for name in _SETS.get(rec["action"], ())})
         if rec["action"] == "deduct":
             bills[rec["declarationId"]] = Bill(rec["declarationId"], rec["amount"])
         elif rec["action"] in ("void", "settle", "refund"):
@@ -91,16 +110,67 @@ def _replay_account(ordered: list[dict]) -> Rebuilt:
                     bills[decl] = replace(bill, refunded=bill.refunded + rec["amount"])
                 else:
                     bills[decl] = replace(bill, settled_by=rec["entDutyNo"])
-    rebuilt = Rebuilt(account_after(ordered[-1]), bills, ordered, problems)
-    seqs = [r["seq"] for r in ordered]
-    if seqs != list(range(1, len(seqs) + 1)):
-        missing = sorted(set(range(1, seqs[-1] + 1)) - set(seqs))
-        rebuilt.problems.append(f"entries missing from the ledger: seq {', '.join(map(str, missing)) or '?'}")
+        elif rec["action"] == CORRECTION:
+            _check_correction(rec, bills, problems)
+    problems += [f"bill {b.declaration_id}: {b.voided} voided of {b.deducted} deducted" for b in bills.values()
+                 if b.remaining < ZERO]
+    last = ordered[-1]
     owed = sum((b.remaining for b in bills.values()), ZERO)
-    if owed != rebuilt.account.outstanding:
-        rebuilt.problems.append(f"bills add up to {owed} outstanding, the last entry says"
-                                f" {rebuilt.account.outstanding}")
+    first = {**{name: last[name] for name in _SETS["register"]}, **fields}
+    account = Account(last["assureCode"], first["kind"], first["guaranteed"], owed, first["state"],
+                      parse_day(first["validFrom"]), parse_day(first["validTo"]), max(r["seq"] for r in ordered))
+    rebuilt = Rebuilt(account, bills, ordered, problems)
+    by_seq: dict[int, list[str]] = {}
+    for rec in ordered:
+        by_seq.setdefault(rec["seq"], []).append(rec["entryId"])
+    corrections = [r for r in ordered if r["action"] == CORRECTION]
+    for seq, ids in sorted(by_seq.items()):
+        if len(ids) < 2:
+            continue
+        fixed = next((c for c in corrections if c["seq"] > seq), None)
+        if fixed is None:
+            rebuilt.forks.append((seq, ids))
+            problems.append(f"seq {seq} is used by {len(ids)} entries ({', '.join(ids)}): a Redis write lost in a"
+                            f" failover, then another change on the promoted replica; the entries add up to outstanding"
+                            f" {owed}, the last entry says {last['outstanding']} (--repair appends a correcting entry)")
+        else:
+            rebuilt.notes.append(f"seq {seq} is used by {len(ids)} entries ({', '.join(ids)}), a Redis write lost in a"
+                                 f" failover; corrected by {fixed['entryId']}")
+    missing = sorted(set(range(1, account.seq + 1)) - set(by_seq))
+    if missing:
+        problems.append(f"entries missing from the ledger: seq {', '.join(map(str, missing))}")
+    if not rebuilt.forks and owed != last["outstanding"]:
+        problems.append(f"bills add up to {owed} outstanding, the last entry says {last['outstanding']}")
     return rebuilt
+
+
+def _check_correction(rec: dict, bills: dict[str, Bill], problems: list[str]) -> None:
+    owed = sum((b.remaining for b in bills.values()), ZERO)
+    if owed != rec["outstanding"]:
+        problems.append(f"{rec['entryId']} restates outstanding {rec['outstanding']}, the entries before it add up"
+                        f" to {owed}")
+
+
+def correction(rebuilt: Rebuilt, at: int, actor: str) -> dict:
+    """The entry that restates a forked account as its entries add up to (``sandan guarantee
+    rebuild --repair``): its ``seq`` is past every one used, so the account's next change takes
+    a ``seq`` nobody holds; ``amount`` is how far the last entry's outstanding was off."""
+    acct = rebuilt.account
+    last = rebuilt.entries[-1]
+    seq = acct.seq + 1
+    forked = "; ".join(f"seq {s}: {', '.join(ids)}" for s, ids in rebuilt.forks)
+    return {"entryId": entry_id(acct.assure_code, correction_key(acct.seq)), "assureCode": acct.assure_code,
+            "seq": seq, "action": CORRECTION, "amount": acct.outstanding - last["outstanding"],
+            "guaranteed": acct.guaranteed, "outstanding": acct.outstanding, "available": acct.available,
+            "kind": acct.kind, "state": acct.state, "validFrom": day_text(acct.valid_from),
+            "validTo": day_text(acct.valid_to), "reference": forked, "declarationId": None, "commandId": None,
+            "bills": [], "entDutyNo": None, "reason": "a Redis failover lost a change: " + forked,
+            "actor": actor, "at": at}
+
+
+def corrected(rebuilt: Rebuilt, at: int, actor: str) -> Rebuilt:
+    """``rebuilt`` with its correction appended (replayed again, so the fork reads as resolved)."""
+    return replay([*rebuilt.entries, correction(rebuilt, at, actor)])[rebuilt.account.assure_code]
 
 
 @dataclass(frozen=True)

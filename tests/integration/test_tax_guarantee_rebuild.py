@@ -112,3 +112,47 @@ def test_a_wiped_redis_is_rebuilt_from_the_ledger_to_the_same_balances(stack, to
             "amend", commandId="a2", assureCode=SMALL, amount=Decimal(100_000)))]))  # room for it now
         [again] = using_store(stack.redis_url, lambda s: play(s, [history()[refused]]))
         assert again.replayed and again.outputs[0].record == handled[refused].outputs[0].record
+
+
+async def fork(store: RedisAccountStore) -> list:
+    """issue 20's fork: register, deduct 10.00 (seq 2), Redis rolled back to before it (a replica
+    that never got it promoted), deduct 20.00 on it (seq 2 again)."""
+    client = store._redis
+    keys = [k async for k in client.scan_iter(match=f"{namespace()}*")]
+    handled = await play(store, [("command", command_record(
+        "register", commandId="r1", assureCode=BIG, kind="bank_guarantee", amount=Decimal(5000),
+        validFrom="20250101", validTo="20351231"))])
+    saved = {k: await client.dump(k) for k in [k async for k in client.scan_iter(match=f"{namespace()}*")]
+             if k not in keys}
+    handled += await play(store, [("verdict", verdict("1", tax="10.00", code=BIG))])
+    for k in [k async for k in client.scan_iter(match=f"{namespace()}*")]:
+        await client.delete(k)
+    for k, v in saved.items():
+        await client.restore(k, 0, v)
+    handled += await play(store, [("verdict", verdict("2", tax="20.00", code=BIG))])
+    return handled
+
+
+def test_a_seq_forked_by_a_lost_write_is_repaired_to_what_the_entries_add_up_to(stack, topic_prefix, capsys):
+    with with_prefix(f"{topic_prefix}gf-"):
+        kafka_io.create_topics([topics.BY_NAME["guarantee.ledger"], topics.BY_NAME["declarations.refused"]])
+        handled = using_store(stack.redis_url, fork)
+        entries = [o.record for h in handled for o in h.outputs if o.topic == "guarantee.ledger"]
+        assert [(e["seq"], e["outstanding"]) for e in entries] == [(1, 0), (2, Decimal(10)), (2, Decimal(20))]
+        publish_ledger(handled, repeat_every=len(handled) + 1)
+
+        assert main(["guarantee", "rebuild", "--timeout", "20"]) == 1
+        out = capsys.readouterr().out
+        assert out.count("seq 2 is used by 2 entries") == 1 and "a Redis write lost in a failover" in out
+        assert "entries missing" not in out and "bills add up" not in out
+        assert main(["guarantee", "rebuild", "--repair", "--actor", "ops", "--timeout", "20"]) == 1
+        assert f"appended {BIG}/correct/2 (seq 3): outstanding 30.00 (10.00 more" in capsys.readouterr().out
+        account, bills = using_store(stack.redis_url, snapshot)[BIG]
+        assert (account.outstanding, account.seq, sorted(bills)) == (Decimal(30), 3, ["EBP:O1", "EBP:O2"])
+
+        assert main(["guarantee", "rebuild", "--timeout", "20"]) == 0  # the correction resolved the fork
+        out = capsys.readouterr().out
+        assert "Redis equals the ledger" in out and f"corrected by {BIG}/correct/2" in out
+        # the account's next change takes a seq nobody holds, on the true balance
+        [after] = using_store(stack.redis_url, lambda s: play(s, [("verdict", verdict("3", tax="5.00", code=BIG))]))
+        assert (after.outputs[0].record["seq"], after.outputs[0].record["outstanding"]) == (4, Decimal(35))

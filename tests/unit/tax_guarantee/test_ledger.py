@@ -73,3 +73,50 @@ def test_replay_reports_a_missing_entry():
     problems = ledger.replay(entries[:2] + entries[3:])[CODE].problems
     assert any("seq 3" in p for p in problems)
     assert any("bills add up" in p for p in problems)
+
+
+def forked() -> list[dict]:
+    """history()'s first two entries, then a deduction that Redis lost (seq 3) and another one
+    decided on the promoted replica without it (seq 3 again), and a freeze after that."""
+    entries = history()[:2]
+    acct = ledger.replay(entries)[CODE].account
+    for decl, tax, at in (("E:lost", "7", NOW_MS), ("E:new", "20", NOW_MS + 1)):
+        change = rules.deduct(acct, decl, Decimal(tax), TODAY)
+        entries.append(ledger.entry(change, key=ledger.deduction_key(decl), at=at))
+    change = rules.apply(command("freeze", command_id="f1"), change.account, {})
+    entries.append(ledger.entry(change, key=ledger.command_key("f1"), at=NOW_MS + 2,
+                                command=command("freeze", command_id="f1")))
+    return entries
+
+
+def test_a_forked_seq_counts_every_entry_and_is_reported_once_as_a_lost_write():
+    entries = forked()
+    assert [e["seq"] for e in entries] == [1, 2, 3, 3, 4]
+    rebuilt = ledger.replay(entries[::-1])[CODE]
+    a = rebuilt.account
+    assert (a.outstanding, a.state, a.seq) == (Decimal(127), "frozen", 4)  # 100 + 7 + 20: no entry lost
+    assert set(rebuilt.bills) == {"E:1", "E:lost", "E:new"}
+    [problem] = rebuilt.problems
+    assert problem.startswith(f"seq 3 is used by 2 entries ({CODE}/deduct/E:lost, {CODE}/deduct/E:new): a Redis"
+                              " write lost in a failover")
+    assert "add up to outstanding 127" in problem and "the last entry says 120" in problem
+    assert rebuilt.forks == [(3, [f"{CODE}/deduct/E:lost", f"{CODE}/deduct/E:new"])]
+
+
+def test_a_correction_restates_the_account_past_every_seq_and_resolves_the_fork():
+    rebuilt = ledger.replay(forked())[CODE]
+    fix = ledger.correction(rebuilt, NOW_MS + 9, "cli:ops")
+    assert (fix["entryId"], fix["seq"], fix["action"], fix["amount"], fix["outstanding"], fix["state"]) == (
+        f"{CODE}/correct/4", 5, "correct", Decimal(7), Decimal(127), "frozen")
+    assert codec().decode(codec().encode("sandan.LedgerEntry", fix))[1] == fix
+    again = ledger.replay([*forked(), fix, fix])[CODE]
+    assert again.problems == [] and again.forks == []
+    assert again.notes == [f"seq 3 is used by 2 entries ({CODE}/deduct/E:lost, {CODE}/deduct/E:new), a Redis write"
+                           f" lost in a failover; corrected by {CODE}/correct/4"]
+    assert (again.account.outstanding, again.account.seq) == (Decimal(127), 5)
+    assert ledger.corrected(rebuilt, NOW_MS + 9, "cli:ops") == again
+
+
+def test_a_correction_that_does_not_match_its_entries_is_a_problem():
+    fix = dict(ledger.correction(ledger.replay(forked())[CODE], NOW_MS, "x"), outstanding=Decimal(120))
+    assert any("restates outstanding 120" in p for p in ledger.replay([*forked(), fix])[CODE].problems)
