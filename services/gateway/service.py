@@ -44,8 +44,8 @@ STREAMING = frozenset({"Submit", "Subscribe", "SubscribeBatches", "Receipts", "P
 # A verdict record is ~1-2 KB: 200 of them stay far below gRPC's 4 MB default message limit.
 BATCH_DECLARATIONS = 200
 CLEARED, RECEIPTS = "declarations.cleared", "receipts"
-SHUTTING_DOWN = "the gateway is shutting down; reconnect (subscribers: resume with your last cursor)"
 PAYDATA = "paydata.outcomes"
+SHUTTING_DOWN = "the gateway is shutting down; reconnect (subscribers: resume with your last cursor)"
 REGISTRY_WAIT_S = 10.0  # how long a Submit waits for the certificate registry after a start
 
 
@@ -210,15 +210,6 @@ class Gateway(pb_grpc.GatewayServicer):
                                          f"({type(exc).__name__}); resume with your last cursor") from exc
         return cleared
 
-    async def Report(self, request, context):
-        async with self._call(context, "Report") as client:
-            output = customs_report(messages.decision(request), client.id, self.clock(), self.report_skew_ms)
-            declaration = output.record["declarationId"]
-            try:
-                known = await self.delivered.contains(declaration)
-            except RedisError as exc:
-                raise CallError(UNAVAILABLE, f"the gateway's index of delivered declarations did not answer "
-                                             f"({type(exc).__name__}); send the report again") from exc
     async def PaydataChecks(self, request, context):
         async with self._call(context, "PaydataChecks") as client:
             async with aclosing(self._follow(client, "PaydataChecks", PAYDATA, request)) as batches:
@@ -228,6 +219,15 @@ class Gateway(pb_grpc.GatewayServicer):
                         if outcome is not None:
                             yield messages.paydata_check(record, outcome)
 
+    async def Report(self, request, context):
+        async with self._call(context, "Report") as client:
+            output = customs_report(messages.decision(request), client.id, self.clock(), self.report_skew_ms)
+            declaration = output.record["declarationId"]
+            try:
+                known = await self.delivered.contains(declaration)
+            except RedisError as exc:
+                raise CallError(UNAVAILABLE, f"the gateway's index of delivered declarations did not answer "
+                                             f"({type(exc).__name__}); send the report again") from exc
             if not known:
                 raise CallError(FAILED_PRECONDITION, f"ebp_code, order_no: {declaration} is not a cleared declaration "
                                                      f"this gateway has delivered (report only what Subscribe sent)")
