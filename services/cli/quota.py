@@ -57,7 +57,7 @@ async def _rebuild(sources, repair: bool) -> int:
         differences = quota_rebuild.compare(rebuilt, await hashes.read_all())
         print(f"{sources.records} records: {len(sources.verified)} verdicts, {len(sources.refused)} refusals,"
               f" {len(sources.releases)} quota releases; {len(rebuilt.quotas)} buyer-year quotas")
-        for problem in rebuilt.problems:
+        for problem in rebuilt.problems + quota_rebuild.beyond_limit(rebuilt, config.get_decimal("SANDAN_ANNUAL_LIMIT")):
             print(f"warning: {problem}")
         for topic in sources.truncated:
             print(f"warning: {topic} has lost its oldest records to retention; quotas they reserved are missing"

@@ -55,6 +55,10 @@ SETTINGS: list[Setting] = [
             " SANDAN_REDIS_MASTER and follows it through a failover (db and password still from SANDAN_REDIS_URL);"
             " empty: SANDAN_REDIS_URL itself"),
     Setting("SANDAN_REDIS_MASTER", "sandan", "Name under which the Sentinels monitor sandan's Redis primary"),
+    Setting("SANDAN_REDIS_WAIT_REPLICAS", "0",
+            "Replicas that must hold a batch's Redis writes (WAIT) before a worker publishes what follows from them;"
+            " fewer within SANDAN_REDIS_WAIT_TIMEOUT_MS: the batch is retried. 1 with Sentinel (README, Redis failover)"),
+    Setting("SANDAN_REDIS_WAIT_TIMEOUT_MS", "1000", "How long one WAIT for SANDAN_REDIS_WAIT_REPLICAS replicas lasts"),
     Setting("SANDAN_LOCAL_DIR", str(PROJECT_ROOT / ".local"), "Data, logs and pid files of the local stack"),
     Setting("SANDAN_STACK_TIMEOUT", "60", "Seconds `make up` waits for Kafka, Redis and Prometheus to answer before giving up"),
     Setting("SANDAN_PROMETHEUS_PORT", "19090", "Port of the local Prometheus server (`make up`), 127.0.0.1 only"),

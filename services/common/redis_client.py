@@ -6,19 +6,29 @@ A Sentinel-managed client asks the Sentinels for the primary whenever it opens a
 after a failover its next connection goes to the promoted replica. Until the Sentinels agree on
 one it raises ``ConnectionError``/``MasterNotFoundError`` (and ``ReadOnlyError`` from a demoted
 primary); ``FAILOVER_ERRORS`` lists them for the workers' retry (``streaming.TRANSIENT``).
+
+Replication is asynchronous: a write only the primary holds is lost when a replica is promoted.
+``ReplicaWait`` (``SANDAN_REDIS_WAIT_REPLICAS``) makes a worker wait, after the Redis writes of
+a batch and before it publishes what follows from them, until that many replicas have them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
+from redis.exceptions import ConnectionError, ReadOnlyError, RedisError, TimeoutError
 from redis.sentinel import MasterNotFoundError
 
 from services.common import config
 
+
+
+class ReplicasBehind(RedisError):
+    """Fewer replicas than SANDAN_REDIS_WAIT_REPLICAS acknowledged a batch's writes in time."""
+
+
 # MasterNotFoundError is a ConnectionError; named for the reader.
-FAILOVER_ERRORS = (ConnectionError, MasterNotFoundError, ReadOnlyError, TimeoutError)
+FAILOVER_ERRORS = (ConnectionError, MasterNotFoundError, ReadOnlyError, TimeoutError, ReplicasBehind)
 
 # Sentinels answer within this; a dead one must not hold every (re)connection up for long.
 SENTINEL_TIMEOUT_S = 0.5
@@ -104,3 +114,53 @@ def connect_sync(**options):
     return Sentinel(list(t.sentinels), sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S,
                                                         "socket_connect_timeout": SENTINEL_TIMEOUT_S}).master_for(
         t.master, db=t.db, username=t.username, password=t.password, **_tls(t), **options)
+
+
+# Written (and expiring) only to carry WAIT: see ``ReplicaWait``.
+BARRIER_KEY = "sandan:replica-wait"
+BARRIER_TTL_MS = 60_000
+
+
+class ReplicaWait:
+    """``await wait()``: every write this process's clients made so far is on ``replicas``
+    replicas, or ``ReplicasBehind`` (a transient error: the worker's ``with_retry`` takes the
+    step again, and the step's scripts, idempotent per declaration or command, re-answer from
+    what Redis holds then, on whichever server is the primary by then).
+
+    WAIT counts the writes of the connection it is sent on, and a batch's writes go over
+    several pooled connections; so a write of our own goes first on the same connection as
+    the WAIT: replication is one ordered stream, and a replica that has this write has every
+    write the primary took before it. 0 replicas: nothing is sent."""
+
+    def __init__(self, client, replicas: int, timeout_ms: int) -> None:
+        self.client, self.replicas, self.timeout_ms = client, replicas, timeout_ms
+
+    async def __call__(self) -> None:
+        if self.replicas <= 0:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(BARRIER_KEY, b"1", px=BARRIER_TTL_MS)
+        pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
+        _, acknowledged = await pipe.execute()
+        if int(acknowledged) < self.replicas:
+            raise ReplicasBehind(f"{acknowledged} of {self.replicas} Redis replicas (SANDAN_REDIS_WAIT_REPLICAS) have"
+                                 f" this batch's writes after {self.timeout_ms} ms; nothing is published before they do")
+
+    def after(self, step):
+        """``step`` (an async callable) followed by the wait: what ``with_retry`` takes again as one."""
+        async def waited():
+            result = await step()
+            await self()
+            return result
+        return waited
+
+
+def replica_wait(client) -> ReplicaWait:
+    """The wait the settings ask for, on ``client`` (the one the worker writes with)."""
+    replicas = config.get_int("SANDAN_REDIS_WAIT_REPLICAS")
+    if replicas < 0:
+        raise RedisSettingError(f"SANDAN_REDIS_WAIT_REPLICAS: {replicas} is below 0")
+    timeout = config.get_int("SANDAN_REDIS_WAIT_TIMEOUT_MS")
+    if timeout <= 0:
+        raise RedisSettingError(f"SANDAN_REDIS_WAIT_TIMEOUT_MS: {timeout} is not above 0 (WAIT 0 blocks for ever)")
+    return ReplicaWait(client, replicas, timeout)

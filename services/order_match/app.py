@@ -74,6 +74,8 @@ class MatchWorker:
         self.retention_ms = config.get_int("SANDAN_MATCH_RETENTION") * 1000
         self.replay_window_ms = config.get_int("SANDAN_MATCH_REPLAY_WINDOW") * 1000
         redis = redis_client.connect()
+        # a batch's quota, waybill and number writes on the replicas before its verdicts go out
+        self.replicated = redis_client.replica_wait(redis).after
         namespace = f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}"
         self.processor = MatchProcessor(
             quota=RedisQuotaStore(redis, namespace), waybills=RedisWaybillRegistry(redis, namespace),
@@ -113,7 +115,8 @@ class MatchWorker:
         arrivals = [a for a in taken if isinstance(a, Arrival)]
         dead = [a for a in taken if not isinstance(a, Arrival)]
         try:
-            done = await streaming.with_retry(lambda: batch.run(self.processor, arrivals, self.load, now), log)
+            done = await streaming.with_retry(
+                self.replicated(lambda: batch.run(self.processor, arrivals, self.load, now)), log)
             outputs = self.publisher.prepare(dead + done.outputs)  # encoded before the state is kept
         except Exception:  # noqa: BLE001 - find the document at fault: take them one by one
             log.exception("a batch of %d documents failed; taking them one at a time", len(arrivals))
@@ -130,7 +133,8 @@ class MatchWorker:
         """One document alone (after its batch failed): a failure dead-letters it, not the partition."""
         kind = matcher.kind_of(arrival.doc)
         try:
-            done = await streaming.with_retry(lambda: batch.run(self.processor, [arrival], self.load, now_ms()), log)
+            done = await streaming.with_retry(
+                self.replicated(lambda: batch.run(self.processor, [arrival], self.load, now_ms())), log)
             outputs = self.publisher.prepare(done.outputs)
         except Exception as exc:  # noqa: BLE001 - one bad document must not stop the partition
             msg = arrival.source
@@ -204,7 +208,8 @@ class MatchWorker:
             bucket = self.store.take(key)
             if bucket is not None:
                 replayed = await self.processor.replay(bucket, position, wall)
-                await self.publisher.publish(await self.processor.number(replayed, wall))
+                await self.publisher.publish(await streaming.with_retry(
+                    self.replicated(lambda: self.processor.number(replayed, wall)), log))
         expired: list[Output] = []
         for key in self.wakeups.due(partition, now):
             bucket = self.store.take(key)
@@ -217,7 +222,8 @@ class MatchWorker:
             else:
                 self.save(key, bucket, partition)  # its wake-up was taken out of the index: index it again
         if expired:  # the numbers of all the tick's expired inventories in one round trip
-            await self.publisher.publish(await streaming.with_retry(lambda: self.processor.number(expired, wall), log))
+            await self.publisher.publish(await streaming.with_retry(
+                self.replicated(lambda: self.processor.number(expired, wall)), log))
         self.m.pending.set(len(self.wakeups))
         # how late the earliest scheduled wake-up is; stays ~0 unless expiry has stalled
         earliest = self.wakeups.earliest_ms()

@@ -87,6 +87,8 @@ class ReturnsWorker:
         self.wire = codec()
         self.engine = ReturnsEngine(Settings.from_env())
         redis = redis_client.connect()
+        # the quota releases and numbers of a record on the replicas before its outputs go out
+        self.replicated = redis_client.replica_wait(redis).after
         namespace = f"sandan:{config.get('SANDAN_TOPIC_PREFIX')}"
         self.quota, self.parts = RedisQuotaStore(redis, namespace), RedisPartReleases(redis, namespace)
         self.numbers = RedisCustomsNumbers(redis, namespace)  # the CEB624/626 receipts carry the inventory's numbers
@@ -182,7 +184,7 @@ class ReturnsWorker:
 
     async def run(self, step: Step, encoded: list[tuple[Output, bytes]]) -> None:
         """Quota first, then the records: the effects land before the state."""
-        await streaming.with_retry(lambda: release_quota(step.releases, self.quota, self.parts), log)
+        await streaming.with_retry(self.replicated(lambda: release_quota(step.releases, self.quota, self.parts)), log)
         await self.publisher.send(encoded)
 
     async def reject(self, msg, short: str, code: str, field: str | None, reason: str,

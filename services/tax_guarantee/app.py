@@ -68,7 +68,10 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
     matched, commands = topics.name("declarations.matched"), topics.name("guarantee.commands")
     worker = PartitionWorker("tax-guarantee", [matched, commands])
     wire = codec()
-    processor = create_processor(redis_client.connect())
+    redis = redis_client.connect()
+    processor = create_processor(redis)
+    # each step's Redis writes on the replicas before its outputs go out (SANDAN_REDIS_WAIT_REPLICAS)
+    replicated = redis_client.replica_wait(redis).after
     m = metrics.guarantee()
     publish = streaming.Publisher(worker.send, wire, count=lambda o: metrics.count_output(m, o)).publish
 
@@ -101,7 +104,7 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
             return None
         reference = record.get(reference_field)
         try:
-            handled = await streaming.with_retry(lambda: step(record, now_ms()), log)
+            handled = await streaming.with_retry(replicated(lambda: step(record, now_ms())), log)
         except Exception as exc:  # noqa: BLE001 - one bad record must not stop the partition
             log.exception("%s %s on %s/%d@%d failed", schema, reference, msg.topic, msg.partition, msg.offset)
             await reject(msg, "PROCESSING_ERROR", None, f"{type(exc).__name__}: {exc}", reference)
@@ -116,7 +119,8 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
         await publish([record for _, record in taken if isinstance(record, Output)])
         taken = [(msg, record) for msg, record in taken if not isinstance(record, Output)]
         try:
-            handled = await streaming.with_retry(lambda: processor.on_verdicts([r for _, r in taken], now_ms()), log)
+            handled = await streaming.with_retry(
+                replicated(lambda: processor.on_verdicts([r for _, r in taken], now_ms())), log)
         except Exception:  # noqa: BLE001 - find the declaration at fault: take them one by one
             log.exception("a batch of %d declarations failed; taking them one at a time", len(taken))
             for msg, _ in taken:
@@ -144,7 +148,7 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
     async def check() -> None:
         if 0 not in worker.partitions:  # one worker of the group checks: the one that owns partition 0
             return
-        await publish(await streaming.with_retry(lambda: processor.expiry_warnings(now_ms()), log))
+        await publish(await streaming.with_retry(replicated(lambda: processor.expiry_warnings(now_ms())), log))
         for account in await streaming.with_retry(processor.store.accounts, log):
             metrics.show_account(m, account)
 

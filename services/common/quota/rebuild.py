@@ -80,6 +80,17 @@ def rebuild(verified: Iterable[dict], refused: Iterable[dict], releases: Iterabl
     return out
 
 
+def beyond_limit(rebuilt: Rebuilt, limit: Decimal) -> list[str]:
+    """Buyer-years whose verified declarations hold more than the annual limit. The topics cannot
+    contradict each other here (every record is keyed by its declaration or part, so nothing
+    forks): a total past the limit is a reservation Redis lost in a failover, after which a later
+    declaration was reserved on top of what was left. Customs was told both verified, so the
+    rebuild keeps both; this says where."""
+    return [f"buyer {buyer} {year}: verified declarations hold {quota.total}, beyond the annual limit {limit}"
+            " (a reservation lost in a Redis failover let a later one pass)"
+            for (buyer, year), quota in sorted(rebuilt.quotas.items()) if quota.total is not None and quota.total > limit]
+
+
 def _release(out: Rebuilt, owner: dict[str, QuotaId], decl: str, amount: Decimal | None) -> None:
     """The arithmetic of the release scripts in ``store.py``: never below zero, a declaration
     that has given everything back is marked released, one that holds nothing gives nothing."""

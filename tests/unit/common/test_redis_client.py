@@ -103,3 +103,69 @@ def test_every_redis_client_of_the_services_comes_from_redis_client():
              for path in (config.PROJECT_ROOT / "services").rglob("*.py") if path.name != "redis_client.py"
              for n, line in enumerate(path.read_text().splitlines(), 1) if any(m in line for m in makers)]
     assert found == []
+
+
+class FakeRedis:
+    """Records the pipelines sent; WAIT answers the next of ``acks``."""
+
+    def __init__(self, *acks: int) -> None:
+        self.acks, self.sent = list(acks), []
+
+    def pipeline(self, transaction=True):
+        redis, queued = self, []
+
+        class Pipe:
+            def set(self, *args, **kwargs):
+                queued.append(("SET", args, kwargs))
+
+            def execute_command(self, *args):
+                queued.append(args)
+
+            async def execute(self):
+                redis.sent.append(list(queued))
+                return [True] + ([redis.acks.pop(0)] if queued[-1][0] == "WAIT" else [])
+        return Pipe()
+
+
+def test_no_replicas_asked_sends_nothing():
+    fake = FakeRedis()
+    asyncio.run(redis_client.ReplicaWait(fake, 0, 100)())
+    assert fake.sent == []
+
+
+def test_the_wait_writes_then_waits_on_one_connection_and_a_short_count_is_transient():
+    fake = FakeRedis(1, 0)
+    wait = redis_client.ReplicaWait(fake, 1, 250)
+    asyncio.run(wait())
+    [[barrier, waited]] = fake.sent
+    assert barrier == ("SET", (redis_client.BARRIER_KEY, b"1"), {"px": redis_client.BARRIER_TTL_MS})
+    assert waited == ("WAIT", 1, 250)
+    with pytest.raises(redis_client.ReplicasBehind, match="0 of 1 Redis replicas"):
+        asyncio.run(wait())
+    assert redis_client.ReplicasBehind in streaming.TRANSIENT
+
+
+def test_a_step_whose_writes_too_few_replicas_hold_is_taken_again_before_anything_goes_on():
+    fake = FakeRedis(1, 2)   # the first wait: one replica of two
+    runs = []
+
+    async def step():
+        runs.append(len(fake.sent))
+        return "outputs"
+
+    wait = redis_client.ReplicaWait(fake, 2, 100)
+    assert asyncio.run(streaming.with_retry(wait.after(step), logging.getLogger("test"))) == "outputs"
+    assert runs == [0, 1] and len(fake.sent) == 2   # the step ran again after the short wait
+
+
+def test_the_wait_settings(settings):
+    settings(SANDAN_REDIS_URL="redis://127.0.0.1:16379/0", SANDAN_REDIS_WAIT_REPLICAS="1",
+             SANDAN_REDIS_WAIT_TIMEOUT_MS="300")
+    wait = redis_client.replica_wait(object())
+    assert (wait.replicas, wait.timeout_ms) == (1, 300)
+    settings(SANDAN_REDIS_WAIT_REPLICAS="-1")
+    with pytest.raises(SystemExit, match="SANDAN_REDIS_WAIT_REPLICAS"):
+        redis_client.replica_wait(object())
+    settings(SANDAN_REDIS_WAIT_REPLICAS="1", SANDAN_REDIS_WAIT_TIMEOUT_MS="0")
+    with pytest.raises(SystemExit, match="SANDAN_REDIS_WAIT_TIMEOUT_MS"):
+        redis_client.replica_wait(object())
