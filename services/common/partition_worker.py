@@ -253,21 +253,25 @@ class PartitionWorker:
         asyncio.ensure_future(self.guard.on_stop_signal(self._flush_and_abort))
 
     async def _flush_and_abort(self) -> None:
-        """A stop: the plain producer's records go out; open transactions are aborted (their
-        input was not committed: it is handled again)."""
-        await self.producer.flush()
-        for task in sorted(self._open):
-            try:
-                await self._tasks[task].abort_transaction()
-            except KafkaError as exc:
-                log.warning("%s: transaction of partition %d not aborted (%s); Kafka ends it", self.group, task, exc)
-        self._open.clear()
+        """A stop: once the batch in hand is done (nothing is handled after it), the plain
+        producer's records go out and open transactions are aborted (their input was not
+        committed: it is handled again)."""
+        async with self._lock:
+            await self.producer.flush()
+            for task in sorted(self._open):
+                try:
+                    await self._tasks[task].abort_transaction()
+                except KafkaError as exc:
+                    log.warning("%s: transaction of partition %d not aborted (%s); Kafka ends it", self.group, task, exc)
+            self._open.clear()
 
     async def _loop(self, handle: Handler) -> None:
         next_commit = time.monotonic() + self.commit_interval_s
         while True:
             fetched = await self.consumer.getmany(timeout_ms=self.batch_wait_ms, max_records=self.batch_size)
             async with self._lock:
+                if self._stopping:  # the stop signal's flush takes over; this process ends with it
+                    continue
                 if self._restore_error is not None:
                     raise self._restore_error
                 fetched = await self._ready_records(fetched)
@@ -363,7 +367,8 @@ class PartitionWorker:
         changes, self._changelog_in_flight = self._changelog_in_flight, []
         await self.producer.flush()  # every output and table change of those records is in Kafka
         if self.exactly_once:
-            await self._commit_transactions(offsets)
+            if not await self._commit_transactions(offsets):
+                return  # a stop came: the transactions left open are aborted by it
             self._check_deliveries(delivered, changes)
             for table in self.tables:
                 table.save_offsets()
@@ -381,16 +386,16 @@ class PartitionWorker:
         for table in self.tables:
             table.save_offsets()
 
-    async def _commit_transactions(self, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit_transactions(self, offsets: dict[TopicPartition, int]) -> bool:
         """Each task's offsets join its transaction, which is committed: outputs, table changes and
         offsets become visible together. Fenced (another worker owns the task now) or refused: the
-        worker exits before anything later is handled."""
+        worker exits before anything later is handled. False: a stop came first."""
         by_task: dict[int, dict[TopicPartition, int]] = {}
         for tp, offset in offsets.items():
             by_task.setdefault(tp.partition, {})[tp] = offset
         for task in sorted(set(by_task) | self._open):
             if self._stopping:
-                return
+                return False
             if task not in self._tasks:  # taken away meanwhile: its records are the new owner's
                 continue
             producer = await self._transaction(task)
@@ -405,6 +410,7 @@ class PartitionWorker:
                 raise
             finally:
                 self._open.discard(task)
+        return True
 
     def _check_deliveries(self, delivered: list[asyncio.Future],
                           changes: list[tuple[ChangelogTable, int, asyncio.Future]]) -> None:
