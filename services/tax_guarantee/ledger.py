@@ -12,8 +12,8 @@ A ``seq`` used by two entries (a *fork*) is a change Redis lost in a failover (t
 promoted had not received it) followed by another change of the account on the new primary.
 Both entries are real (both outcomes were published), so the replay counts every entry by its
 ``entryId`` and builds the account from the entries' effects, not from the last entry:
-outstanding is what the bills leave owed, the other fields come from the last entry that set
-them. ``correction`` is the entry a repair appends after a fork: it restates the account as the
+outstanding is what the bills leave owed, the other fields come from the entry that set them
+last (by ``at``: the lost change was applied before the failover, the other after it). ``correction`` is the entry a repair appends after a fork: it restates the account as the
 entries add up to, under a ``seq`` past every one used, and marks the fork resolved.
 """
 from __future__ import annotations
@@ -95,8 +95,11 @@ def _replay_account(ordered: list[dict]) -> Rebuilt:
     bills: dict[str, Bill] = {}
     problems: list[str] = []
     fields: dict = {}
-    for rec in ordered:
+    # fields as the last change that set them, in the order of application: within a fork the
+    # lost change came before the failover, the other after it (``at``)
+    for rec in sorted(ordered, key=lambda r: (r["at"], r["seq"], r["entryId"])):
         fields.update({name: rec[name] for name in _SETS.get(rec["action"], ())})
+    for rec in ordered:
         if rec["action"] == "deduct":
             bills[rec["declarationId"]] = Bill(rec["declarationId"], rec["amount"])
         elif rec["action"] in ("void", "settle", "refund"):

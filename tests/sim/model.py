@@ -166,3 +166,33 @@ class Model:
             acct.bills[decl].settled = True
             acct.outstanding -= acct.bills[decl].deducted
         return "applied"
+
+    # --- after a failover ----------------------------------------------------------------------
+    def follow(self, code: str, key: str, answer: str, entry: dict | None = None) -> None:
+        """What the real code answered for an account whose Redis lost its last writes (a failover).
+
+        Its answers are then no longer the model's to decide (they were made on the older state),
+        but what it published is the truth: an applied change's effect is added to the account as
+        its ledger entry states it (amounts in units), and the outstanding is what the bills owe."""
+        if (code, key) in self.decided:
+            return
+        self.decided[(code, key)] = answer
+        if answer != "applied" or entry is None:
+            return
+        acct, action = self.accounts[code], entry["action"]
+        if action == "deduct":
+            acct.bills[entry["decl"]] = Bill(entry["amount"])
+        elif action == "void":
+            acct.bills[entry["decl"]].voided += entry["amount"]
+        elif action == "refund":
+            acct.bills[entry["decl"]].refunded += entry["amount"]
+        elif action == "settle":
+            for decl in entry["bills"]:
+                acct.bills[decl].settled = True
+        elif action == "amend":
+            acct.guaranteed = entry["amount"]
+        elif action == "extend":
+            acct.valid_to = entry["valid_to"]
+        elif action in ("freeze", "unfreeze", "close"):
+            acct.state = entry["state"]
+        acct.outstanding = sum(b.remaining for b in acct.bills.values())
