@@ -120,3 +120,21 @@ def test_a_correction_restates_the_account_past_every_seq_and_resolves_the_fork(
 def test_a_correction_that_does_not_match_its_entries_is_a_problem():
     fix = dict(ledger.correction(ledger.replay(forked())[CODE], NOW_MS, "x"), outstanding=Decimal(120))
     assert any("restates outstanding 120" in p for p in ledger.replay([*forked(), fix])[CODE].problems)
+
+
+def test_in_a_fork_a_field_takes_the_value_of_the_change_applied_last():
+    """Two amends lost (seq 2 and 3), then one on the promoted replica (seq 2 again, later)."""
+    entries = history()[:1]
+    base = ledger.replay(entries)[CODE].account
+    acct = base
+    for cid, amount, at in (("lost-1", "800", NOW_MS), ("lost-2", "900", NOW_MS + 1)):
+        cmd = command("amend", amount=amount, command_id=cid)
+        change = rules.apply(cmd, acct, {})
+        entries.append(ledger.entry(change, key=ledger.command_key(cid), at=at, command=cmd))
+        acct = change.account
+    cmd = command("amend", amount="1200", command_id="new")
+    entries.append(ledger.entry(rules.apply(cmd, base, {}), key=ledger.command_key("new"), at=NOW_MS + 5000,
+                                command=cmd))
+    assert [e["seq"] for e in entries] == [1, 2, 3, 2]
+    rebuilt = ledger.replay(entries)[CODE]
+    assert rebuilt.forks and (rebuilt.account.guaranteed, rebuilt.account.seq) == (Decimal(1200), 3)
