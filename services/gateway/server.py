@@ -170,9 +170,10 @@ def signature_policy(settings: ServerSettings) -> SignaturePolicy:
         raise SystemExit(str(exc)) from None
 
 
-def receipt_signer() -> ReceiptSigner:
+def receipt_signer() -> tuple[ReceiptSigner, str]:
     """sandan's own identity (SANDAN_SIGNING_KEY/_CERT, or the generated one) and node id, checked
-    at start: a gateway that could not sign its XML receipts does not start."""
+    at start: a gateway that could not sign its XML receipts does not start. With it, where the
+    identity came from (said once the gateway has started)."""
     try:
         identity = own_identity.load()
         signer = ReceiptSigner(identity.key, identity.certificate, config.get("SANDAN_DXP_NODE_ID"))
@@ -180,9 +181,7 @@ def receipt_signer() -> ReceiptSigner:
         raise SystemExit(str(exc)) from None
     except ValueError as exc:
         raise SystemExit(f"setting SANDAN_DXP_NODE_ID: {exc}") from None
-    log.info("XML receipts are signed in their envelope with certificate %s (%s)", identity.certificate.number,
-             identity.source)
-    return signer
+    return signer, str(identity.source)
 
 
 def build_gateway(settings: ServerSettings, publisher, reader, delivered: DeliveredIndex | None = None,
@@ -203,7 +202,7 @@ async def serve(settings: ServerSettings) -> None:
     """``sandan gateway serve``: run until SIGINT/SIGTERM, then stop gracefully."""
     check_listen(settings)
     server_credentials(settings)  # fail on bad TLS files before touching Kafka
-    signer = receipt_signer()  # and on a signing identity that cannot be used
+    signer, signer_source = receipt_signer()  # and on a signing identity that cannot be used
     kafka_security.settings()  # and on Kafka security settings that cannot work together
     bootstrap = kafka_io.bootstrap()
     kafka_log = logging.getLogger("kafka")
@@ -244,6 +243,9 @@ async def serve(settings: ServerSettings) -> None:
                         settings.clients_file)
         log.info("gateway listening on %s (port %d, %s)", settings.listen, port,
                  "mTLS" if settings.client_ca else "TLS" if settings.tls else "plaintext, loopback only")
+        # said once started: a start that fails prints its one line only
+        log.info("XML receipts are signed in their envelope with certificate %s (%s)", signer.certificate.number,
+                 signer_source)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
