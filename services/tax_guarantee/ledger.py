@@ -13,7 +13,8 @@ promoted had not received it) followed by another change of the account on the n
 Both entries are real (both outcomes were published), so the replay counts every entry by its
 ``entryId`` and builds the account from the entries' effects, not from the last entry:
 outstanding is what the bills leave owed, the other fields come from the entry that set them
-last (by ``at``: the lost change was applied before the failover, the other after it). ``correction`` is the entry a repair appends after a fork: it restates the account as the
+last (by ``at``: the lost change was applied before the failover, the other after it).
+``correction`` is the entry a repair appends after a fork: it restates the account as the
 entries add up to, under a ``seq`` past every one used, and marks the fork resolved.
 """
 from __future__ import annotations
@@ -119,9 +120,9 @@ def _replay_account(ordered: list[dict]) -> Rebuilt:
                  if b.remaining < ZERO]
     last = ordered[-1]
     owed = sum((b.remaining for b in bills.values()), ZERO)
-    first = {**{name: last[name] for name in _SETS["register"]}, **fields}
-    account = Account(last["assureCode"], first["kind"], first["guaranteed"], owed, first["state"],
-                      parse_day(first["validFrom"]), parse_day(first["validTo"]), max(r["seq"] for r in ordered))
+    now = {**{name: last[name] for name in _SETS["register"]}, **fields}  # the last entry's where none set one
+    account = Account(last["assureCode"], now["kind"], now["guaranteed"], owed, now["state"],
+                      parse_day(now["validFrom"]), parse_day(now["validTo"]), max(r["seq"] for r in ordered))
     rebuilt = Rebuilt(account, bills, ordered, problems)
     by_seq: dict[int, list[str]] = {}
     for rec in ordered:
@@ -157,7 +158,8 @@ def _check_correction(rec: dict, bills: dict[str, Bill], problems: list[str]) ->
 def correction(rebuilt: Rebuilt, at: int, actor: str) -> dict:
     """The entry that restates a forked account as its entries add up to (``sandan guarantee
     rebuild --repair``): its ``seq`` is past every one used, so the account's next change takes
-    a ``seq`` nobody holds; ``amount`` is how far the last entry's outstanding was off."""
+    a ``seq`` nobody holds; ``amount`` is how far the last entry's outstanding was off (negative:
+    it said more than the entries add up to)."""
     acct = rebuilt.account
     last = rebuilt.entries[-1]
     seq = acct.seq + 1
@@ -169,11 +171,6 @@ def correction(rebuilt: Rebuilt, at: int, actor: str) -> dict:
             "validTo": day_text(acct.valid_to), "reference": forked, "declarationId": None, "commandId": None,
             "bills": [], "entDutyNo": None, "reason": "a Redis failover lost a change: " + forked,
             "actor": actor, "at": at}
-
-
-def corrected(rebuilt: Rebuilt, at: int, actor: str) -> Rebuilt:
-    """``rebuilt`` with its correction appended (replayed again, so the fork reads as resolved)."""
-    return replay([*rebuilt.entries, correction(rebuilt, at, actor)])[rebuilt.account.assure_code]
 
 
 @dataclass(frozen=True)
