@@ -1,6 +1,7 @@
-"""The returns worker's batch step (services/returns/app.py), with a stand-in producer: the
-table changes of a batch are written only once its outputs are in Kafka (the state remembers
-which inputs it took, so a state kept without its outputs would swallow them on redelivery).
+"""The returns worker's batch step (services/returns/app.py) in at_least_once, with a stand-in
+producer: the table changes of a batch are written only once its outputs are in Kafka (the state
+remembers which inputs it took, so a state kept without its outputs would swallow them on
+redelivery). In exactly_once one transaction holds both (tests/runtime).
 The worker on the real stack, killed and restarted, is tests/integration/test_returns_stream.py."""
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class FakeProducer:
 
 @pytest.fixture
 def returns(monkeypatch, tmp_path):
+    monkeypatch.setenv("SANDAN_PROCESSING_GUARANTEE", "at_least_once")
     monkeypatch.setenv("SANDAN_STORE", "memory://")
     monkeypatch.setenv("SANDAN_LOCAL_DIR", str(tmp_path))
     monkeypatch.setenv("SANDAN_TOPIC_PARTITIONS", "1")
