@@ -31,6 +31,7 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
 
 from services.common.avro import codec
 from services.common.money import from_units
@@ -386,7 +387,8 @@ class Simulation:
         return [f"{ns}account:{_glob(code)}", f"{ns}bill:{_glob(code)}:*", f"{ns}outcome:{_glob(code)}/*"]
 
     async def account_keys(self, code: str) -> list[bytes]:
-        return [k for pattern in self.account_patterns(code) async for k in self.redis.scan_iter(match=pattern)]
+        return [k for pattern in self.account_patterns(code)
+                async for k in self.redis.scan_iter(match=pattern, count=1000)]
 
     async def snapshot_accounts(self) -> None:
         """Each account's keys as they are after a change (what a replica may be left with)."""
@@ -592,6 +594,9 @@ def _effect(outputs) -> dict | None:
     return None
 
 
+SIM_DB = 15
+
+
 def _glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -600,7 +605,9 @@ async def run_seeds(seeds, redis_url: str, namespace: str, steps: int = 30) -> i
     """Each seed under a namespace of its own, wiped afterwards; the number of seeds run."""
     import redis.asyncio as aioredis
 
-    client = aioredis.from_url(redis_url)
+    # a logical database of its own: the snapshots and rebuilds scan the keyspace, which is only
+    # the simulation's there, whatever else the server holds
+    client = aioredis.from_url(urlunsplit(urlsplit(redis_url)._replace(path=f"/{SIM_DB}")))
     done = 0
     try:
         for seed in seeds:
