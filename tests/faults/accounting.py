@@ -25,6 +25,8 @@ class Rule:
     topic: str                      # short topic name of the input
     ident: Callable[[dict], str]    # the input record's id, as its answers carry it
     answered_by: str                # which answers carry that id (a key of ``Answers.ids``)
+    # (id, answers) that also account for the record, where its first answer may not exist
+    otherwise: tuple[tuple[Callable[[dict], str], str], ...] = ()
 
 
 def _decl(record: dict) -> str:
@@ -38,7 +40,11 @@ def _guid(record: dict) -> str:
 RULES: tuple[Rule, ...] = (
     # every document of a decided declaration gets a receipt, and so does every refused document
     *(Rule("order_match", t, _guid, "receipt documents") for t in
-      ("documents.order", "documents.payment", "documents.logistics", "documents.inventory")),
+      ("documents.order", "documents.payment", "documents.inventory")),
+    # a waybill whose declaration expired without its inventory (the one document that names it)
+    # gets no receipt: the INCOMPLETE verdict of its orderNo took it in (it does not name it missing)
+    Rule("order_match", "documents.logistics", _guid, "receipt documents",
+         otherwise=((lambda r: r["orderNo"].strip(), "orders with their waybill"),)),
     Rule("tax_guarantee", "declarations.matched", lambda r: r["declarationId"], "guarantee outcomes"),
     Rule("tax_guarantee", "guarantee.commands", lambda r: r["commandId"], "ledger commands"),
     # a cleared declaration is learnt into its order's returns bucket (and linked to its waybill)
@@ -63,6 +69,7 @@ class Input:
     partition: int
     offset: int
     ident: str | None
+    others: tuple[str | None, ...] = ()  # its ids under the rule's ``otherwise``, in that order
 
 
 @dataclass
@@ -78,6 +85,8 @@ def answers(outputs: dict[str, list[dict]], buckets: Iterable[dict], waybills: I
     values (every version); ``short_of`` turns a dead letter's full topic name into the short one."""
     a = Answers()
     a.ids["receipt documents"] = {r["documentGuid"] for r in outputs.get("receipts", ()) if r.get("documentGuid")}
+    a.ids["orders with their waybill"] = {v["orderNo"].strip() for v in outputs.get("declarations.verdicts", ())
+                                          if "logistics" not in (v.get("missing") or ())}
     a.ids["guarantee outcomes"] = {v["declarationId"] for short in ("declarations.cleared", "declarations.refused")
                                    for v in outputs.get(short, ())}
     a.ids["ledger commands"] = {e["commandId"] for e in outputs.get("guarantee.ledger", ()) if e.get("commandId")}
@@ -106,19 +115,29 @@ def not_acted_on(inputs: dict[str, list[Input]], found: Answers) -> dict[str, li
     """Per service, each input record (``topic/partition@offset id``) with no answer."""
     missing: dict[str, list[str]] = {}
     for rule in RULES:
-        ids = found.ids.get(rule.answered_by, set())
+        keys = (rule.answered_by, *(key for _, key in rule.otherwise))
+
+        def answered(i: Input) -> bool:
+            return any(ident is not None and ident in found.ids.get(key, ()) for ident, key in
+                       zip((i.ident, *i.others), keys))
+
         gaps = [f"{rule.topic}/{i.partition}@{i.offset} {i.ident or '(unreadable)'}" for i in inputs.get(rule.topic, ())
-                if (rule.topic, i.partition, i.offset) not in found.dead and (i.ident is None or i.ident not in ids)]
+                if (rule.topic, i.partition, i.offset) not in found.dead and not answered(i)]
         if gaps:
             missing.setdefault(rule.service, []).extend(gaps)
     return missing
 
 
-def ident_of(topic: str, record: dict) -> str | None:
-    """An input record's id under its topic's rule; ``None`` when the record lacks it."""
+def input_of(topic: str, partition: int, offset: int, record: dict | None) -> Input:
+    """An input record under its topic's rule, with its ids (``None`` where the record lacks one)."""
     rule = _RULE_OF[topic]
+    ids = [_id(f, record) for f in (rule.ident, *(f for f, _ in rule.otherwise))]
+    return Input(topic, partition, offset, ids[0], tuple(ids[1:]))
+
+
+def _id(ident: Callable[[dict], str], record: dict | None) -> str | None:
     try:
-        return rule.ident(record) or None
+        return ident(record) or None
     except (KeyError, TypeError, AttributeError):
         return None
 

@@ -2,7 +2,7 @@
 evidence: every input answered gives none; one record with no answer is named, by service."""
 from __future__ import annotations
 
-from tests.faults.accounting import Input, answers, ident_of, not_acted_on
+from tests.faults.accounting import Input, answers, input_of, not_acted_on
 
 DECL = "EBP1:SO1"
 
@@ -23,9 +23,10 @@ def _inputs(**extra: list[Input]) -> dict[str, list[Input]]:
     return found
 
 
-def _answers(receipts=("G-ORDER", "G-PAY"), dead=()):
+def _answers(receipts=("G-ORDER", "G-PAY"), dead=(), verdicts=()):
     outputs = {
         "receipts": [{"documentGuid": g} for g in receipts],
+        "declarations.verdicts": list(verdicts),
         "declarations.cleared": [{"declarationId": DECL}],
         "guarantee.ledger": [{"commandId": "register:A1"}, {"commandId": None}],
         "returns.arrivals": [{"arrivalId": "faults:R1"}],
@@ -64,9 +65,19 @@ def test_a_skipped_record_of_each_service_is_counted():
                     "returns": ["customs.reports/2@0 report:release:EBP1:SO1"]}
 
 
+def test_a_waybill_without_a_receipt_is_taken_in_by_its_orders_incomplete_verdict_only_if_not_missing():
+    waybill = [input_of("documents.logistics", 1, 5, {"guid": "G-WAYBILL", "orderNo": "SO2"})]
+    without_inventory = {"orderNo": "SO2", "missing": ["inventory"]}
+    assert not_acted_on(_inputs(documents_logistics=waybill), _answers(verdicts=[without_inventory])) == {}
+    without_waybill = {"orderNo": "SO2", "missing": ["logistics"]}
+    assert not_acted_on(_inputs(documents_logistics=waybill), _answers(verdicts=[without_waybill])) == {
+        "order_match": ["documents.logistics/1@5 G-WAYBILL"]}
+
+
 def test_ids_of_input_records():
-    assert ident_of("documents.order", {"guid": "G1"}) == "G1"
-    assert ident_of("customs.reports", {"reportId": "release:X"}) == "report:release:X"
-    assert ident_of("returns.waybills", {"logisticsNo": "LN", "logisticsCode": "LC", "orderNo": "SO",
-                                         "ebpCode": "E"}) == "LN|LC|SO|E"
-    assert ident_of("declarations.matched", {}) is None
+    assert input_of("documents.order", 0, 1, {"guid": "G1"}) == Input("documents.order", 0, 1, "G1")
+    assert input_of("customs.reports", 0, 1, {"reportId": "release:X"}).ident == "report:release:X"
+    assert input_of("returns.waybills", 0, 1, {"logisticsNo": "LN", "logisticsCode": "LC", "orderNo": "SO",
+                                              "ebpCode": "E"}).ident == "LN|LC|SO|E"
+    assert input_of("declarations.matched", 0, 1, {}).ident is None
+    assert input_of("documents.logistics", 0, 1, None) == Input("documents.logistics", 0, 1, None, (None,))
