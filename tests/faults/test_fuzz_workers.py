@@ -131,9 +131,11 @@ def produce(records) -> None:
 
 
 def unconsumed(prefix: str) -> dict[str, int]:
-    """Records each worker group has not committed yet, by worker."""
+    """Records each worker group has not committed yet, by worker: records a read_committed
+    reader finds past the group's offset (transaction markers take offsets but are no records)."""
     admin = KafkaAdminClient(bootstrap_servers=kafka_io.bootstrap())
-    consumer = KafkaConsumer(bootstrap_servers=kafka_io.bootstrap(), enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=kafka_io.bootstrap(), enable_auto_commit=False,
+                             isolation_level="read_committed")
     try:
         behind = {}
         for worker, shorts in INPUTS.items():
@@ -145,11 +147,28 @@ def unconsumed(prefix: str) -> dict[str, int]:
             parts = [TopicPartition(name, p) for name in map(topics.name, shorts)
                      for p in consumer.partitions_for_topic(name) or ()]
             ends = consumer.end_offsets(parts)
-            behind[worker] = sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+            starts = {tp: committed[tp].offset if tp in committed else 0 for tp in parts}
+            behind[worker] = records_between(consumer, {tp: (starts[tp], end) for tp, end in ends.items()
+                                                        if end > starts[tp]})
         return behind
     finally:
         admin.close()
         consumer.close()
+
+
+def records_between(consumer: KafkaConsumer, spans: dict[TopicPartition, tuple[int, int]]) -> int:
+    """How many records lie in [start, end) of each partition, as the consumer reads them."""
+    if not spans:
+        return 0
+    consumer.assign(list(spans))
+    for tp, (start, _) in spans.items():
+        consumer.seek(tp, start)
+    found, deadline = 0, time.monotonic() + 30
+    while any(consumer.position(tp) < end for tp, (_, end) in spans.items()) and time.monotonic() < deadline:
+        for tp, records in consumer.poll(timeout_ms=200).items():
+            found += sum(1 for r in records if r.offset < spans[tp][1])
+    consumer.assign([])
+    return found
 
 
 def test_hostile_records_on_every_input_topic_kill_no_worker(private, topic_prefix):
