@@ -100,7 +100,8 @@ def test_a_clients_configuration_logged_whole_does_not_show_the_password(monkeyp
     """kafka-python logs its configuration dict at DEBUG ("Starting KafkaAdminClient with configuration: %s")."""
     use(monkeypatch, SECURITY_PROTOCOL="SASL_PLAINTEXT", SASL_MECHANISM="SCRAM-SHA-512", SASL_USERNAME="u",
         SASL_PASSWORD=PASSWORD)
-    caplog.set_level(logging.DEBUG)
+    # on the logger itself: a command line run earlier in the process set "kafka" to WARNING
+    caplog.set_level(logging.DEBUG, logger="kafka.admin.client")
     for kwargs in (kafka_security.kafka_python_kwargs(), kafka_security.aiokafka_kwargs()):
         logging.getLogger("kafka.admin.client").debug("configuration: %s", kwargs)
         assert kwargs["sasl_plain_password"] == PASSWORD
