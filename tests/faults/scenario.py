@@ -77,6 +77,7 @@ def offered_rate(private, topic_prefix: str) -> float:
             TABLE.rate = (f"sustained {float(sustained):.0f} declarations/s (measured once: a {BURST_S:.0f} s"
                           f" full-speed burst through the same pipeline, {len(evidence.complete)} declarations"
                           f" from first in to last out), offered {_RATE[0]:.0f}/s to every scenario at load")
+            (private.runs_dir() / "rate.txt").write_text(TABLE.rate + "\n")  # before any scenario ends
     return _RATE[0]
 
 
