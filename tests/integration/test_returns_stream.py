@@ -158,7 +158,11 @@ def returns_worker(stack, topic_prefix, tmp_path_factory):
     local = tmp_path_factory.mktemp("returns")
     with with_prefix(prefix):
         kafka_io.create_topics()
+        # Retention of 90 days: the story below packs 51 days into seconds, and with the default 30
+        # a tick between a declaration's clearance (41 or 51 days back) and its release report
+        # would rightly forget it as never released.
         worker = Worker("returns", worker_env(prefix, local, SANDAN_RETURNS_TICK_SECONDS="1",
+                                              SANDAN_RETURNS_RETENTION=str(90 * 24 * 3600),
                                               SANDAN_RETURNS_METRICS_PORT="0"), local / "returns.log").start()
         try:
             yield prefix, worker
