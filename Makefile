@@ -25,7 +25,7 @@ endif
 help:
 	@echo "make venv     .venv with sandan installed editable (plus test tools)"
 	@echo "make proto    (re)build the gateway's gRPC code from schemas/proto (venv does it when stale)"
-	@echo "make setup    venv + Kafka jars + redis-server + prometheus (with promtool)"
+	@echo "make setup    venv + Kafka jars + redis-server + prometheus (with promtool) + faketime"
 	@echo "make up       start Kafka, Redis and Prometheus on 127.0.0.1 and wait until they answer"
 	@echo "              KAFKA_NODES=3: three Kafka nodes (then: eval \"\$$(scripts/stack.sh env)\")"
 	@echo "make down     stop them (data is kept); SERVICES='kafka redis prometheus' picks some"
