@@ -292,21 +292,10 @@ class PartitionWorker:
                         await handle(records)
                         await self._send_changes()
                 for tp, batch in fetched.items():
-                    self._done[tp] = await self._next_offset(tp, batch)
+                    self._done[tp] = batch[-1].offset + 1
                 if time.monotonic() >= next_commit:
                     await self._commit()
                     next_commit = time.monotonic() + self.commit_interval_s
-
-    async def _next_offset(self, tp: TopicPartition, batch: list) -> int:
-        """The offset to commit after ``batch``: past its last record and past the transaction
-        markers the consumer skipped right after it, so a group that has read everything shows
-        no lag (a committed offset left on a marker reads as one record behind forever)."""
-        after = batch[-1].offset + 1
-        try:
-            position = await self.consumer.position(tp)  # moves only when records are handed out
-        except IllegalStateError:
-            return after
-        return max(after, position)
 
     async def _ready_records(self, fetched: dict) -> dict:
         """The fetched records this worker may handle now. A partition taken away meanwhile is its
