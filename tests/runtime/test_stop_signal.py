@@ -49,7 +49,8 @@ def test_sigterm_at_any_moment_of_a_transaction_exits_0_and_loses_or_repeats_not
     async def main() -> None:
         stop = asyncio.Event()
         loading = asyncio.ensure_future(load(stop))
-        env = {**os.environ, "SANDAN_TOPIC_PREFIX": topic_prefix, "SANDAN_WORKER_ID": f"{topic_prefix}stopper",
+        # a group of its own (the prefix names it): test_trading_partitions runs the same worker program
+        env = {**os.environ, "SANDAN_TOPIC_PREFIX": f"{topic_prefix}stop-", "SANDAN_WORKER_ID": f"{topic_prefix}stopper",
                "SANDAN_COMMIT_INTERVAL_MS": "10", "SANDAN_PROCESSING_GUARANTEE": "exactly_once"}
         for i in range(STOPS):
             status = tmp_path / f"status-{i}.json"
@@ -77,7 +78,7 @@ def test_sigterm_at_any_moment_of_a_transaction_exits_0_and_loses_or_repeats_not
         last = subprocess.Popen(
             [sys.executable, "-m", "tests.runtime.trading_worker", inputs, outputs, changelog,
              str(tmp_path / "state"), str(tmp_path / "status-last.json")],
-            cwd=config.PROJECT_ROOT, env={**os.environ, "SANDAN_TOPIC_PREFIX": topic_prefix,
+            cwd=config.PROJECT_ROOT, env={**os.environ, "SANDAN_TOPIC_PREFIX": f"{topic_prefix}stop-",
                                           "SANDAN_WORKER_ID": f"{topic_prefix}stopper"},
             stdout=log, stderr=subprocess.STDOUT)
     try:
