@@ -4,14 +4,15 @@ Each seed is a random interleaving of register, amend, extend, freeze, deduct, v
 refund, cancellation, partial returns, inputs delivered twice or lost to a crash and delivered
 again, and rebuilds (``tests/sim/ledger.py``), checked against an exact model: balances equal
 the ledger, nothing below zero, no declaration deducted twice, each buyer-year quota equals
-the P of its verified declarations. ``SANDAN_LEDGER_SIM_SEED`` fixes the first seed (default:
-a new one each run, printed); a failure names its seed and the one command that replays it.
+the P of its verified declarations. ``SANDAN_LEDGER_SIM_SEED`` sets the first seed (default 1:
+CI runs the same 1,000 seeds every time, so its verdict is reproducible; other ranges are
+explored with ``make ledger-sim SEED=N SEEDS=M``); a failure names its seed and the command that
+replays it.
 """
 from __future__ import annotations
 
 import asyncio
 import os
-import random
 
 import pytest
 
@@ -22,7 +23,7 @@ SEEDS = 1000
 
 
 def test_a_thousand_seeds_keep_every_ledger_and_quota_invariant(stack, topic_prefix):
-    first = int(os.environ.get("SANDAN_LEDGER_SIM_SEED") or random.randrange(10**9))
+    first = int(os.environ.get("SANDAN_LEDGER_SIM_SEED") or 1)
     print(f"ledger simulation: seeds {first}..{first + SEEDS - 1}")
     done = asyncio.run(run_seeds(range(first, first + SEEDS), stack.redis_url, f"sandan:{topic_prefix}ledger-sim-"))
     assert done == SEEDS
