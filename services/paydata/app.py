@@ -113,7 +113,7 @@ async def serve() -> None:
     async def tick() -> None:
         await engine.tick(now_ms())
 
-    worker.timer(float(config.get("SANDAN_PAYDATA_TICK_SECONDS")), tick)
+    worker.timer(config.get_int("SANDAN_PAYDATA_TICK_SECONDS"), tick)
     host, port = host_port("SANDAN_PAYDATA_LISTEN")
     runner = web.AppRunner(upload_app(engine.upload, max_body=config.get_int("SANDAN_PAYDATA_MAX_BODY"),
                                       timeout_s=timeout_s), access_log=None)
