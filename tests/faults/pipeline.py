@@ -350,11 +350,13 @@ def produce_arrivals(arrivals: list[dict]) -> None:
     wire = codec()
     # The warehouse keeps trying while the broker is away (a broker-restart scenario), as a real
     # client would; the services' own clients retry the same way.
-    producer = kafka_io.producer(bootstrap_timeout_ms=120_000)
+    # (retries until the delivery timeout, not ten: a restarting broker answers NOT_LEADER for seconds;
+    # the producer is idempotent, so a retry writes no second copy)
+    producer = kafka_io.producer(bootstrap_timeout_ms=120_000, retries=2**31 - 1)
     try:
         for record in arrivals:
             producer.send(topics.name("warehouse.arrivals"), key=record["logisticsNo"].encode(),
-                          value=wire.encode("sandan.WarehouseArrival", record)).get(timeout=60)
+                          value=wire.encode("sandan.WarehouseArrival", record)).get(timeout=180)
     finally:
         producer.close()
 
