@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
 import time
 import uuid
@@ -25,37 +23,16 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 
-from services.common import changelogs, config, kafka_io, topics
+from services.common import changelogs, kafka_io, topics
+from tests.local_ports import free_base, stack
 
-STACK_SH = config.PROJECT_ROOT / "scripts" / "stack.sh"
 NODES = 3
 BATCH = 400
 
 
 def free_base_port() -> int:
     """The first of 23092, 23192, ... whose six ports (brokers and controllers) nobody holds."""
-    low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    for base in range(23092, 24000, 100):
-        assert base + 10 * NODES < low, "the cluster's ports must lie below the ephemeral range"
-        ports = [base + 10 * i + c for i in range(NODES) for c in (0, 1)]
-        if all(_free(port) for port in ports):
-            return base
-    raise RuntimeError("no free port set for a three-node cluster in 23092-23999")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def stack(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([str(STACK_SH), *args], env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, f"stack.sh {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
-    return done.stdout
+    return free_base(23092, [10 * i + c for i in range(NODES) for c in (0, 1)], "a three-node cluster")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import os
 import shutil
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
@@ -27,7 +26,8 @@ from services.common.partition_worker import PartitionWorker
 from services.gateway.kafka_bridge import KafkaPublisher
 from tests.faults import private_stack, scenario
 from tests.faults.pipeline import Pipeline, Plan
-from tests.faults.test_kafka_cluster import NODES, _free, kill_node, stack
+from tests.faults.test_kafka_cluster import NODES, kill_node
+from tests.local_ports import free_base, stack
 
 REDIS_OFFSET = 40  # Redis's port: the cluster's base port + this
 INTERNAL = ("__consumer_offsets", "__transaction_state")
@@ -35,13 +35,8 @@ INTERNAL = ("__consumer_offsets", "__transaction_state")
 
 def free_ports() -> int:
     """The first base of 23092, 23192, ... whose six Kafka ports and Redis port nobody holds."""
-    low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    for base in range(23092, 24000, 100):
-        assert base + REDIS_OFFSET < low, "the cluster's ports must lie below the ephemeral range"
-        ports = [base + 10 * i + c for i in range(NODES) for c in (0, 1)] + [base + REDIS_OFFSET]
-        if all(_free(port) for port in ports):
-            return base
-    raise RuntimeError("no free port set for a three-node cluster and Redis in 23092-23999")
+    return free_base(23092, [10 * i + c for i in range(NODES) for c in (0, 1)] + [REDIS_OFFSET],
+                     "a three-node cluster and Redis")
 
 
 @pytest.fixture(scope="module")

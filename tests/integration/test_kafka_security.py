@@ -14,7 +14,6 @@ import asyncio
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,35 +25,15 @@ from aiokafka import AIOKafkaConsumer
 
 from services.common import config, kafka_io, kafka_security, topics
 from services.gateway.kafka_bridge import StreamStats, TopicReader
+from tests.local_ports import free_base, stack
 
 pytestmark = pytest.mark.integration
-STACK_SH = config.PROJECT_ROOT / "scripts" / "stack.sh"
 RECORDS = 300
 
 
 def free_base_port() -> int:
     """The first of 25092, 25192, ... whose three ports (plaintext, controller, SASL_SSL) nobody holds."""
-    low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    for base in range(25092, 26000, 100):
-        assert base + 2 < low, "the broker's ports must lie below the ephemeral range"
-        if all(_free(port) for port in (base, base + 1, base + 2)):
-            return base
-    raise RuntimeError("no free port set for the SASL_SSL broker in 25092-25999")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def stack(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([str(STACK_SH), *args], env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, f"stack.sh {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
-    return done.stdout
+    return free_base(25092, (0, 1, 2), "the SASL_SSL broker")
 
 
 @pytest.fixture(scope="module")
