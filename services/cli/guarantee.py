@@ -279,6 +279,19 @@ async def _list(store, args) -> int:
     return APPLIED
 
 
+def _dead_letters(wire, records) -> list[dict]:
+    """The readable ``deadletter`` records (a dead letter that is no record itself is skipped)."""
+    found = []
+    for r in records:
+        try:
+            name, record = wire.decode(r.value) if r.value else (None, None)
+        except ValueError:
+            continue
+        if name == "sandan.DeadLetter":
+            found.append(record)
+    return found
+
+
 def print_table(header, rows) -> None:
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     for line in [list(header)] + rows:
@@ -288,13 +301,14 @@ def print_table(header, rows) -> None:
 async def _rebuild(store, args) -> int:
     from services.common import kafka_io, topics
     from services.common.avro import codec
-    from services.tax_guarantee.ledger import refusals, replay
+    from services.tax_guarantee.ledger import command_refusals, refusals, replay
     from services.tax_guarantee.reconcile import Difference, compare, unknown_to_ledger
 
     wire = codec()
     try:
         raw = kafka_io.read_all(topics.name("guarantee.ledger"), timeout_s=args.timeout)
         refused = kafka_io.read_all(topics.name("declarations.refused"), timeout_s=args.timeout)
+        dead = kafka_io.read_all(topics.name("deadletter"), timeout_s=args.timeout)
     except kafka_io.KafkaError as exc:
         print(f"sandan guarantee: Kafka at {kafka_io.bootstrap()} did not answer: {exc}", file=sys.stderr)
         return UNREACHABLE
@@ -303,11 +317,14 @@ async def _rebuild(store, args) -> int:
         for note in account.notes:
             print(f"{code}: {note}")
     differences = unknown_to_ledger(await store.account_codes(), rebuilt)
-    # refused deductions have no ledger entry; their outcome must come back too (ledger.refusals)
-    unrecorded = await store.missing_refusals(refusals(wire.decode(r.value)[1] for r in refused if r.value))
+    # refused deductions and commands have no ledger entry; their outcome must come back too, or a
+    # redelivery after a repair is decided anew (ledger.refusals, ledger.command_refusals)
+    deductions = refusals(wire.decode(r.value)[1] for r in refused if r.value)
+    commands = command_refusals(_dead_letters(wire, dead), topics.name("guarantee.commands"), wire.decode)
+    unrecorded = await store.missing_refusals(deductions + commands)
     for code in sorted({r.assure_code for r in unrecorded}):
         differences.append(Difference(code, "refusals", f"{sum(r.assure_code == code for r in unrecorded)} missing",
-                                      "on declarations.refused"))
+                                      "on declarations.refused and deadletter"))
     repairs = []
     for code, account in sorted(rebuilt.items()):
         found = compare(account, await store.account(code), await store.bills_of(code),
@@ -315,7 +332,8 @@ async def _rebuild(store, args) -> int:
         differences += found.differences
         if found.differences:
             repairs.append((account, found))
-    print(f"{len(raw)} ledger records, {len(rebuilt)} accounts, {len(refused)} refused deductions")
+    print(f"{len(raw)} ledger records, {len(rebuilt)} accounts, {len(refused)} refused deductions,"
+          f" {len(commands)} refused commands")
     if not differences:
         print("Redis equals the ledger")
         return APPLIED

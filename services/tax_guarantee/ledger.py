@@ -19,12 +19,12 @@ entries add up to, under a ``seq`` past every one used, and marks the fork resol
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from services.common.money import ZERO
 from services.tax_guarantee.account import Account, Bill, day_text, parse_day
-from services.tax_guarantee.commands import Command, Refusal
+from services.tax_guarantee.commands import Command, Refusal, parse_command
 from services.tax_guarantee.rules import Change
 
 SERVICE_ACTOR = "tax_guarantee"
@@ -195,4 +195,34 @@ def refusals(refused: Iterable[dict]) -> list[RecordedRefusal]:
         key = deduction_key(rec["declarationId"])
         found.setdefault((code, key), RecordedRefusal(code, key, Refusal(first["code"], first["field"],
                                                                          first["message"]), rec["decidedAt"]))
+    return list(found.values())
+
+
+# Dead letters of guarantee.commands that are no decision of the service: nothing was recorded.
+UNDECIDED = ("UNDECODABLE", "PROCESSING_ERROR")
+
+
+def command_refusals(dead_letters: Iterable[dict], source: str,
+                     decode: Callable[[bytes], tuple[str, dict]]) -> list[RecordedRefusal]:
+    """The refused commands among the ``deadletter`` records of ``source`` (the guarantee.commands
+    topic), which a rebuild restores like the refused deductions: a refused command has no ledger
+    entry either, and decided anew after a repair it could get another answer than the first
+    (a void refused BILL_FULLY_VOIDED, redelivered after the account closed: ACCOUNT_CLOSED).
+    ``decode``: the wire codec's, raising ValueError on bytes that are no record."""
+    found: dict[tuple[str, str], RecordedRefusal] = {}
+    for rec in dead_letters:
+        if rec.get("source") != source or rec.get("code") in UNDECIDED or not rec.get("payload"):
+            continue
+        try:
+            name, record = decode(rec["payload"])
+        except ValueError:
+            continue
+        if name != "sandan.GuaranteeCommand":
+            continue
+        command = parse_command(record)
+        if isinstance(command, Refusal):  # refused for its shape, before any decision: the same every time
+            continue
+        key = command_key(command.command_id)
+        found.setdefault((command.assure_code, key), RecordedRefusal(
+            command.assure_code, key, Refusal(rec["code"], rec["field"], rec["reason"]), rec["at"]))
     return list(found.values())

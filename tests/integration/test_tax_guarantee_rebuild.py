@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from services.cli import main
 from services.common import kafka_io, topics
 from services.common.avro import codec
+from services.common.deadletter import dead_letter
 from services.tax_guarantee.processor import GuaranteeProcessor
 from services.tax_guarantee.redis_store import RedisAccountStore, namespace
 from tests.unit.tax_guarantee.samples import NOW_MS, command_record, verdict
@@ -156,3 +157,37 @@ def test_a_seq_forked_by_a_lost_write_is_repaired_to_what_the_entries_add_up_to(
         # the account's next change takes a seq nobody holds, on the true balance
         [after] = using_store(stack.redis_url, lambda s: play(s, [("verdict", verdict("3", tax="5.00", code=BIG))]))
         assert (after.outputs[0].record["seq"], after.outputs[0].record["outstanding"]) == (4, Decimal(35))
+
+
+def test_a_refused_command_keeps_its_first_answer_after_a_wipe_and_rebuild_repair(stack, topic_prefix, capsys):
+    """The refusal comes back from its dead letter (ledger simulation, seed 827972018): a void of a
+    bill voided in full, redelivered after the account closed, is still BILL_FULLY_VOIDED."""
+    cancel = command_record("void", commandId="cancel:EBP:O1", assureCode=BIG, declarationId="EBP:O1",
+                            amount=Decimal("10.00"))
+    steps = [("command", command_record("register", commandId="r1", assureCode=BIG, kind="bank_guarantee",
+                                        amount=Decimal(5000), validFrom="20250101", validTo="20251231")),
+             ("verdict", verdict("1", tax="10.00", code=BIG)),
+             ("command", command_record("void", commandId="v1", assureCode=BIG, declarationId="EBP:O1",
+                                        amount=Decimal("10.00"))),
+             ("command", cancel),
+             ("command", command_record("close", commandId="c1", assureCode=BIG))]
+    with with_prefix(f"{topic_prefix}gc-"):
+        kafka_io.create_topics([topics.BY_NAME[t] for t in ("guarantee.ledger", "declarations.refused", "deadletter")])
+        handled = using_store(stack.redis_url, lambda s: play(s, steps))
+        assert handled[3].rejected_input.code == "BILL_FULLY_VOIDED" and handled[4].outputs
+        publish_ledger(handled)
+        # the worker dead-letters the refused command with the record it consumed (app.py's reject)
+        wire, producer = codec(), kafka_io.producer()
+        dead = dead_letter(topics.name("guarantee.commands"), 0, 3, BIG.encode(),
+                           wire.encode("sandan.GuaranteeCommand", cancel), "BILL_FULLY_VOIDED", "declarationId",
+                           handled[3].rejected_input.message, "cancel:EBP:O1")
+        producer.send(topics.name("deadletter"), key=dead.key, value=wire.encode(dead.schema, dead.record))
+        producer.flush()
+        producer.close()
+
+        assert using_store(stack.redis_url, lambda s: s.wipe()) > 0
+        assert main(["guarantee", "rebuild", "--repair", "--timeout", "20"]) == 1
+        assert "1 refused commands" in capsys.readouterr().out
+        assert main(["guarantee", "rebuild", "--timeout", "20"]) == 0
+        [again] = using_store(stack.redis_url, lambda s: play(s, [("command", cancel)]))
+        assert again.replayed and again.rejected_input == handled[3].rejected_input  # not ACCOUNT_CLOSED

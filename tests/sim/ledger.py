@@ -34,6 +34,7 @@ from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit
 
 from services.common.avro import codec
+from services.common.deadletter import dead_letter
 from services.common.money import from_units
 from services.common.quota import rebuild as quota_rebuild
 from services.common.quota.contract import QuotaRelease
@@ -52,6 +53,7 @@ YEARS = (2025, 2026)
 WIRE = codec()
 REPRODUCE = "make ledger-sim SEED={seed}"
 FAILOVER_SHARE = 0.35   # of the stories that have failovers
+COMMANDS = "guarantee.commands"  # the dead letters' source: the topic the refused commands came from
 
 
 class Violation(AssertionError):
@@ -93,6 +95,7 @@ class Topics:
     releases: list[dict] = field(default_factory=list)    # quota.releases
     ledger: list[dict] = field(default_factory=list)      # guarantee.ledger
     cleared: set[str] = field(default_factory=set)        # declarations.cleared, by id
+    deadletter: list[dict] = field(default_factory=list)  # deadletter: the refused commands (app.py's reject)
 
 
 class Simulation:
@@ -190,6 +193,8 @@ class Simulation:
                 self.topics.ledger.append(record)
             elif topic == "declarations.cleared":
                 self.topics.cleared.add(record["declarationId"])
+            elif topic == "deadletter":
+                self.topics.deadletter.append(record)
 
     async def apply(self, item: tuple) -> list[tuple[str, dict]]:
         """The real code's handling of one input (and the model's), checked against each other."""
@@ -237,16 +242,23 @@ class Simulation:
 
     async def _command(self, record: dict, expect: dict) -> list[tuple[str, dict]]:
         h = await self.processor.on_command(record, self.now())
+        outputs = [(o.topic, wire(o.schema, o.record)) for o in h.outputs if o.topic != "receipts"]
+        if h.rejected_input is not None:  # the worker dead-letters a refused command (app.py's reject)
+            r = h.rejected_input
+            dead = dead_letter(COMMANDS, 0, None, record["assureCode"].encode(),
+                               WIRE.encode("sandan.GuaranteeCommand", record), r.code, r.field, r.message,
+                               record["commandId"])
+            outputs.append(("deadletter", wire(dead.schema, dict(dead.record, at=NOW_MS))))
         if record["assureCode"] in self.diverged:
             self.model.follow(record["assureCode"], f"command/{record['commandId']}", _answer(h.outcome),
                               _effect(h.outputs))
-            return [(o.topic, wire(o.schema, o.record)) for o in h.outputs if o.topic != "receipts"]
+            return outputs
         expected = self.model.command(record["assureCode"], record["commandId"], record["action"], **expect)
         got = _answer(h.outcome)
         if got != expected:
             self.fail(f"{record['action']} {record['commandId']} on {record['assureCode']} answered {got},"
                       f" the model {expected}")
-        return [(o.topic, wire(o.schema, o.record)) for o in h.outputs if o.topic != "receipts"]
+        return outputs
 
     async def _release(self, release: QuotaRelease) -> list[tuple[str, dict]]:
         """returns' part: give quota back (all, or one part once), publish the release."""
@@ -466,8 +478,8 @@ class Simulation:
                                       await self.accounts.recorded_entries(code))
             if found.differences:
                 await self.accounts.restore(acct, found.stray_bills, found.missing_entries)
-        # refusals are outcomes in Redis too: the lost ones come back from declarations.refused
-        await self.accounts.restore_refusals(await self.accounts.missing_refusals(ledger.refusals(self.topics.refused)))
+        # refusals are outcomes in Redis too: the lost ones come back from declarations.refused and deadletter
+        await self.accounts.restore_refusals(await self.accounts.missing_refusals(self.refusals()))
         self.diverged.clear()
         self.snaps.clear()
 
@@ -518,9 +530,10 @@ class Simulation:
         """``sandan guarantee rebuild`` and ``sandan quota rebuild`` (their comparison, without Kafka)."""
         rebuilt = ledger.replay(self.topics.ledger)
         differences = reconcile.unknown_to_ledger(await self.accounts.account_codes(), rebuilt)
-        refused = ledger.refusals(self.topics.refused)
+        refused = self.refusals()
         if missing := await self.accounts.missing_refusals(refused):
-            self.fail(f"guarantee rebuild: refusals on declarations.refused without their outcome in Redis: {missing}")
+            self.fail(f"guarantee rebuild: refusals on declarations.refused or deadletter without their outcome in"
+                      f" Redis: {missing}")
         found = {}
         for code, acct in sorted(rebuilt.items()):
             found[code] = reconcile.compare(acct, await self.accounts.account(code), await self.accounts.bills_of(code),
@@ -544,6 +557,11 @@ class Simulation:
                 self.fail(f"quota {buyer[-1]}/{year}: the topics say {quotas.quotas.get((buyer, year))},"
                           f" the model {held}")
         return {"guarantee": rebuilt, "quota": quotas, "refusals": refused}
+
+    def refusals(self) -> list[ledger.RecordedRefusal]:
+        """The refused deductions and commands, as ``sandan guarantee rebuild`` reads them."""
+        return ledger.refusals(self.topics.refused) + \
+            ledger.command_refusals(self.topics.deadletter, COMMANDS, WIRE.decode)
 
     async def rebuild(self) -> None:
         """A rebuild's comparison; now and then Redis loses everything and is repaired from Kafka.

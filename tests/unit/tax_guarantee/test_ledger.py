@@ -137,3 +137,30 @@ def test_in_a_fork_a_field_takes_the_value_of_the_change_applied_last():
     assert [e["seq"] for e in entries] == [1, 2, 3, 2]
     rebuilt = ledger.replay(entries)[CODE]
     assert rebuilt.forks and (rebuilt.account.guaranteed, rebuilt.account.seq) == (Decimal(1200), 3)
+
+
+def test_refused_commands_come_from_their_dead_letters_and_nothing_else():
+    """What a rebuild restores from deadletter: the refusals the service decided (and recorded),
+    once per command; not undecodable input, processing errors, other topics' dead letters or
+    commands refused for their shape (those were never recorded, and are refused alike again)."""
+    from services.common.deadletter import dead_letter
+
+    from .samples import command_record
+
+    wire = codec()
+
+    def dead(record, code="BILL_FULLY_VOIDED", source="p-guarantee.commands", payload=None) -> dict:
+        body = payload if payload is not None else wire.encode("sandan.GuaranteeCommand", record)
+        return dead_letter(source, 0, 1, CODE.encode(), body, code, "declarationId", "voided in full already",
+                           record["commandId"]).record
+
+    void = command_record("void", commandId=" cancel:EBP:O1 ", declarationId="EBP:O1", amount="10")
+    letters = [dead(void), dead(void),                                             # redelivered: twice
+               dead(command_record("close", commandId="c1"), code="PROCESSING_ERROR"),
+               dead(command_record("close", commandId="c2"), code="UNDECODABLE", payload=b"junk"),
+               dead(command_record("close", commandId="c3"), source="p-documents.order"),
+               dead(command_record("void", commandId="v0", declarationId="EBP:O1", amount="0"), code="INVALID_AMOUNT")]
+    [found] = ledger.command_refusals(letters, "p-guarantee.commands", wire.decode)
+    assert (found.assure_code, found.key) == (CODE, "command/cancel:EBP:O1")
+    assert (found.refusal.code, found.refusal.field, found.refusal.message) == \
+        ("BILL_FULLY_VOIDED", "declarationId", "voided in full already")
