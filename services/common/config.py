@@ -96,6 +96,8 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_TICK_SECONDS", "1", "How often order_match looks for expired declarations"),
     Setting("SANDAN_STORE", "rocksdb://", "Workers' table store: rocksdb:// (durable, large) or memory:// (rebuilt from the changelog at each start)"),
     Setting("SANDAN_ORDER_MATCH_METRICS_PORT", "9301", "Prometheus /metrics port of the order_match worker"),
+    Setting("SANDAN_WORKER_KAFKA_WAIT", "300",
+            "Seconds a starting worker waits for Kafka to answer (retrying) before it exits 70 to be started again"),
     Setting("SANDAN_WORKER_INDEX", "0", "Number of this worker process on its host (0, 1, ...): part of its static group identity"),
     Setting("SANDAN_WORKER_ID", "", "Static consumer-group identity of this worker (default: host-app-index); keep it across restarts"),
     Setting("SANDAN_SESSION_TIMEOUT", "10", "Seconds before Kafka gives a silent worker's partitions to the others"),

@@ -45,7 +45,7 @@ def client(cls, *args, **kwargs):
     security = kafka_security.kafka_python_kwargs()
     try:
         # a refused login is retried and logged until the bootstrap times out; the one line below says it
-        with _quiet("kafka") if security else nullcontext():
+        with quiet("kafka") if security else nullcontext():
             return cls(*args, **{"bootstrap_servers": bootstrap(), **kwargs}, **security)
     except KafkaError as exc:
         reason = kafka_security.explain(kwargs.get("bootstrap_servers", bootstrap()))
@@ -54,7 +54,7 @@ def client(cls, *args, **kwargs):
         raise KafkaSecurityError(reason) from exc
 
 
-class _quiet:
+class quiet:
     """A logger and its children silent but for CRITICAL, for the time of a ``with``."""
 
     def __init__(self, name: str) -> None:

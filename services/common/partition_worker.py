@@ -230,9 +230,13 @@ class PartitionWorker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):  # after the producer exists: a stop flushes it
             loop.add_signal_handler(sig, self._stop)
-        await self.producer.start()
-        self.consumer.subscribe(list(self.inputs), listener=_Listener(self))
-        await self.consumer.start()
+        try:
+            await self.producer.start()
+            self.consumer.subscribe(list(self.inputs), listener=_Listener(self))
+            await self.consumer.start()
+        except KafkaError as exc:
+            self.guard.on_start_failed(exc)
+            return
         tasks = [asyncio.ensure_future(self._every(interval, step)) for interval, step in self._timers]
         tasks.append(asyncio.ensure_future(self._every(LAG_INTERVAL_S, self._measure_lag)))
         tasks.append(asyncio.ensure_future(self._every(LAG_INTERVAL_S, self._sweep_stores)))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from redis.exceptions import ConnectionError, ReadOnlyError, RedisError, TimeoutError
+from redis.exceptions import ConnectionError, ReadOnlyError, RedisError, ResponseError, TimeoutError
 from redis.sentinel import MasterNotFoundError
 
 from services.common import config
@@ -29,6 +29,22 @@ class ReplicasBehind(RedisError):
 
 # MasterNotFoundError is a ConnectionError; named for the reader.
 FAILOVER_ERRORS = (ConnectionError, MasterNotFoundError, ReadOnlyError, TimeoutError, ReplicasBehind)
+
+# Error codes of a Redis that refuses for a state of its own which passes (its disk or memory
+# full, a script running, loading, no primary or replicas): nothing to do with the request.
+WAIT_CODES = frozenset({"MISCONF", "OOM", "BUSY", "LOADING", "READONLY", "NOREPLICAS", "MASTERDOWN", "TRYAGAIN"})
+
+
+def refused_for_now(exc: BaseException) -> bool:
+    """Redis refused a command for its own state (``WAIT_CODES``; e.g. MISCONF when it cannot
+    append to its full disk): it takes the command again once that passes, so a caller waits
+    instead of failing, and never blames the document in hand."""
+    if not isinstance(exc, ResponseError):
+        return False
+    # in a pipeline redis-py rewrites the message as "Command # n (...) of pipeline caused error: ('MISCONF ...',)"
+    said = str(exc).rpartition("of pipeline caused error: ")[2].lstrip("('\"")
+    return said.split(" ", 1)[0] in WAIT_CODES
+
 
 # Sentinels answer within this; a dead one must not hold every (re)connection up for long.
 SENTINEL_TIMEOUT_S = 0.5

@@ -20,10 +20,15 @@ from kafka.errors import KafkaError
 from services.common import config, topics
 from services.common.avro import AvroCodec
 from services.common.outputs import Output
-from services.common.redis_client import FAILOVER_ERRORS
+from services.common.redis_client import FAILOVER_ERRORS, refused_for_now
 
 # Redis's include a Sentinel failover (no primary yet, a demoted primary refusing writes).
 TRANSIENT = (*FAILOVER_ERRORS, ConnectionError, asyncio.TimeoutError, KafkaError)
+
+
+def transient(exc: BaseException) -> bool:
+    """A fault that passes by itself: also Redis refusing for a state of its own (its disk full)."""
+    return isinstance(exc, TRANSIENT) or refused_for_now(exc)
 
 
 def app_id(name: str) -> str:
@@ -104,7 +109,9 @@ async def with_retry(step, log: logging.Logger):
     while True:
         try:
             return await step()
-        except TRANSIENT as exc:
+        except Exception as exc:  # noqa: BLE001 - sorted just below: anything else is raised
+            if not transient(exc):
+                raise
             log.warning("transient failure, retrying in %.1fs: %s", delay, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -40,6 +40,11 @@ class WorkerExit:
         log.critical("Kafka did not take an output record: %r", exc)
         self._leave(CRASHED, "an output record was lost: exiting so that its input is taken again")
 
+    def on_start_failed(self, exc: BaseException) -> None:
+        """Kafka went away between the topics' check and the clients' start: start again later."""
+        log.critical("the worker's Kafka clients could not start: %r", exc)
+        self._leave(CRASHED, "Kafka did not answer at start: exiting to be started again")
+
     def on_fenced(self, exc: BaseException) -> None:
         """Kafka refused this worker's transaction: another worker took over one of its partitions
         (this one was too slow for the group, or paused). Nothing of it after the fencing was kept."""

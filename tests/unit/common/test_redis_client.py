@@ -6,7 +6,7 @@ import logging
 
 import pytest
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelPool
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import ReadOnlyError, ResponseError
 from redis.sentinel import MasterNotFoundError, SentinelConnectionPool
 
 from services.common import redis_client, streaming
@@ -73,7 +73,11 @@ def test_the_password_never_shows_in_the_description(settings):
 
 
 @pytest.mark.parametrize("error", [ReadOnlyError("READONLY You can't write against a read only replica."),
-                                   MasterNotFoundError("No master found for 'sandan'")])
+                                   MasterNotFoundError("No master found for 'sandan'"),
+                                   ResponseError("MISCONF Errors writing to the AOF file: No space left on device"),
+                                   ResponseError("Command # 1 (SET sandan:waybill:SD1 ...) of pipeline caused error: "
+                                                 "('MISCONF Errors writing to the AOF file: No space left on device',)"),
+                                   ResponseError("OOM command not allowed when used memory > 'maxmemory'.")])
 def test_a_failover_error_is_waited_out_not_raised(error, monkeypatch):
     """During a failover a worker's step meets a demoted primary or no primary at all: it waits and
     tries again (a raised error would end the worker and a redelivery would follow)."""
@@ -88,6 +92,21 @@ def test_a_failover_error_is_waited_out_not_raised(error, monkeypatch):
 
     assert asyncio.run(streaming.with_retry(step, logging.getLogger("test"))) == "done"
     assert len(calls) == 3
+
+
+def test_any_other_refusal_of_redis_is_raised_at_once(monkeypatch):
+    """A script's own error is the handler's to deal with: retrying it would only repeat it."""
+    monkeypatch.setattr(streaming.asyncio, "sleep", _no_sleep)
+    calls = []
+
+    async def step():
+        calls.append(1)
+        raise ResponseError("Command # 1 (EVALSHA 17 1 sandan:quota:MISCONF x) of pipeline caused error: "
+                            "('ERR Error running script (call to f_1): user_script:12: bad argument',)")
+
+    with pytest.raises(ResponseError):
+        asyncio.run(streaming.with_retry(step, logging.getLogger("test")))
+    assert len(calls) == 1
 
 
 async def _no_sleep(_seconds):
