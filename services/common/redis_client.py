@@ -31,8 +31,9 @@ class ReplicasBehind(RedisError):
 FAILOVER_ERRORS = (ConnectionError, MasterNotFoundError, ReadOnlyError, TimeoutError, ReplicasBehind)
 
 # Error codes of a Redis that refuses for a state of its own which passes (its disk or memory
-# full, a script running, loading, no primary or replicas): nothing to do with the request.
-WAIT_CODES = frozenset({"MISCONF", "OOM", "BUSY", "LOADING", "READONLY", "NOREPLICAS", "MASTERDOWN", "TRYAGAIN"})
+# full, a script running, loading, no replicas): nothing to do with the request. READONLY is
+# not here: redis-py raises it as ReadOnlyError, one of the FAILOVER_ERRORS.
+WAIT_CODES = frozenset({"MISCONF", "OOM", "BUSY", "LOADING", "NOREPLICAS", "MASTERDOWN", "TRYAGAIN"})
 
 
 def refused_for_now(exc: BaseException) -> bool:
