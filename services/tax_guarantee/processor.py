@@ -229,6 +229,14 @@ def _verdict_problem(verdict: dict) -> Refusal | None:
     if sum(verdict[kind] for kind in TAX_KINDS) != verdict["taxTotal"]:
         return Refusal(codes.INVALID_AMOUNT, "taxTotal", f"taxTotal {verdict['taxTotal']} is not the sum of "
                        + ", ".join(f"{kind} {verdict[kind]}" for kind in TAX_KINDS))
+    # the bill's lines are shares of P in proportion to the lines' prices: a negative price or P
+    # would give lines of opposite signs, each as large as it likes (past the wire format's range)
+    if verdict.get("taxableValue") is not None and verdict["taxableValue"] < ZERO:
+        return Refusal(codes.INVALID_AMOUNT, "taxableValue", f"negative taxable value {verdict['taxableValue']}")
+    for line in (verdict.get("inventory") or {}).get("lines") or ():
+        if line.get("totalPrice") is not None and line["totalPrice"] < ZERO:
+            return Refusal(codes.INVALID_AMOUNT, f"inventory.lines[gnum {line.get('gnum')}].totalPrice",
+                           f"negative line price {line['totalPrice']}")
     return None
 
 

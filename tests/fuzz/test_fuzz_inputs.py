@@ -40,6 +40,12 @@ REPLAY = ".venv/bin/python -m tests.fuzz.run --target {target} {path}"
 @pytest.fixture(scope="module", autouse=True)
 def submit_codes():
     targets.set_submit_codes(inputs.sender_codes())
+
+
+@pytest.fixture(autouse=True)
+def seed_shown():
+    """In every test's captured output, so any failure (an exception too, not only an assert
+    that names it) says how to repeat it."""
     print(f"fuzz seed {SEED} (SANDAN_FUZZ_SEED={SEED} repeats this run)")
 
 

@@ -197,3 +197,22 @@ def test_a_verdict_whose_tax_kinds_are_negative_or_miss_the_total_is_refused_alo
     assert (refused.code, refused.field) == (codes.INVALID_AMOUNT, field) and refused.message
     assert [topics_of(h)[-1] for h in (handled[0], handled[2])] == ["declarations.cleared"] * 2
     assert balance(engine) == 80
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"taxableValue": Decimal(-1)}, "taxableValue"),
+    ({"lines": [(1, "92233720368547.75807"), (2, "-0.01")]}, "inventory.lines[gnum 2].totalPrice"),
+])
+def test_a_verdict_with_a_negative_price_is_refused_alone(engine, change, field):
+    # found by tests/fuzz (seed 2249728411): lines of opposite signs split P into shares past the
+    # wire format's range, and the tax bill that could not be encoded failed the whole batch
+    bad = verdict("9", tax="30")
+    bad["invtNo"] = bad["inventory"]["invtNo"] = "INVT9"
+    bad["inventory"]["lines"] = [{"gnum": g, "gcode": "0101010101", "totalPrice": Decimal(p)}
+                                 for g, p in change.pop("lines", [(1, "300")])]
+    bad.update(change)
+    handled = run(engine.on_verdicts([verdict("1", tax="10"), bad, verdict("2", tax="10")], NOW_MS))
+    refused = handled[1].rejected_input
+    assert (refused.code, refused.field) == (codes.INVALID_AMOUNT, field) and "negative" in refused.message
+    assert [topics_of(h)[-1] for h in (handled[0], handled[2])] == ["declarations.cleared"] * 2
+    assert balance(engine) == 80
