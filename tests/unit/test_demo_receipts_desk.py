@@ -7,11 +7,13 @@ import dataclasses
 import io
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
 from services.common.avro import codec
 from services.common.ceb import xsd
+from services.gateway.receipt_files import root_guid
 from services.common.ceb.receipt_xml import receipt_messages
 from services.tools.generator import generate
 from services.demo.receipts_desk import ReceiptsDesk
@@ -59,8 +61,14 @@ def test_the_desk_counts_each_receipt_once_per_kind_keeps_files_and_checks_the_x
     desk = read(tmp_path, str(XSD_DIR))
     assert desk.delivered == Counter({"CEB312": 3, "CEB412": 2})
     assert desk.valid == desk.delivered and desk.problems == []
-    files = sorted(p.name.split("_")[0] for p in (tmp_path / "receipts").glob("CEB*.xml"))
-    assert set(files) == {"CEB312", "CEB412"} and len(files) == sum(desk.messages.values())
+    files = sorted((tmp_path / "receipts").glob("CEB*.xml"))
+    assert {p.name.split("_")[0] for p in files} == {"CEB312", "CEB412"}
+    # a file per message, named by the message's own guid: one delivered again is the same file
+    assert all(p.name == f"{p.name.split('_')[0]}_{root_guid(p.read_bytes())}.xml" for p in files)
+    # and between them every receipt delivered (a message delivered again may share a file or not,
+    # as the gateway grouped it: the files hold each receipt, whatever the count of messages)
+    inside = {g.decode() for p in files for g in re.findall(rb"<(?:\w+:)?guid>([^<]+)</(?:\w+:)?guid>", p.read_bytes())}
+    assert inside == set(desk.seen) and len(files) <= sum(desk.messages.values())
 
 
 def test_a_message_the_xsd_refuses_is_counted_as_delivered_not_valid(tmp_path):
