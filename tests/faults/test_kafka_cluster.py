@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient
-from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 
 from services.common import changelogs, kafka_io, topics
 from tests.local_ports import free_base, stack
+from tests.faults.topic_configs import topic_configs
 
 NODES = 3
 BATCH = 400
@@ -98,10 +98,9 @@ def test_three_nodes_replicate_and_survive_a_killed_broker(cluster, settings):
     admin = kafka_io.admin()
     try:
         names = [*created, changelog]
-        described = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names], config_filter="all")
+        described = topic_configs(admin, names)
         for name in names:
-            assert described["topic"][name]["min.insync.replicas"]["value"] == "2", name
+            assert described[name]["min.insync.replicas"]["value"] == "2", name
             for partition in partitions(admin, name):
                 assert sorted(partition["replica_nodes"]) == [1, 2, 3], (name, partition)
 
