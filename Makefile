@@ -20,12 +20,12 @@ export SANDAN_KAFKA_NODES := $(KAFKA_NODES)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv proto setup up down status reset test demo clean test-faults ledger-sim fuzz bench-signatures
+.PHONY: help venv proto setup up down status reset test demo clean test-faults test-faults-long ledger-sim fuzz bench-signatures
 
 help:
 	@echo "make venv     .venv with sandan installed editable (plus test tools)"
 	@echo "make proto    (re)build the gateway's gRPC code from schemas/proto (venv does it when stale)"
-	@echo "make setup    venv + Kafka jars + redis-server + prometheus (with promtool)"
+	@echo "make setup    venv + Kafka jars + redis-server + prometheus (with promtool) + faketime"
 	@echo "make up       start Kafka, Redis and Prometheus on 127.0.0.1 and wait until they answer"
 	@echo "              KAFKA_NODES=3: three Kafka nodes (then: eval \"\$$(scripts/stack.sh env)\")"
 	@echo "make down     stop them (data is kept); SERVICES='kafka redis prometheus' picks some"
@@ -33,6 +33,7 @@ help:
 	@echo "make reset    down, then delete the Kafka, Redis and Prometheus data"
 	@echo "make test     up, then pytest (PYTEST_ARGS='$(PYTEST_ARGS)')"
 	@echo "make test-faults  crash, outage, fuzz and security tests on a private stack; ends with the fault table"
+	@echo "make test-faults-long  the long tier: each service killed 3 times in a run of its own at load (not CI)"
 	@echo "make ledger-sim SEED=N [SEEDS=1 STEPS=30]  replay seeds of the simulated money ledger (tests/sim)"
 	@echo "make fuzz [FUZZ_SECONDS=600 FUZZ_TARGETS='ceb_xml submit worker']  coverage-guided fuzzing (atheris), growing tests/fuzz/corpus"
 	@echo "make demo     up, then sandan demo"
@@ -81,9 +82,13 @@ test: up
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 # Its own Kafka and Redis (tests/faults/stack.env: other ports, .local/faults), which it stops,
-# restarts and wipes; never the shared stack of `make up`.
+# restarts and wipes; never the shared stack of `make up`. The long tier (tests marked `long`:
+# each service killed three times in a run of its own, at load) is test-faults-long, not CI.
 test-faults: setup
-	$(VENV_PY) -m pytest tests/faults $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest tests/faults -m "not long" $(PYTEST_ARGS)
+
+test-faults-long: setup
+	$(VENV_PY) -m pytest tests/faults -m long $(PYTEST_ARGS)
 
 # One seed (or SEEDS from it) of the simulated money ledger on the local Redis: the command a
 # failure of tests/sim/test_ledger_sim.py prints.

@@ -85,6 +85,9 @@ class MatchWorker:
         self.worker.before_commit.append(self.store.flush)
         self.wakeups = WakeupStore(folder / "wakeups")
         self.clock = StreamClock(document_topics, config.get_int("SANDAN_MATCH_IDLE_SECONDS") * 1000)
+        # The broker's time of the newest record read (documents and ticks: LogAppendTime): the
+        # stream clock runs on it, so a worker whose own clock is off expires nothing early or late.
+        self.broker_ms = 0
         self.loaded_wake: dict[str, int | None] = {}  # each bucket's wake-up when read: where its index entry is
         self.scanned_for: set = set()
         # Buckets whose INCOMPLETE verdicts a tick caused, by that tick's position: if the tick
@@ -160,7 +163,7 @@ class MatchWorker:
             self.m.documents.labels(kind="unknown", outcome="undecodable").inc()
             return dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, "UNDECODABLE", None, str(exc))
         arrived = msg.timestamp if msg.timestamp and msg.timestamp > 0 else now
-        self.clock.read(msg.topic, msg.partition, arrived, now)
+        self.clock.read(msg.topic, msg.partition, arrived, self.broker_time(msg))
         return Arrival(key, doc, msg.value, f"{msg.topic}:{msg.partition}:{msg.offset}", arrived, msg)
 
     # --- buckets and their wake-ups ----------------------------------------------------------
@@ -203,7 +206,7 @@ class MatchWorker:
         partition, position = msg.partition, f"{msg.topic}:{msg.partition}:{msg.offset}"
         self.rescan_if_reassigned(self.worker.partitions)
         wall = now_ms()
-        now = self.clock.now(partition, wall)  # not past what has been read: see stream_clock
+        now = self.clock.now(partition, self.broker_time(msg))  # not past what has been read: see stream_clock
         for key in self.tick_decisions.pop(position, []):
             bucket = self.store.take(key)
             if bucket is not None:
@@ -228,6 +231,12 @@ class MatchWorker:
         # how late the earliest scheduled wake-up is; stays ~0 unless expiry has stalled
         earliest = self.wakeups.earliest_ms()
         self.m.expiry_overdue.set(max(0, wall - (earliest if earliest is not None else wall)) / 1000)
+
+    def broker_time(self, msg) -> int:
+        """The broker's time as far as this worker has read, ``msg`` included."""
+        if msg.timestamp and msg.timestamp > 0:
+            self.broker_ms = max(self.broker_ms, msg.timestamp)
+        return self.broker_ms
 
     def rescan_if_reassigned(self, assigned: frozenset) -> None:
         """Rebuild the wake-up index and the tick replay list from the table after a reassignment."""

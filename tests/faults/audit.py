@@ -13,7 +13,9 @@ findings in three kinds, each a line naming the declaration or document:
 - **mismatched**: a verdict other than the rules give for the generated data; a guarantee's
   outstanding tax other than the cleared bills minus the cancelled and returned ones; a
   quota other than the taxable values of the buyer's cleared, not cancelled, not returned
-  declarations; a document of the load refused by the gateway.
+  declarations; a document of the load refused by the gateway;
+- **not acted on**: a record on a service's input partitions that no output, decision or dead
+  letter accounts for (``accounting.py``).
 
 The returns in these scenarios take back every line, so a completed return gives back the
 whole bill and the whole taxable value.
@@ -23,6 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 ZERO = Decimal(0)
@@ -53,6 +56,11 @@ class Evidence:
     refused_items: list[str] = field(default_factory=list)
     restarts: dict[str, int] = field(default_factory=dict)  # exits asking to be started again (70, worker_exit)
     seconds: float = 0.0
+    offered: float = 0.0         # declarations/s the load was offered at (0: paced by time, not rate)
+    delivered_at: dict[str, int] = field(default_factory=dict)      # declaration -> first at the customs desk (ms)
+    last_document_at: dict[str, int] = field(default_factory=dict)  # declaration -> its last document's broker time
+    not_acted_on: dict[str, list[str]] = field(default_factory=dict)  # service -> input records nothing answers
+    complete: set[str] = field(default_factory=set)  # declarations every document of which was acknowledged
 
     def summary(self) -> str:
         """What the scenario went through, for the notes under the fault table."""
@@ -72,23 +80,46 @@ class Findings:
     duplicated: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)
+    not_acted_on: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.lost or self.duplicated or self.mismatched or self.crashes)
+        return bool(self.lost or self.duplicated or self.mismatched or self.crashes or self.not_acted_on)
 
     def text(self, limit: int = 30) -> str:
-        lines = [f"{kind}: {item}" for kind in ("lost", "duplicated", "mismatched", "crashes")
+        lines = [f"{kind}: {item}" for kind in ("lost", "duplicated", "mismatched", "crashes", "not_acted_on")
                  for item in getattr(self, kind)]
         more = f"\n... and {len(lines) - limit} more" if len(lines) > limit else ""
         return "\n".join(lines[:limit]) + more
 
 
-def in_flight(e: Evidence) -> int:
+def exposed(e: Evidence) -> set[str]:
     """Declarations inside the pipeline at one fault or more: entered before it, not yet out."""
-    exposed = set()
+    found = set()
     for _, at in e.faults:
-        exposed |= {d for d, entered in e.entered_at.items() if entered <= at and e.left_at.get(d, at + 1) > at}
-    return len(exposed)
+        found |= {d for d, entered in e.entered_at.items() if entered <= at and e.left_at.get(d, at + 1) > at}
+    return found
+
+
+def in_flight(e: Evidence) -> int:
+    return len(exposed(e))
+
+
+def p99_through_faults(e: Evidence) -> int:
+    """The 99th percentile (nearest rank) of last document on Kafka (broker time) -> delivered to
+    customs, in ms, over the declarations in flight at a fault that reached customs; 0 if none did."""
+    latencies = sorted(e.delivered_at[d] - e.last_document_at[d] for d in exposed(e)
+                       if d in e.delivered_at and d in e.last_document_at)
+    return latencies[-(-len(latencies) * 99 // 100) - 1] if latencies else 0
+
+
+def sustained_rate(e: Evidence) -> Fraction:
+    """Declarations/s a full-speed burst got through: the declarations it completed over the time
+    from the first one entering to the last one leaving (refused, rejected or delivered)."""
+    through = [d for d in e.complete if d in e.left_at and d in e.entered_at]
+    if not through:
+        return Fraction(0)
+    span_ms = max(e.left_at[d] for d in through) - min(e.entered_at[d] for d in through)
+    return Fraction(len(through) * 1000, max(span_ms, 1))
 
 
 def audit(e: Evidence) -> Findings:
@@ -100,6 +131,7 @@ def audit(e: Evidence) -> Findings:
     _quotas(e, f, cleared, returned)
     f.mismatched += [f"the gateway refused a document of the load: {item}" for item in e.refused_items]
     f.crashes += e.crashed
+    f.not_acted_on += [f"{service}: {item}" for service, items in sorted(e.not_acted_on.items()) for item in items]
     for log in e.logs:
         text = log.read_text(errors="replace") if log.exists() else ""
         f.crashes += [f"{log.name}: {line.strip()[:200]}" for line in text.splitlines() if CRASH_MARK in line]

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from tests.conftest import Stack
-from tests.faults import private_stack
+from tests.faults import netfault, private_stack, small_disk
 from tests.faults.table import TABLE
 
 SETTINGS = private_stack.settings()
@@ -40,6 +40,17 @@ def private() -> private_stack.PrivateStack:
     started = sorted(stack.running() - before)
     if started:
         stack.down(*started)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_restored():
+    """Firewall rules and cgroups of the network scenarios and the disk-full scenarios' small
+    filesystems, removed at the start (a run killed before its ``finally``) and at the end."""
+    netfault.cleanup()
+    small_disk.cleanup()
+    yield
+    netfault.cleanup()
+    small_disk.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,16 @@ desk and after-sales documents. Added here is what crashes need:
   are on Kafka, so what was answered is never sent twice, and what was not may be);
 - a tracker that stamps when each declaration entered the pipeline (its first document
   acknowledged) and when it left it (refused, rejected, or delivered to customs), so the
-  report can count the declarations in flight at each fault;
+  report can count the declarations in flight at each fault and their latency;
+- a load at a fixed offered rate (``Plan.rate``, declarations/s): the messages go out on a
+  schedule fixed at the start, so a stall (a gateway restarting) is caught up afterwards, as
+  a client's queue would; or a burst at full speed (``Plan.burst_s``) to measure what the
+  machine sustains;
 - after-sales during the load: cancellations of declarations customs holds back, full
   returns (fit and unfit parcels) of released ones.
 
-``run`` returns the ``Evidence`` (``audit.py``) once everything has settled or time is up.
+``run`` returns the ``Evidence`` (``audit.py``) once everything has settled or time is up,
+with every record on the services' input partitions and what answers them (``accounting.py``).
 """
 from __future__ import annotations
 
@@ -46,6 +51,8 @@ from services.order_match.decide import declaration_id
 from services.common.quota.sources import RedisQuotaHashes
 from services.returns.arrivals import arrival_record
 from services.tax_guarantee.redis_store import RedisAccountStore
+from services.returns import app as returns_app
+from tests.faults import accounting
 from tests.faults.audit import Evidence
 from tests.integration.workers import with_prefix
 
@@ -72,6 +79,13 @@ class Plan:
     spread: int = 20           # a declaration's documents arrive among those of this many declarations
     settle_s: float = 150.0    # longest wait, after the load, for everything to come out
     workers: dict[str, int] = field(default_factory=lambda: {name: 1 for name in WORKERS})
+    rate: float = 0.0          # declarations/s offered (then over count / rate seconds, not load_s)
+    burst_s: float = 0.0       # send at full speed for this long, then stop (measures the capacity)
+
+    @property
+    def duration_s(self) -> float:
+        """How long the submissions are spread over."""
+        return self.count / self.rate if self.rate else self.load_s
 
 
 def environment(prefix: str, run_dir: Path, **extra: str) -> dict:
@@ -138,10 +152,14 @@ class Services:
 class Submitter:
     """Sends CEB XML items over gateway Submit streams and reconnects when a stream breaks."""
 
-    def __init__(self, credentials: Credentials, pace_s: float = 0.0) -> None:
-        self.credentials, self.pace_s = credentials, pace_s
+    def __init__(self, credentials: Credentials, pace_s: float = 0.0, stop_after_s: float = 0.0) -> None:
+        self.credentials, self.pace_s, self.stop_after_s = credentials, pace_s, stop_after_s
         self.pending: dict[str, bytes] = {}
         self.acked_at: dict[str, int] = {}  # document guid -> when the gateway said it is on Kafka
+        self.acked: list[str] = []          # the same guids in the order of their answers (read incrementally)
+        self.sent_once: set[str] = set()    # items sent at least once: sent again at once, off the schedule
+        self._next_at = 0.0                 # when the next new item is due (event loop time)
+        self._stop_at: float | None = None  # a burst's end: items not sent by then never are
         self.refused: list[str] = []
         self.reconnects = 0
         self._more = asyncio.Event()
@@ -166,7 +184,10 @@ class Submitter:
                     async for answer in gw.submit(self._items()):
                         stamp = now_ms()
                         self.pending.pop(answer.item_id, None)
-                        self.acked_at.update((guid, stamp) for guid in answer.accepted)
+                        for guid in answer.accepted:
+                            if guid not in self.acked_at:
+                                self.acked_at[guid] = stamp
+                                self.acked.append(guid)
                         self.refused += [f"{answer.item_id}: {r.return_info}" for r in answer.refused]
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in RETRYABLE:
@@ -176,6 +197,10 @@ class Submitter:
 
     async def _items(self):
         sent: set[str] = set()
+        loop = asyncio.get_running_loop()
+        if not self._next_at:
+            self._next_at = loop.time()
+            self._stop_at = loop.time() + self.stop_after_s if self.stop_after_s else None
         while True:
             fresh = [item_id for item_id in self.pending if item_id not in sent]
             if not fresh:
@@ -186,9 +211,67 @@ class Submitter:
                 continue
             for item_id in fresh:
                 sent.add(item_id)
-                if item_id in self.pending:
-                    yield xml_item(self.pending[item_id], item_id)
-                    await asyncio.sleep(self.pace_s)
+                if item_id not in self.pending:
+                    continue
+                if item_id not in self.sent_once:
+                    if self._stop_at is not None and loop.time() > self._stop_at:
+                        self._drop_unsent()
+                        break
+                    # on a schedule fixed at the start: a stall is caught up, the rate stays the offered one
+                    await asyncio.sleep(max(self._next_at - loop.time(), 0))
+                    self._next_at += self.pace_s
+                    self.sent_once.add(item_id)
+                yield xml_item(self.pending[item_id], item_id)
+
+    def _drop_unsent(self) -> None:
+        """The burst is over: what was never sent is not sent at all."""
+        for item_id in [i for i in self.pending if i not in self.sent_once]:
+            del self.pending[item_id]
+
+
+class Desk(parties.CustomsDesk):
+    """The demo's customs desk with its reports on several calls at once: one report at a time,
+    each a round trip to Kafka, held the whole pipeline near 40 declarations/s."""
+
+    REPORTERS = 16
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cursor = ""
+        reporting: set[str] = set()  # queued or being reported (reported again after a reconnect)
+        queue: asyncio.Queue = asyncio.Queue(maxsize=2000)
+        async with GatewayClient(self.credentials) as gw:
+            reporters = [asyncio.create_task(self._reporter(gw, queue)) for _ in range(self.REPORTERS)]
+            try:
+                while not stop.is_set():
+                    async for item in gw.subscribe(cursor, idle_timeout=1.0):
+                        cursor = item.cursor
+                        self.deliveries += 1
+                        self.delivered[item.declaration_id] = item
+                        if item.declaration_id not in self.released and item.declaration_id not in reporting:
+                            reporting.add(item.declaration_id)
+                            await queue.put(item)
+                        _raise_failed(reporters)
+                    _raise_failed(reporters)
+            finally:
+                for task in reporters:
+                    task.cancel()
+                await asyncio.gather(*reporters, return_exceptions=True)
+
+    async def _reporter(self, gw: GatewayClient, queue: asyncio.Queue) -> None:
+        while True:
+            item = await queue.get()
+            # accepted and numbered (120); released (800) unless held back for a cancellation
+            held = item.declaration_id in self.hold
+            await gw.report(ebp_code=item.ebp_code, order_no=item.order_no, status="120" if held else "800",
+                            decided_at=parties._china_now(), invt_no=parties.invt_no(item),
+                            report_id=f"{'accept' if held else 'release'}:{item.declaration_id}")
+            self.released.add(item.declaration_id)
+
+
+def _raise_failed(tasks: list[asyncio.Task]) -> None:
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()
 
 
 async def keep_desk(desk: parties.CustomsDesk, stop: asyncio.Event) -> int:
@@ -223,12 +306,10 @@ class Tracker:
         self.receipts: dict[str, set[str]] = {}  # document guid -> receipt statuses
 
     async def poll(self) -> None:
+        """New output records; a cleared declaration leaves when the desk gets it (``Deliveries``)."""
         for short, tail in self.tails.items():
             for record in await asyncio.to_thread(tail.poll, 50):
                 self._take(short, self.wire.decode(record.value)[1], record.timestamp)
-        stamp = now_ms()
-        for decl in self.cleared & self.desk.delivered.keys():
-            self.left_at.setdefault(decl, stamp)
 
     def _take(self, short: str, record: dict, at: int) -> None:
         if short == "declarations.verdicts":
@@ -276,6 +357,42 @@ class Tracker:
 
 
 FINAL = {"399", "100"}
+
+
+class Deliveries(dict):
+    """The customs desk's deliveries (declaration -> item), stamped when each first arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_at: dict[str, int] = {}
+
+    def __setitem__(self, decl, item) -> None:
+        self.first_at.setdefault(decl, now_ms())
+        super().__setitem__(decl, item)
+
+
+def prepared_load(count: int, seed: int, incomplete: bool, spread: int, folder: Path, sign) -> tuple:
+    """The load of a plan, generated, written and signed once per session and shared by its scenarios
+    (20,000 declarations take half a minute): (sets, expected, message files, document guid -> declaration).
+    Each scenario has its own topics and keys, so the same documents can go through each; the
+    signing identities are the suite's own (``SigningParties``), the same in every scenario."""
+    key = (count, seed, incomplete, spread, folder)
+    if key not in _LOADS:
+        _LOADS[key] = _prepare(count, seed, incomplete, spread, folder, sign)
+    return _LOADS[key]
+
+
+def _prepare(count: int, seed: int, incomplete: bool, spread: int, folder: Path, sign) -> tuple:
+    plan = Plan(count=count, seed=seed, incomplete=incomplete, spread=spread)
+    sets, docs, expected = runner.build_documents(runner.DemoPlan(
+        count=count, seed=seed, incomplete_share=Decimal("0.03") if incomplete else Decimal(0)))
+    inbox = folder / f"load-{count}-{seed}-{int(incomplete)}-{spread}"
+    files = runner.write_inbox(arrival_order(sets, docs, expected, plan), inbox, sign)
+    decl_of = {d["guid"]: _set_decl(s) for s in sets for d in s.documents}
+    return sets, expected, files, decl_of
+
+
+_LOADS: dict[tuple, tuple] = {}
 
 
 class AfterSales:
@@ -419,19 +536,20 @@ class Pipeline:
 
     async def _run(self, inject) -> Evidence:
         plan = self.plan
-        sets, docs, expected = runner.build_documents(runner.DemoPlan(
-            count=plan.count, seed=plan.seed, incomplete_share=Decimal("0.03") if plan.incomplete else Decimal(0)))
-        files = runner.write_inbox(arrival_order(sets, docs, expected, plan), self.run_dir / "inbox",
-                                   self.signers.sign)
+        sets, expected, files, decl_of = await asyncio.to_thread(
+            prepared_load, plan.count, plan.seed, plan.incomplete, plan.spread, self.run_dir.parent / "loads",
+            self.signers.sign)
         amounts, short = parties.guarantee_plan(sets)
         after_plan = returns_stage.AfterSales.choose(sets, short, plan.after_sales)
-        desk = parties.CustomsDesk(self.customs)
+        desk = Desk(self.customs)
+        desk.delivered = Deliveries()
         desk.hold = after_plan.held()
         await self.wait_gateway()
         # One `sandan guarantee register` per account, side by side (each waits for the worker's outcome).
         await asyncio.gather(*(asyncio.to_thread(parties.register_guarantees, {code: amount}, self.env)
                                for code, amount in amounts.items()))
-        load = Submitter(self.parties, pace_s=plan.load_s / max(len(files), 1))
+        load = Submitter(self.parties, pace_s=0.0 if plan.burst_s else plan.duration_s / max(len(files), 1),
+                         stop_after_s=plan.burst_s)
         for path in files:
             load.add(path.name, path.read_bytes())
         load.close()
@@ -441,8 +559,11 @@ class Pipeline:
         stop = asyncio.Event()
         tasks = [asyncio.create_task(c) for c in (load.run(), extra.run(), keep_desk(desk, stop))]
         faults = asyncio.create_task(inject(self))
-        decl_of = {d["guid"]: _set_decl(s) for s in sets for d in s.documents}
+        guids_of: dict[str, set[str]] = {}
+        for s in sets:
+            guids_of[_set_decl(s)] = {d["guid"] for d in s.documents}
         submitted: set[str] = set()
+        seen = 0
         try:
             deadline = None
             while True:
@@ -455,17 +576,20 @@ class Pipeline:
                 for task in tasks + [faults]:
                     if task.done() and task.exception() is not None:
                         raise task.exception()
-                submitted = {decl_of[g] for g in load.acked_at if g in decl_of}
+                submitted.update(decl_of[g] for g in load.acked[seen:] if g in decl_of)
+                seen = len(load.acked)
                 if faults.done() and tasks[0].done():
-                    deadline = deadline or time.monotonic() + plan.settle_s
-                    if tracker.settled(submitted) and after.done():
+                    deadline = deadline or time.monotonic() + max(plan.settle_s, plan.duration_s)
+                    if plan.burst_s and _burst_done(submitted, load.acked_at, guids_of, tracker):
+                        break
+                    if not plan.burst_s and tracker.settled(submitted) and after.done():
                         break
                     if time.monotonic() > deadline:
                         # The audit decides; this says what the harness was still waiting for.
                         (self.run_dir / "settle-timeout.txt").write_text(tracker.waiting_for(submitted, after))
                         break
             extra.close()
-            await asyncio.sleep(3)  # anything a restarted worker still re-emits shows up now
+            await asyncio.sleep(0 if plan.burst_s else 3)  # anything a restarted worker still re-emits shows up now
         finally:
             stop.set()
             for task in tasks + [faults]:
@@ -476,18 +600,45 @@ class Pipeline:
         for guid, at in load.acked_at.items():
             if guid in decl_of:
                 entered_at[decl_of[guid]] = min(at, entered_at.get(decl_of[guid], at))
-        return await self._evidence(sets, expected, entered_at, desk, tracker, after,
-                                    load.refused + extra.refused, load.reconnects + extra.reconnects)
+        if plan.burst_s:  # what a burst measures needs none of the audit's reading
+            return Evidence(sets={}, expected=expected, submitted=set(entered_at), verdicts=[], cleared=[],
+                            refused=[], receipts=[], ledger=[], delivered=set(desk.delivered), after_sales={},
+                            accounts={}, quotas={}, entered_at=entered_at,
+                            left_at=_left_at(tracker, desk), faults=[], crashed=list(self.services.crashes),
+                            logs=self.services.logs(), complete=_complete(load.acked_at, guids_of))
+        evidence = await self._evidence(sets, expected, entered_at, desk, tracker, after,
+                                        load.refused + extra.refused, load.reconnects + extra.reconnects)
+        evidence.offered = plan.rate
+        return evidence
 
     async def _evidence(self, sets, expected, entered_at, desk, tracker, after, refused, reconnects) -> Evidence:
         wire = codec()
 
-        def read(short: str) -> list[dict]:
-            return [wire.decode(r.value)[1] for r in kafka_io.read_all(topics.name(short), timeout_s=60)]
+        def read(short: str, full: str | None = None) -> list:
+            return kafka_io.read_all(full or topics.name(short), timeout_s=300)
 
-        outputs = {short: await asyncio.to_thread(read, short) for short in
-                   ("declarations.verdicts", "declarations.cleared", "declarations.refused", "receipts",
-                    "guarantee.ledger")}
+        def decoded(records) -> list[dict]:
+            return [wire.decode(r.value)[1] for r in records if r.value is not None]
+
+        answers_from = ("declarations.verdicts", "declarations.cleared", "declarations.refused", "receipts",
+                        "guarantee.ledger", "returns.waybills", "returns.arrivals", "warehouse.arrivals", "deadletter")
+        raw = {short: await asyncio.to_thread(read, short) for short in {*answers_from, *accounting.INPUT_TOPICS}}
+        outputs = {short: decoded(raw[short]) for short in answers_from}
+        inputs = {short: [_input(wire, short, r) for r in raw[short]] for short in accounting.INPUT_TOPICS}
+        tables = {kind: decoded(await asyncio.to_thread(read, "", returns_app.changelog_topic(kind)))
+                  for kind in (returns_app.BUCKETS, returns_app.WAYBILLS)}
+        found = accounting.answers(outputs, tables[returns_app.BUCKETS], tables[returns_app.WAYBILLS],
+                                   outputs["deadletter"], short_of=lambda full: full.removeprefix(self.prefix))
+        first_on_kafka: dict[str, int] = {}  # document guid -> broker time of its first copy (LogAppendTime)
+        for short in ("documents.order", "documents.payment", "documents.logistics", "documents.inventory"):
+            for record, item in zip(raw[short], inputs[short]):
+                if item.ident is not None:
+                    first_on_kafka[item.ident] = min(record.timestamp, first_on_kafka.get(item.ident, record.timestamp))
+        last_document_at = {}
+        for s in sets:
+            stamps = [first_on_kafka[d["guid"]] for d in s.documents if d["guid"] in first_on_kafka]
+            if stamps:
+                last_document_at[_set_decl(s)] = max(stamps)
         client = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
         try:
             namespace = f"sandan:{self.prefix}"
@@ -501,9 +652,10 @@ class Pipeline:
             verdicts=outputs["declarations.verdicts"], cleared=outputs["declarations.cleared"],
             refused=outputs["declarations.refused"], receipts=outputs["receipts"], ledger=outputs["guarantee.ledger"],
             delivered=set(desk.delivered), after_sales=after.sent(), accounts=accounts, quotas=quotas,
-            entered_at=entered_at, left_at=dict(tracker.left_at), faults=list(self.faults.at),
+            entered_at=entered_at, left_at=_left_at(tracker, desk), faults=list(self.faults.at),
             crashed=list(self.services.crashes), logs=self.services.logs(), reconnects=reconnects,
-            refused_items=refused, restarts=dict(self.services.restarts))
+            refused_items=refused, restarts=dict(self.services.restarts), delivered_at=dict(desk.delivered.first_at),
+            last_document_at=last_document_at, not_acted_on=accounting.not_acted_on(inputs, found))
 
     def sandan(self, *args: str) -> tuple[int, str]:
         """A `sandan` command against this scenario's topics and keys: (exit code, output)."""
@@ -514,3 +666,30 @@ class Pipeline:
 
 def _set_decl(s) -> str:
     return declaration_id(s.order["ebpCode"], s.order["orderNo"])
+
+
+def _input(wire, short: str, record) -> accounting.Input:
+    try:
+        value = wire.decode(record.value)[1]
+    except Exception:  # noqa: BLE001 - an unreadable record is still an input to account for (by a dead letter)
+        value = None
+    return accounting.input_of(short, record.partition, record.offset, value)
+
+
+def _left_at(tracker: Tracker, desk: parties.CustomsDesk) -> dict[str, int]:
+    """When each declaration left: refused or rejected (the record's time), or delivered to customs."""
+    left = dict(tracker.left_at)
+    for decl, at in desk.delivered.first_at.items():
+        left.setdefault(decl, at)
+    return left
+
+
+def _complete(acked_at: dict[str, int], guids_of: dict[str, set[str]]) -> set[str]:
+    """Declarations every document of which the gateway acknowledged."""
+    return {decl for decl, guids in guids_of.items() if guids and all(g in acked_at for g in guids)}
+
+
+def _burst_done(submitted: set[str], acked_at: dict[str, int], guids_of: dict[str, set[str]], tracker: Tracker) -> bool:
+    """A burst is measured once every declaration it completed has left the pipeline."""
+    left = set(tracker.left_at) | tracker.desk.delivered.keys()
+    return _complete(acked_at, {d: guids_of[d] for d in submitted}) <= left

@@ -1,15 +1,28 @@
-"""Running one fault scenario: the pipeline under load, the faults, the audit, the table row."""
+"""Running one fault scenario: the pipeline under load, the faults, the audit, the table row.
+
+Crash and outage scenarios run at load (``at_load``): ``LOAD_DECLARATIONS`` declarations
+offered at half the rate the machine sustains through the same pipeline, measured once per
+session by a full-speed burst of ``BURST_S`` seconds (``offered_rate``) before the first
+scenario at load.
+"""
 from __future__ import annotations
 
 import asyncio
+import os
+from fractions import Fraction
 
-from tests.faults.audit import Findings, audit, in_flight
+from tests.faults.audit import Findings, audit, in_flight, p99_through_faults, sustained_rate
 from tests.faults.pipeline import Pipeline, Plan
 from tests.faults.table import TABLE, Row
 
 # Both stores are also checked the way an operator would: the rebuild commands must find
 # Redis equal to what Kafka says.
 REBUILDS = (("guarantee", "rebuild"), ("quota", "rebuild"))
+
+LOAD_DECLARATIONS = int(os.environ.get("SANDAN_FAULT_DECLARATIONS") or 20_000)
+BURST_S = 12.0
+OFFERED_SHARE = Fraction(1, 2)   # of the sustained rate
+_RATE: list[float] = []          # the session's offered rate, once measured
 
 
 def run(name: str, pipeline: Pipeline, inject) -> Findings:
@@ -22,7 +35,9 @@ def run(name: str, pipeline: Pipeline, inject) -> Findings:
     TABLE.notes.append(f"{name}: {evidence.summary()}")
     TABLE.add(Row(name, faults=len(evidence.faults), in_flight=in_flight(evidence), lost=len(findings.lost),
                   duplicated=len(findings.duplicated), mismatched=len(findings.mismatched),
-                  crashes=len(findings.crashes), seconds=round(evidence.seconds, 1)))
+                  crashes=len(findings.crashes), seconds=round(evidence.seconds, 1), offered=evidence.offered,
+                  declarations=len(evidence.submitted), p99_ms=p99_through_faults(evidence),
+                  not_acted_on=len(findings.not_acted_on)))
     assert evidence.submitted, "the load never got through the gateway"
     assert evidence.faults, "the scenario injected no fault"
     return findings
@@ -38,3 +53,38 @@ LONG_OUTAGE = dict(match_timeout_s=300, incomplete=False)
 def pipeline(slug: str, private, topic_prefix: str, plan: Plan | None = None, **env: str) -> Pipeline:
     """A pipeline with its own topics and keys (``<session prefix><slug>-``) on the private stack."""
     return Pipeline(slug, topic_prefix, private.runs_dir(), plan or Plan(), **env)
+
+
+def at_load(private, topic_prefix: str, **plan) -> Plan:
+    """A plan of ``LOAD_DECLARATIONS`` declarations at the session's offered rate (``plan`` overrides)."""
+    return Plan(**{"count": LOAD_DECLARATIONS, "rate": offered_rate(private, topic_prefix), **plan})
+
+
+def offered_rate(private, topic_prefix: str) -> float:
+    """Half of what the pipeline sustains on this machine, measured by the session's first call:
+    ``SANDAN_FAULT_RATE`` (declarations/s) skips the measurement and offers that instead."""
+    if not _RATE:
+        fixed = os.environ.get("SANDAN_FAULT_RATE")
+        if fixed:
+            _RATE.append(float(fixed))
+            TABLE.rate = f"offered rate {fixed} declarations/s, set by SANDAN_FAULT_RATE (not measured)"
+        else:
+            burst = Plan(count=LOAD_DECLARATIONS, burst_s=BURST_S, after_sales=0)
+            evidence = asyncio.run(pipeline("capacity", private, topic_prefix, burst).run(_no_fault))
+            sustained = sustained_rate(evidence)
+            assert sustained > 0, "the full-speed burst got no declaration through the pipeline"
+            _RATE.append(round(float(sustained * OFFERED_SHARE), 1))
+            TABLE.rate = (f"sustained {float(sustained):.0f} declarations/s (measured once: a {BURST_S:.0f} s"
+                          f" full-speed burst through the same pipeline, {len(evidence.complete)} declarations"
+                          f" from first in to last out), offered {_RATE[0]:.0f}/s to every scenario at load")
+            (private.runs_dir() / "rate.txt").write_text(TABLE.rate + "\n")  # before any scenario ends
+    return _RATE[0]
+
+
+async def _no_fault(_pipeline) -> None:
+    return None
+
+
+def moment(plan: Plan, rnd, low: float, high: float) -> float:
+    """A random moment between ``low`` and ``high`` (shares of the load's duration), in seconds."""
+    return rnd.uniform(low, high) * plan.duration_s

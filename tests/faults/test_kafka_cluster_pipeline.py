@@ -25,7 +25,7 @@ from services.common import kafka_io
 from services.common.partition_worker import PartitionWorker
 from services.gateway.kafka_bridge import KafkaPublisher
 from tests.faults import private_stack, scenario
-from tests.faults.pipeline import Pipeline, Plan
+from tests.faults.pipeline import Pipeline
 from tests.faults.test_kafka_cluster import NODES, kill_node
 from tests.local_ports import free_base, stack
 
@@ -126,9 +126,12 @@ def producer_settings() -> dict[str, tuple]:
 
 def test_three_nodes_broker_killed_mid_load_loses_nothing_acknowledged(cluster, on_cluster, topic_prefix, rnd):
     killed: list[tuple[int, int]] = []  # (node, partitions of the run it led)
+    runs = private_stack.PrivateStack(private_stack.settings())  # its folder, not its servers
+    # the session's offered rate; measured here, on the cluster, when no scenario measured it before
+    plan = scenario.at_load(runs, topic_prefix, **scenario.LONG_OUTAGE)
 
     async def inject(p):
-        await asyncio.sleep(rnd.uniform(3.0, 7.0))
+        await asyncio.sleep(scenario.moment(plan, rnd, 0.2, 0.5))
         counts = await asyncio.to_thread(leaders, await asyncio.to_thread(run_topics, p.prefix))
         node = max(sorted(counts), key=lambda n: counts[n])
         p.faults.record(f"Kafka node {node} (leading {counts[node]} partitions) killed with SIGKILL")
@@ -137,9 +140,7 @@ def test_three_nodes_broker_killed_mid_load_loses_nothing_acknowledged(cluster, 
         await asyncio.sleep(rnd.uniform(1.0, 4.0))
         await asyncio.to_thread(stack, cluster, "up", "kafka")  # starts the killed node; waits for all three
 
-    plan = Plan(**scenario.LONG_OUTAGE)
-    runs_dir = private_stack.PrivateStack(private_stack.settings()).runs_dir()  # its folder, not its servers
-    pipeline = Pipeline("kafka-3-nodes", topic_prefix, runs_dir, plan)
+    pipeline = Pipeline("kafka-3-nodes", topic_prefix, runs.runs_dir(), plan)
     findings = scenario.run("three Kafka nodes, one kill -9", pipeline, inject)
     assert not findings, findings.text()
     assert len(killed) == 1 and killed[0][1] > 0, killed

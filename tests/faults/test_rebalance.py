@@ -12,15 +12,16 @@ import asyncio
 
 from services.common import config
 from tests.faults import scenario
-from tests.faults.pipeline import WORKERS, Plan
+from tests.faults.pipeline import WORKERS
 
 
 def test_a_worker_leaving_and_rejoining_loses_and_duplicates_nothing(private, topic_prefix, rnd):
     away_s = config.get_int("SANDAN_SESSION_TIMEOUT") + 4  # long enough for the group to rebalance without it
     leaving = [f"{name}-2" for name in WORKERS]
+    plan = scenario.at_load(private, topic_prefix, workers={name: 2 for name in WORKERS}, **scenario.LONG_OUTAGE)
 
     async def inject(p):
-        await asyncio.sleep(rnd.uniform(2.0, 5.0))
+        await asyncio.sleep(scenario.moment(plan, rnd, 0.1, 0.3))
         p.faults.record("one worker of each service left its group")
         for name in leaving:
             p.services.stop(name)
@@ -29,7 +30,6 @@ def test_a_worker_leaving_and_rejoining_loses_and_duplicates_nothing(private, to
         for name in leaving:
             p.services.start(name)
 
-    plan = Plan(load_s=20.0, workers={name: 2 for name in WORKERS}, **scenario.LONG_OUTAGE)
     findings = scenario.run("rebalance: 1 of 2 workers leaves, rejoins",
                             scenario.pipeline("rebalance", private, topic_prefix, plan), inject)
     assert not findings, findings.text()

@@ -55,11 +55,38 @@ def personal_values(docs) -> set[str]:
 
 
 def leaks(files: list[Path], secrets: set[str]) -> list[str]:
+    """Each secret found in a file, as its file and first characters. One pass of a regex made
+    from the secrets' trie per file: a scenario at load has ~30,000 personal values, and a
+    substring search for each over every log took seconds per megabyte."""
+    if not secrets:
+        return []
+    pattern = _trie_pattern(secrets)
     found = []
     for path in files:
         text = path.read_text(errors="replace") if path.exists() else ""
-        found += [f"{path.name}: {secret[:3]}…" for secret in secrets if secret in text]
+        hits = {m.group() for m in pattern.finditer(text)}
+        # a secret inside a longer match is found by its own search in that match
+        found += [f"{path.name}: {secret[:3]}…" for secret in sorted(secrets) if any(secret in hit for hit in hits)]
     return found
+
+
+def _trie_pattern(words: set[str]) -> re.Pattern:
+    """A regex matching any of ``words``, longest first at each position (a trie as nested groups)."""
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict) -> str:
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return re.compile(build(trie))
 
 
 def test_no_log_holds_a_buyer_id_number_other_personal_data_or_a_token(private, topic_prefix, tmp_path):

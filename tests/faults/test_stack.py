@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 
 from tests.faults import scenario
-from tests.faults.pipeline import WORKERS, Plan
+from tests.faults.pipeline import WORKERS
 
 
 def test_redis_restarted_mid_load_replays_its_append_only_file(private, topic_prefix, rnd):
+    plan = scenario.at_load(private, topic_prefix)
+
     async def inject(p):
         for _ in range(2):
-            await asyncio.sleep(rnd.uniform(2.0, 6.0))
+            await asyncio.sleep(scenario.moment(plan, rnd, 0.1, 0.35))
             p.faults.record("Redis stopped and restarted")
             await asyncio.to_thread(private.restart, "redis", rnd.uniform(0.5, 3.0))
 
-    findings = scenario.run("Redis restart (AOF replay) x2", scenario.pipeline("redis-restart", private, topic_prefix),
-                            inject)
+    findings = scenario.run("Redis restart (AOF replay) x2",
+                            scenario.pipeline("redis-restart", private, topic_prefix, plan), inject)
     assert not findings, findings.text()
 
 
@@ -25,8 +27,10 @@ def test_redis_wiped_mid_load_is_rebuilt_from_the_ledger_and_the_verdicts(privat
     """The drill for a lost Redis: stop the workers, rebuild balances from guarantee.ledger and
     quotas from the verdicts (`sandan guarantee|quota rebuild --repair`), start them again.
     The gateway keeps taking documents meanwhile; they wait on Kafka."""
+    plan = scenario.at_load(private, topic_prefix, **scenario.LONG_OUTAGE)
+
     async def inject(p):
-        await asyncio.sleep(rnd.uniform(4.0, 9.0))
+        await asyncio.sleep(scenario.moment(plan, rnd, 0.2, 0.6))
         p.faults.record("Redis wiped")
         for name in WORKERS:
             p.services.stop(name)
@@ -37,19 +41,19 @@ def test_redis_wiped_mid_load_is_rebuilt_from_the_ledger_and_the_verdicts(privat
         for name in WORKERS:
             p.services.start(name)
 
-    plan = Plan(**scenario.LONG_OUTAGE)
     findings = scenario.run("Redis wiped, rebuilt", scenario.pipeline("redis-wipe", private, topic_prefix, plan),
                             inject)
     assert not findings, findings.text()
 
 
 def test_kafka_broker_restarted_mid_load_loses_nothing_acknowledged(private, topic_prefix, rnd):
+    plan = scenario.at_load(private, topic_prefix, **scenario.LONG_OUTAGE)
+
     async def inject(p):
-        await asyncio.sleep(rnd.uniform(3.0, 7.0))
+        await asyncio.sleep(scenario.moment(plan, rnd, 0.2, 0.6))
         p.faults.record("Kafka broker stopped and restarted")
         await asyncio.to_thread(private.restart, "kafka", rnd.uniform(1.0, 4.0))
 
-    plan = Plan(**scenario.LONG_OUTAGE)
     findings = scenario.run("Kafka broker restart", scenario.pipeline("kafka-restart", private, topic_prefix, plan),
                             inject)
     assert not findings, findings.text()

@@ -1,0 +1,65 @@
+"""Small filesystems for the disk-full scenarios: a tmpfs of a few megabytes mounted by the test
+over a service's data folder, filled up with a filler file under load and freed again.
+
+Every mount's source is named ``TAG``; ``cleanup`` unmounts whatever a test left (run by
+conftest.py at the session's start and end).
+"""
+from __future__ import annotations
+
+import errno
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+TAG = "sandan-faults-disk"
+FILLER = ".filler"
+
+
+def _mounts() -> list[str]:
+    """Mount points of this module's filesystems, deepest first."""
+    points = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+              if line.split()[0] == TAG]
+    return sorted(points, key=len, reverse=True)
+
+
+@contextmanager
+def mounted(folder: Path, size_mb: int):
+    """``folder`` (emptied: whatever it held is hidden by the mount) on a tmpfs of ``size_mb``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", TAG, str(folder)], check=True,
+                   capture_output=True, text=True, timeout=30)
+    try:
+        yield folder
+    finally:
+        _unmount(str(folder))
+
+
+def _unmount(point: str) -> None:
+    # lazy: a process that still has a file open there must not keep the mount alive
+    subprocess.run(["umount", "-l", point], check=False, capture_output=True, timeout=30)
+
+
+def fill(folder: Path) -> int:
+    """Writes a filler file until the filesystem is full; returns its size in bytes."""
+    written = 0
+    chunk = b"\0" * (1 << 16)
+    with open(folder / FILLER, "wb", buffering=0) as out:
+        while True:
+            try:
+                written += out.write(chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return written
+
+
+def free(folder: Path) -> None:
+    (folder / FILLER).unlink(missing_ok=True)
+
+
+def cleanup() -> list[str]:
+    """Unmounts every filesystem of this module still mounted; returns their mount points."""
+    points = _mounts()
+    for point in points:
+        _unmount(point)
+    return points
