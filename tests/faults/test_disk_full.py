@@ -1,0 +1,55 @@
+"""Disks that fill up under load (issue 20), on small filesystems the test mounts
+(``small_disk.py``: a tmpfs over the data folder, a filler file written until nothing is
+left, deleted again later).
+
+The workers' state folder full (``SANDAN_LOCAL_DIR/state``: order_match's and returns' RocksDB
+tables): a worker that cannot keep its table must stop before committing anything that depends
+on it (exit 70, started again by the supervisor, as often as it takes; also when it cannot even
+open its stores) or wait, and once there is space again go on with nothing lost, duplicated or
+off its ledger. The workers' exits 70 are the expected outcome, so they are the only crashes
+allowed (the table counts the others and notes these).
+"""
+from __future__ import annotations
+
+import asyncio
+
+from tests.faults import scenario, small_disk
+from tests.faults.pipeline import WORKERS, Plan
+from tests.faults.table import TABLE
+
+FULL_S = 12
+STATE_MB = 64
+
+
+def _split(findings, names) -> list[str]:
+    """The crashes ``names`` were allowed (their exits 70 and their log lines), taken out of ``findings``."""
+    allowed = [c for c in findings.crashes for name in names
+               if c == f"{name} exited with 70 without being stopped" or c.startswith(f"{name}.log: ")]
+    findings.crashes = [c for c in findings.crashes if c not in allowed]
+    return allowed
+
+
+def test_the_workers_state_folder_full_under_load_loses_nothing(private, topic_prefix, rnd):
+    plan = Plan(load_s=20.0, **scenario.LONG_OUTAGE)
+    pipeline = scenario.pipeline("disk-state", private, topic_prefix, plan)
+    state = pipeline.run_dir / "state"
+    filled = {}
+
+    async def inject(p):
+        await asyncio.sleep(rnd.uniform(3.0, 6.0))
+        p.faults.record(f"the workers' state folder full ({STATE_MB} MB tmpfs)")
+        filled["bytes"] = await asyncio.to_thread(small_disk.fill, state)
+        try:
+            await asyncio.sleep(FULL_S)
+        finally:
+            small_disk.free(state)
+            p.faults.record("space back")
+
+    with small_disk.mounted(state, STATE_MB):
+        findings = scenario.run(f"disk full: the workers' RocksDB folder, {FULL_S} s", pipeline, inject)
+    allowed = _split(findings, WORKERS)  # any other exit stays a crash
+    TABLE.rows[-1].crashes = len(findings.crashes)
+    TABLE.notes.append(f"disk full: workers exited 70 and were started again"
+                       f" {sum('exited with 70' in c for c in allowed)} times while their disk was full (expected)")
+    assert filled["bytes"] > 0, "the filesystem was full before the filler"
+    assert not findings, findings.text()
