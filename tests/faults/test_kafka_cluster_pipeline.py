@@ -1,7 +1,8 @@
 """The broker scenario of test_stack.py on three Kafka nodes: the whole pipeline (gateway,
 order_match, tax_guarantee, returns, as pipeline.py runs them) under load on a cluster of its
 own (SANDAN_KAFKA_NODES=3) and a Redis of its own, the node leading the most of the pipeline's
-partitions killed with SIGKILL and brought back. The audit of every scenario must find nothing
+partitions killed with SIGKILL and brought back, and later the active KRaft controller (the
+quorum's leader: every node is broker and controller) stopped and started again. The audit of every scenario must find nothing
 lost and nothing duplicated; every topic of the run (sandan's, the workers' changelogs, the
 brokers' offsets and transactions) is replicated 3 with min.insync.replicas 2, and every
 producer sandan builds sends with acks=all and idempotence.
@@ -14,14 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import signal
+import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from services.common import kafka_io
+from services.common import config, kafka_io
 from services.common.partition_worker import PartitionWorker
 from services.gateway.kafka_bridge import KafkaPublisher
 from tests.faults import private_stack, scenario
@@ -82,6 +87,28 @@ def leaders(topics: list[str]) -> dict[int, int]:
         admin.close()
 
 
+def quorum_leader(env: dict[str, str]) -> int:
+    """The node whose controller leads the KRaft quorum now (Kafka's own metadata-quorum tool)."""
+    jars = config.PROJECT_ROOT / ".cache" / "kafka-jars" / config.get("SANDAN_KAFKA_VERSION")
+    done = subprocess.run(["java", "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", f"{jars}/*",
+                           "org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-server",
+                           kafka_io.bootstrap(), "describe", "--status"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    found = re.search(r"^LeaderId:\s+(\d+)", done.stdout, re.M)
+    assert done.returncode == 0 and found, f"metadata quorum status:\n{done.stdout}{done.stderr}"
+    return int(found.group(1))
+
+
+def stop_node(env: dict[str, str], node: int) -> None:
+    """A clean stop (SIGTERM: the controller resigns, the broker shuts down), waited for."""
+    pid = int((Path(env["SANDAN_LOCAL_DIR"]) / "kafka" / f"node-{node}" / "kafka.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 120
+    while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
+        assert time.monotonic() < deadline, f"Kafka node {node} did not stop within 120 s of SIGTERM"
+        time.sleep(0.1)
+
+
 def run_topics(prefix: str) -> list[str]:
     admin = kafka_io.admin()
     try:
@@ -126,11 +153,14 @@ def producer_settings() -> dict[str, tuple]:
 
 def test_three_nodes_broker_killed_mid_load_loses_nothing_acknowledged(cluster, on_cluster, topic_prefix, rnd):
     killed: list[tuple[int, int]] = []  # (node, partitions of the run it led)
+    controller_restarts: list[int] = []
     runs = private_stack.PrivateStack(private_stack.settings())  # its folder, not its servers
     # the session's offered rate; measured here, on the cluster, when no scenario measured it before
     plan = scenario.at_load(runs, topic_prefix, **scenario.LONG_OUTAGE)
 
     async def inject(p):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         await asyncio.sleep(scenario.moment(plan, rnd, 0.2, 0.5))
         counts = await asyncio.to_thread(leaders, await asyncio.to_thread(run_topics, p.prefix))
         node = max(sorted(counts), key=lambda n: counts[n])
@@ -139,11 +169,19 @@ def test_three_nodes_broker_killed_mid_load_loses_nothing_acknowledged(cluster, 
         killed.append((node, counts[node]))
         await asyncio.sleep(rnd.uniform(1.0, 4.0))
         await asyncio.to_thread(stack, cluster, "up", "kafka")  # starts the killed node; waits for all three
+        # then the active controller restarts, later in the load, with the first node back
+        await asyncio.sleep(max(0.0, scenario.moment(plan, rnd, 0.6, 0.8) - (loop.time() - started)))
+        leader = await asyncio.to_thread(quorum_leader, cluster)
+        p.faults.record(f"Kafka node {leader}, the active KRaft controller, stopped and started again")
+        await asyncio.to_thread(stop_node, cluster, leader)
+        controller_restarts.append(leader)
+        await asyncio.to_thread(stack, cluster, "up", "kafka")
 
     pipeline = Pipeline("kafka-3-nodes", topic_prefix, runs.runs_dir(), plan)
-    findings = scenario.run("three Kafka nodes, one kill -9", pipeline, inject)
+    findings = scenario.run("three Kafka nodes: leader kill -9, controller restart", pipeline, inject)
     assert not findings, findings.text()
     assert len(killed) == 1 and killed[0][1] > 0, killed
+    assert len(controller_restarts) == 1, controller_restarts
 
     topics = run_topics(pipeline.prefix)
     assert any(t.endswith("-changelog") for t in topics), f"no changelog among {topics}"
