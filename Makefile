@@ -20,7 +20,7 @@ export SANDAN_KAFKA_NODES := $(KAFKA_NODES)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv proto setup up down status reset test demo clean test-faults test-faults-long ledger-sim fuzz bench-signatures
+.PHONY: help venv proto setup up down status reset test demo clean test-faults test-faults-long soak ledger-sim fuzz bench-signatures
 
 help:
 	@echo "make venv     .venv with sandan installed editable (plus test tools)"
@@ -34,6 +34,8 @@ help:
 	@echo "make test     up, then pytest (PYTEST_ARGS='$(PYTEST_ARGS)')"
 	@echo "make test-faults  crash, outage, fuzz and security tests on a private stack; ends with the fault table"
 	@echo "make test-faults-long  the long tier: each service killed 3 times in a run of its own at load (not CI)"
+	@echo "make soak     1,000,000 declarations through the pipeline, a random fault every 30 s, audited (hours; not CI)"
+	@echo "              [SOAK_DECLARATIONS=1000000 SOAK_RATE=<measured> SOAK_FAULT_EVERY=30 SOAK_SEED=N]"
 	@echo "make ledger-sim SEED=N [SEEDS=1 STEPS=30]  replay seeds of the simulated money ledger (tests/sim)"
 	@echo "make fuzz [FUZZ_SECONDS=600 FUZZ_TARGETS='ceb_xml submit worker']  coverage-guided fuzzing (atheris), growing tests/fuzz/corpus"
 	@echo "make demo     up, then sandan demo"
@@ -89,6 +91,18 @@ test-faults: setup
 
 test-faults-long: setup
 	$(VENV_PY) -m pytest tests/faults -m long $(PYTEST_ARGS)
+
+# The soak (tests/faults/soak.py; README, "Soak"): SOAK_DECLARATIONS through the whole pipeline on the
+# fault suite's private stack, a random fault every SOAK_FAULT_EVERY seconds of load, audited chunk by
+# chunk; progress every 30 s, the report in .local/faults/soak-report.{json,md}. SOAK_RATE empty:
+# half the rate measured by a burst, as the fault suite does. Hours at a million: never CI.
+SOAK_DECLARATIONS ?= 1000000
+SOAK_RATE ?=
+SOAK_FAULT_EVERY ?= 30
+SOAK_SEED ?=
+soak: setup
+	SOAK_DECLARATIONS="$(SOAK_DECLARATIONS)" SOAK_RATE="$(SOAK_RATE)" SOAK_FAULT_EVERY="$(SOAK_FAULT_EVERY)" \
+		SOAK_SEED="$(SOAK_SEED)" $(VENV_PY) -m tests.faults.soak
 
 # One seed (or SEEDS from it) of the simulated money ledger on the local Redis: the command a
 # failure of tests/sim/test_ledger_sim.py prints.

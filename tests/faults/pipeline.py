@@ -512,6 +512,9 @@ class Pipeline:
         self.services = Services(self.env, self.run_dir, plan.workers)
         self.faults = Faults()
         self.tokens = (self.parties.token, self.customs.token)
+        # the running load's submitter, tracker and document -> declaration map, for a caller's
+        # progress line (the soak, tests/faults/soak.py); set once the load starts
+        self.live: tuple[Submitter, Tracker, dict[str, str]] | None = None
         # one test identity per enterprise, made once for the whole suite and registered per scenario
         self.signers = SigningParties(runs_dir / "signing-parties")
 
@@ -555,6 +558,7 @@ class Pipeline:
         load.close()
         extra = Submitter(self.parties)
         tracker = Tracker(desk)
+        self.live = (load, tracker, decl_of)
         after = AfterSales(after_plan, extra, tracker, self.signers.sign)
         stop = asyncio.Event()
         tasks = [asyncio.create_task(c) for c in (load.run(), extra.run(), keep_desk(desk, stop))]
