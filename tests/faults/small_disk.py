@@ -7,7 +7,9 @@ conftest.py at the session's start and end).
 from __future__ import annotations
 
 import errno
+import shutil
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +34,33 @@ def mounted(folder: Path, size_mb: int):
         yield folder
     finally:
         _unmount(str(folder))
+
+
+@contextmanager
+def data_moved_onto(private, service: str, folder: Path, headroom_mb: int):
+    """A private-stack service's data ``folder`` on a tmpfs of its present size + ``headroom_mb``:
+    the service stopped, its data copied onto the mount, started; afterwards stopped again, its
+    data (what it wrote meanwhile) copied back onto the real disk, and started as before."""
+    private.down(service)
+    used_mb = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) // (1 << 20)
+    outside = Path(tempfile.mkdtemp(prefix=f"sandan-faults-{service}-"))
+    try:
+        shutil.copytree(folder, outside / "data", symlinks=True)
+        with mounted(folder, used_mb + headroom_mb):
+            shutil.copytree(outside / "data", folder, symlinks=True, dirs_exist_ok=True)
+            private.up()
+            try:
+                yield folder
+            finally:
+                private.down(service)
+                free(folder)
+                shutil.rmtree(outside / "data")
+                shutil.copytree(folder, outside / "data", symlinks=True)
+        shutil.rmtree(folder)
+        shutil.copytree(outside / "data", folder, symlinks=True)
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
+        private.up()
 
 
 def _unmount(point: str) -> None:

@@ -1,6 +1,7 @@
 """Disks that fill up under load (issue 20), on small filesystems the test mounts
 (``small_disk.py``: a tmpfs over the data folder, a filler file written until nothing is
-left, deleted again later).
+left, deleted again later): the workers' state folder, the Kafka broker's log directory and
+Redis's append-only file.
 
 The workers' state folder full (``SANDAN_LOCAL_DIR/state``: order_match's and returns' RocksDB
 tables): a worker that cannot keep its table must stop before committing anything that depends
@@ -8,10 +9,20 @@ on it (exit 70, started again by the supervisor, as often as it takes; also when
 open its stores) or wait, and once there is space again go on with nothing lost, duplicated or
 off its ledger. The workers' exits 70 are the expected outcome, so they are the only crashes
 allowed (the table counts the others and notes these).
+
+The Kafka log directory full: a broker whose only log directory fails stops (Kafka takes a
+failed directory offline until the broker starts again), so once there is space the broker is
+started again, as an operator would; the gateway answers UNAVAILABLE meanwhile and the workers
+wait. Nothing acknowledged may be lost.
+
+Redis's append-only file full: Redis refuses every write it cannot append (``MISCONF``) and
+takes them again by itself once it can; the workers wait (``streaming.transient``), the gateway
+answers UNAVAILABLE. Nothing may be lost, and no balance or quota may differ from its ledger.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 
 from tests.faults import scenario, small_disk
 from tests.faults.pipeline import WORKERS, Plan
@@ -51,5 +62,68 @@ def test_the_workers_state_folder_full_under_load_loses_nothing(private, topic_p
     TABLE.rows[-1].crashes = len(findings.crashes)
     TABLE.notes.append(f"disk full: workers exited 70 and were started again"
                        f" {sum('exited with 70' in c for c in allowed)} times while their disk was full (expected)")
+    assert filled["bytes"] > 0, "the filesystem was full before the filler"
+    assert not findings, findings.text()
+
+
+KAFKA_HEADROOM_MB = 96
+REDIS_HEADROOM_MB = 16
+
+
+def test_the_kafka_log_directory_full_under_load_loses_nothing(private, topic_prefix, rnd):
+    plan = Plan(load_s=20.0, **scenario.LONG_OUTAGE)
+    pipeline = scenario.pipeline("disk-kafka", private, topic_prefix, plan)
+    data = private.local_dir / "kafka" / "data"
+    filled, restarts = {}, []
+
+    async def inject(p):
+        await asyncio.sleep(rnd.uniform(3.0, 6.0))
+        p.faults.record("the Kafka log directory full")
+        filled["bytes"] = await asyncio.to_thread(small_disk.fill, data)
+        await asyncio.sleep(FULL_S)
+        small_disk.free(data)
+        p.faults.record("space back, the broker started again")
+        await asyncio.to_thread(private.restart, "kafka", 0.5)
+        asyncio.get_running_loop().create_task(keep_broker_up(private, restarts))  # till the run's loop closes
+
+    with small_disk.data_moved_onto(private, "kafka", data, KAFKA_HEADROOM_MB):
+        findings = scenario.run(f"disk full: the Kafka log directory, {FULL_S} s", pipeline, inject)
+    allowed = _split(findings, WORKERS)  # a worker meeting the broker's stop may exit 70 and be started again
+    TABLE.rows[-1].crashes = len(findings.crashes)
+    TABLE.notes.append(f"disk full (Kafka): workers exited 70 and were started again"
+                       f" {sum('exited with 70' in c for c in allowed)} times while the broker was away (expected);"
+                       f" the broker stopped again after its restart and was started by the watchdog {len(restarts)}"
+                       f" times")
+    assert filled["bytes"] > 0, "the filesystem was full before the filler"
+    assert not findings, findings.text()
+
+
+async def keep_broker_up(private, restarts: list[float]) -> None:
+    """An operator's supervisor (systemd's Restart=on-failure): a broker that recovered a failed
+    log directory may stop once more (Kafka 4.1 met a transaction index missing after its
+    recovery, here); it is started again, and the audit shows whether anything was lost."""
+    while True:
+        await asyncio.sleep(2.0)
+        if "kafka" not in await asyncio.to_thread(private.running):
+            restarts.append(time.monotonic())
+            await asyncio.to_thread(private.up)
+
+
+def test_the_redis_append_only_file_full_under_load_loses_nothing(private, topic_prefix, rnd):
+    plan = Plan(load_s=20.0, **scenario.LONG_OUTAGE)
+    pipeline = scenario.pipeline("disk-redis", private, topic_prefix, plan)
+    aof = private.local_dir / "redis" / "appendonlydir"
+    filled = {}
+
+    async def inject(p):
+        await asyncio.sleep(rnd.uniform(3.0, 6.0))
+        p.faults.record("Redis's append-only file full")
+        filled["bytes"] = await asyncio.to_thread(small_disk.fill, aof)
+        await asyncio.sleep(FULL_S)
+        small_disk.free(aof)
+        p.faults.record("space back")
+
+    with small_disk.data_moved_onto(private, "redis", aof, REDIS_HEADROOM_MB):
+        findings = scenario.run(f"disk full: Redis's append-only file, {FULL_S} s", pipeline, inject)
     assert filled["bytes"] > 0, "the filesystem was full before the filler"
     assert not findings, findings.text()
