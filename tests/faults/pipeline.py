@@ -25,6 +25,7 @@ with every record on the services' input partitions and what answers them (``acc
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import subprocess
 import sys
@@ -35,9 +36,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import grpc
-import redis.asyncio as aioredis
 
-from services.common import config, kafka_io, topics
+from services.common import config, kafka_io, redis_client, topics
 from services.common.avro import codec
 from services.common.ceb.writer import write_message
 from services.common.clock import now_ms
@@ -60,6 +60,7 @@ WORKERS = ("order-match", "tax-guarantee", "returns")
 COMMANDS = dict(runner.SERVICES)
 # Metrics are off (port 0): scenarios run one after another and must not fight over ports.
 METRICS_OFF = {f"SANDAN_{name}_METRICS_PORT": "0" for name in ("ORDER_MATCH", "TAX_GUARANTEE", "RETURNS", "GATEWAY")}
+REDIS_SETTINGS = ("SANDAN_REDIS_URL", "SANDAN_REDIS_SENTINELS", "SANDAN_REDIS_MASTER")
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
              grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN}
 
@@ -643,13 +644,7 @@ class Pipeline:
             stamps = [first_on_kafka[d["guid"]] for d in s.documents if d["guid"] in first_on_kafka]
             if stamps:
                 last_document_at[_set_decl(s)] = max(stamps)
-        client = aioredis.from_url(config.get("SANDAN_REDIS_URL"))
-        try:
-            namespace = f"sandan:{self.prefix}"
-            accounts = {a.assure_code: a.outstanding for a in await RedisAccountStore(client, namespace).accounts()}
-            quotas = {q: h.total or Decimal(0) for q, h in (await RedisQuotaHashes(client, namespace).read_all()).items()}
-        finally:
-            await client.aclose()
+        accounts, quotas = await self.redis_state()
         self.services.check()
         return Evidence(
             sets={_set_decl(s): s for s in sets}, expected=expected, submitted=set(entered_at),
@@ -660,6 +655,23 @@ class Pipeline:
             crashed=list(self.services.crashes), logs=self.services.logs(), reconnects=reconnects,
             refused_items=refused, restarts=dict(self.services.restarts), delivered_at=dict(desk.delivered.first_at),
             last_document_at=last_document_at, not_acted_on=accounting.not_acted_on(inputs, found))
+
+    async def redis_state(self) -> tuple[dict, dict]:
+        """The scenario's balances (assureCode -> outstanding) and quotas ((buyer key, year) -> total)
+        as Redis holds them. The client is made as the services make theirs (``redis_client``, from
+        this process's settings, which ``service_env`` copies): behind Sentinels the audit reads the
+        primary they name, the one the services wrote to, not ``SANDAN_REDIS_URL``'s server."""
+        # Redis settings given to the services alone (Pipeline(**env)) would have the audit read another Redis.
+        apart = sorted(k for k in REDIS_SETTINGS if self.env.get(k) != os.environ.get(k))
+        assert not apart, f"{apart} differ between this process and its services: set them in the environment"
+        client = redis_client.connect()
+        try:
+            namespace = f"sandan:{self.prefix}"
+            accounts = {a.assure_code: a.outstanding for a in await RedisAccountStore(client, namespace).accounts()}
+            quotas = {q: h.total or Decimal(0) for q, h in (await RedisQuotaHashes(client, namespace).read_all()).items()}
+        finally:
+            await client.aclose()
+        return accounts, quotas
 
     def sandan(self, *args: str) -> tuple[int, str]:
         """A `sandan` command against this scenario's topics and keys: (exit code, output)."""
