@@ -12,6 +12,8 @@ import os
 import re
 from fractions import Fraction
 
+import pytest
+
 from tests.faults.audit import Findings, audit, in_flight, p99_through_faults, sustained_rate
 from tests.faults.pipeline import Pipeline, Plan
 from tests.faults.table import TABLE, Row
@@ -80,6 +82,16 @@ LONG_OUTAGE = dict(match_timeout_s=300, incomplete=False)
 def pipeline(slug: str, private, topic_prefix: str, plan: Plan | None = None, **env: str) -> Pipeline:
     """A pipeline with its own topics and keys (``<session prefix><slug>-``) on the private stack."""
     return Pipeline(slug, topic_prefix, private.runs_dir(), plan or Plan(), **env)
+
+
+# Scenarios whose run at load is in the long tier only (CI's hour cannot hold every scenario at
+# 20,000 declarations): CI runs them with the small paced load, `make test-faults-long` at load.
+SIZES = [pytest.param("small"), pytest.param("at-load", marks=pytest.mark.long)]
+
+
+def sized(size: str, private, topic_prefix: str, **plan) -> Plan:
+    """The plan of a scenario run in both tiers (``SIZES``): at load, or the small paced load."""
+    return at_load(private, topic_prefix, **plan) if size == "at-load" else Plan(**plan)
 
 
 def at_load(private, topic_prefix: str, **plan) -> Plan:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from services.common import config
 from tests.faults import scenario
 from tests.faults.pipeline import WORKERS
 
 
-def test_a_worker_leaving_and_rejoining_loses_and_duplicates_nothing(private, topic_prefix, rnd):
+@pytest.mark.parametrize("size", scenario.SIZES)
+def test_a_worker_leaving_and_rejoining_loses_and_duplicates_nothing(size, private, topic_prefix, rnd):
     away_s = config.get_int("SANDAN_SESSION_TIMEOUT") + 4  # long enough for the group to rebalance without it
     leaving = [f"{name}-2" for name in WORKERS]
-    plan = scenario.at_load(private, topic_prefix, workers={name: 2 for name in WORKERS}, **scenario.LONG_OUTAGE)
+    plan = scenario.sized(size, private, topic_prefix, workers={name: 2 for name in WORKERS}, **scenario.LONG_OUTAGE)
 
     async def inject(p):
         await asyncio.sleep(scenario.moment(plan, rnd, 0.1, 0.3))

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.faults import scenario
 from tests.faults.pipeline import WORKERS
 
 
-def test_redis_restarted_mid_load_replays_its_append_only_file(private, topic_prefix, rnd):
-    plan = scenario.at_load(private, topic_prefix)
+@pytest.mark.parametrize("size", scenario.SIZES)
+def test_redis_restarted_mid_load_replays_its_append_only_file(size, private, topic_prefix, rnd):
+    plan = scenario.sized(size, private, topic_prefix)
 
     async def inject(p):
         for _ in range(2):
@@ -23,11 +26,12 @@ def test_redis_restarted_mid_load_replays_its_append_only_file(private, topic_pr
     assert not findings, findings.text()
 
 
-def test_redis_wiped_mid_load_is_rebuilt_from_the_ledger_and_the_verdicts(private, topic_prefix, rnd):
+@pytest.mark.parametrize("size", scenario.SIZES)
+def test_redis_wiped_mid_load_is_rebuilt_from_the_ledger_and_the_verdicts(size, private, topic_prefix, rnd):
     """The drill for a lost Redis: stop the workers, rebuild balances from guarantee.ledger and
     quotas from the verdicts (`sandan guarantee|quota rebuild --repair`), start them again.
     The gateway keeps taking documents meanwhile; they wait on Kafka."""
-    plan = scenario.at_load(private, topic_prefix, **scenario.LONG_OUTAGE)
+    plan = scenario.sized(size, private, topic_prefix, **scenario.LONG_OUTAGE)
 
     async def inject(p):
         await asyncio.sleep(scenario.moment(plan, rnd, 0.2, 0.6))
