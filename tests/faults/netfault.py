@@ -22,7 +22,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-TAG = "sandan-faults"
+from tests.faults.small_disk import tag_of
+
+# Rules and cgroups carry this checkout's tag: a fault suite's clean-up must never remove those of
+# another checkout's suite running on the same machine.
+TAG = tag_of("sandan-faults")
 CGROUP_ROOT = Path("/sys/fs/cgroup/unified")
 
 
@@ -160,7 +164,8 @@ def cleanup() -> list[str]:
         listing = subprocess.run(["iptables", "-w", "5", "-t", table, "-S", "OUTPUT"], capture_output=True, text=True,
                                  timeout=30, check=False).stdout
         for line in listing.splitlines():
-            if f"--comment {TAG}" in line and line.startswith("-A "):
+            words = line.split()
+            if line.startswith("-A ") and any(a == "--comment" and b == TAG for a, b in zip(words, words[1:])):
                 subprocess.run(["iptables", "-w", "5", "-t", table, "-D", *line.split()[1:]], capture_output=True,
                                timeout=30, check=False)
                 removed.append(f"{table}: {line}")

@@ -7,14 +7,28 @@ conftest.py at the session's start and end).
 from __future__ import annotations
 
 import errno
+import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-TAG = "sandan-faults-disk"
+from services.common import config
+
+# Mounts carry this checkout's tag: a clean-up unmounts only its own suite's, never another
+# checkout's running on the same machine (then its filler would fill the real disk).
+def tag_of(kind: str, root: Path = config.PROJECT_ROOT) -> str:
+    return f"{kind}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
+
+
+TAG = tag_of("sandan-faults-disk")
 FILLER = ".filler"
+
+
+class NotASmallDisk(RuntimeError):
+    """The folder to fill is not this module's small filesystem: filling it would fill a real disk."""
 
 
 def _mounts() -> list[str]:
@@ -69,11 +83,18 @@ def _unmount(point: str) -> None:
 
 
 def fill(folder: Path) -> int:
-    """Writes a filler file until the filesystem is full; returns its size in bytes."""
+    """Writes a filler file until the filesystem is full; returns its size in bytes. Only on a
+    filesystem of this module's mounted right at ``folder``, and never more than its size."""
+    if str(folder) not in _mounts():
+        raise NotASmallDisk(f"{folder} is not a small filesystem of this suite (mounted: {_mounts()})")
+    stats = os.statvfs(folder)
+    limit = stats.f_blocks * stats.f_frsize
     written = 0
     chunk = b"\0" * (1 << 16)
     with open(folder / FILLER, "wb", buffering=0) as out:
         while True:
+            if written >= limit:
+                raise NotASmallDisk(f"{folder} took {written} bytes, its whole size, and is still not full")
             try:
                 written += out.write(chunk)
             except OSError as exc:
