@@ -35,7 +35,7 @@ help:
 	@echo "make test-faults  crash, outage, fuzz and security tests on a private stack; ends with the fault table"
 	@echo "make test-faults-long  the long tier at load: Redis restart/wipe, rebalance, each service killed 3 times (not CI)"
 	@echo "make soak     1,000,000 declarations through the pipeline, a random fault every 30 s, audited (hours; not CI)"
-	@echo "              [SOAK_DECLARATIONS=1000000 SOAK_RATE=<measured> SOAK_FAULT_EVERY=30 SOAK_SEED=N]"
+	@echo "              [SOAK_DECLARATIONS=1000000 SOAK_RATE=<measured> SOAK_FAULT_EVERY=30 SOAK_SEED=N SOAK_RESUME=1]"
 	@echo "make ledger-sim SEED=N [SEEDS=1 STEPS=30]  replay seeds of the simulated money ledger (tests/sim)"
 	@echo "make fuzz [FUZZ_SECONDS=600 FUZZ_TARGETS='ceb_xml submit worker']  coverage-guided fuzzing (atheris), growing tests/fuzz/corpus"
 	@echo "make demo     up, then sandan demo"
@@ -101,9 +101,10 @@ SOAK_DECLARATIONS ?= 1000000
 SOAK_RATE ?=
 SOAK_FAULT_EVERY ?= 30
 SOAK_SEED ?=
+SOAK_RESUME ?=
 soak: setup
 	SOAK_DECLARATIONS="$(SOAK_DECLARATIONS)" SOAK_RATE="$(SOAK_RATE)" SOAK_FAULT_EVERY="$(SOAK_FAULT_EVERY)" \
-		SOAK_SEED="$(SOAK_SEED)" $(VENV_PY) -m tests.faults.soak
+		SOAK_SEED="$(SOAK_SEED)" SOAK_RESUME="$(SOAK_RESUME)" $(VENV_PY) -m tests.faults.soak
 
 # One seed (or SEEDS from it) of the simulated money ledger on the local Redis: the command a
 # failure of tests/sim/test_ledger_sim.py prints.

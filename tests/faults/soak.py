@@ -38,6 +38,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from tests.faults import private_stack
@@ -49,8 +50,9 @@ from services.common import config  # noqa: E402 - after the private stack's set
 from tests.faults import pipeline as pipeline_mod, scenario  # noqa: E402
 from tests.faults.audit import audit, exposed, in_flight  # noqa: E402
 from tests.faults.pipeline import WORKERS, Pipeline, Plan  # noqa: E402
-from tests.faults.soak_plan import (BAD, COLUMNS, PROGRESS_EVERY_S, SAMPLES, Fault, Settings, chunks, eta_s,  # noqa: E402
-                                    hms, p99, render_lines, render_markdown, schedule, settings, window)
+from tests.faults.soak_plan import (BAD, COLUMNS, PROGRESS_EVERY_S, SAMPLES, Fault, Settings, checkpoint,  # noqa: E402
+                                    chunk_name, chunks, eta_s, hms, p99, render_lines, render_markdown, resumed,
+                                    schedule, settings, window)
 
 
 @dataclass
@@ -118,11 +120,13 @@ class Progress(threading.Thread):
 
 
 def run_chunk(index: int, count: int, s: Settings, rate: float, offset_s: float, faults: list[Fault],
-              private, prefix: str, progress: Progress, totals: Totals) -> None:
+              private, prefix: str, progress: Progress, totals: Totals, name: str,
+              started: Callable[[str], None]) -> None:
     began = time.monotonic()
     plan = Plan(count=count, seed=s.seed * 1000 + index, rate=rate, workers={name: 2 for name in WORKERS},
                 **scenario.LONG_OUTAGE)
-    p = Pipeline(f"c{index}", prefix, private.runs_dir(), plan)
+    p = Pipeline(name, prefix, private.runs_dir(), plan)
+    started(p.prefix)
     mine = window(faults, offset_s, offset_s + plan.duration_s)
 
     async def inject(pipe: Pipeline) -> None:
@@ -184,22 +188,42 @@ def forget_load(private) -> None:
 
 
 def main() -> int:
-    s = settings(dict(os.environ))
     private = private_stack.PrivateStack(SETTINGS)
+    state_path = private.local_dir / "soak-state.json"
+    resume = (os.environ.get("SOAK_RESUME") or "").strip() in ("1", "yes", "true")
+    if resume:
+        if not state_path.exists():
+            print(f"[soak] SOAK_RESUME=1 but there is no soak to resume ({state_path} not found)", file=sys.stderr)
+            return 2
+        s, saved = resumed(json.loads(state_path.read_text()))
+        print(f"[soak] resuming the soak of SOAK_SEED={s.seed} after {saved['done']} audited chunks (its own"
+              f" settings; SOAK_* of the environment do not apply to it)", flush=True)
+    else:
+        s, saved = settings(dict(os.environ)), None
     before = private.running()
     if not before:  # as the suite does: an empty broker restarts in seconds, one full of old runs does not
         private.reset()
-        shutil.rmtree(private.runs_dir(), ignore_errors=True)
+        if saved is None:  # a resumed soak keeps the logs of its audited chunks
+            shutil.rmtree(private.runs_dir(), ignore_errors=True)
     private.up()
-    prefix = f"soak{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}-"
-    totals = Totals()
+    if saved is None:
+        prefix, totals, resumes, done = f"soak{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}-", Totals(), 0, 0
+    else:
+        prefix, resumes, done = saved["prefix"], saved["resumes"] + 1, saved["done"]
+        totals = Totals(**saved["totals"])
+        totals.notes.append(f"resumed after chunk {done} (resume {resumes}): a chunk cut short is run again whole")
+        if saved["running"]:  # the chunk cut short: its topics and keys would only take room
+            from services.tools import runs
+            runs.forget(saved["running"])
     progress = Progress(s.declarations, totals)
     out_dir = private.local_dir
     complete = False
     rate_line = ""
     progress.start()
     try:
-        if s.rate:
+        if saved is not None:
+            rate, rate_line = saved["rate"], saved["rate_line"]
+        elif s.rate:
             rate, rate_line = s.rate, f"offered {s.rate:g} declarations/s (SOAK_RATE, not measured)"
         else:
             progress.chunk = "measuring the sustained rate"
@@ -215,19 +239,34 @@ def main() -> int:
         print(f"[soak] SOAK_SEED={s.seed}: {s.declarations} declarations in {len(sizes)} chunks of up to {s.chunk}"
               f" at {rate:g}/s, {len(faults)} faults planned (one every {s.fault_every_s:g} s of load);"
               f" {rate_line}", flush=True)
-        offset = 0.0
+        offset = saved["offset_s"] if saved is not None else 0.0
+
+        def save(running: str = "") -> None:
+            state = checkpoint(s, rate, rate_line, prefix, done, offset, asdict(totals), resumes, running)
+            partial = state_path.with_suffix(".json.part")  # renamed over the last one: never half written
+            partial.write_text(json.dumps(state) + "\n")
+            partial.replace(state_path)
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save()
         for index, count in enumerate(sizes, 1):
+            if index <= done:
+                continue
             progress.chunk = f"chunk {index}/{len(sizes)}"
-            run_chunk(index, count, s, rate, offset, faults, private, prefix, progress, totals)
+            run_chunk(index, count, s, rate, offset, faults, private, prefix, progress, totals,
+                      chunk_name(index, resumes), save)
             offset += count / rate
+            done = index
+            save()
         complete = True
     finally:
         progress.stopped.set()
         row = totals.row()
         clean = totals.clean() and complete
+        notes = list(totals.notes)
         if not complete:
-            totals.notes.append("the soak did not run to the end (interrupted or a harness error): the figures are"
-                                " those of the chunks audited so far")
+            notes.append(f"the soak did not run to the end (interrupted or a harness error): the figures are those"
+                         f" of the {done} chunks audited so far; SOAK_RESUME=1 make soak goes on from chunk {done + 1}")
         lines = render_lines(row, rate_line, clean)
         print("\n".join(["", f"sandan soak report (SOAK_SEED={s.seed})", *lines]), flush=True)
         for kind, items in totals.findings.items():
@@ -235,14 +274,15 @@ def main() -> int:
                 print(f"{kind}: {item}")
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "soak-report.json").write_text(
-            json.dumps(report_json(row, rate_line, clean, s, totals, complete), indent=2) + "\n")
-        (out_dir / "soak-report.md").write_text(render_markdown(row, rate_line, clean, s, totals.notes))
+            json.dumps(report_json(row, rate_line, clean, s, totals, complete) | {"notes": notes,
+                                                                                  "resumes": resumes}, indent=2)
+            + "\n")
+        (out_dir / "soak-report.md").write_text(render_markdown(row, rate_line, clean, s, notes))
         print(f"written: {out_dir / 'soak-report.json'}, {out_dir / 'soak-report.md'}")
         started = sorted(private.running() - before)
         if started:
             private.down(*started)
     return 0 if clean else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -144,3 +144,33 @@ def _cells(row: dict) -> dict[str, str]:
     cells["offered"] = f"{row['offered']:.0f}" if row["offered"] else "-"
     cells["seconds"] = f"{row['seconds']:.1f}"
     return cells
+
+
+CHECKPOINT_VERSION = 1
+
+
+def checkpoint(s: Settings, rate: float, rate_line: str, prefix: str, done: int, offset_s: float, totals: dict,
+               resumes: int, running: str = "") -> dict:
+    """What a soak writes after every audited chunk (and, as ``running``, the prefix of the chunk
+    it starts), so ``SOAK_RESUME=1`` can go on from the next chunk after an interruption: a chunk
+    is audited only whole, so one cut short is run again from its start under a new prefix."""
+    return {"version": CHECKPOINT_VERSION, "settings": {f: getattr(s, f) for f in Settings.__dataclass_fields__},
+            "rate": rate, "rate_line": rate_line, "prefix": prefix, "done": done, "offset_s": offset_s,
+            "totals": totals, "resumes": resumes, "running": running}
+
+
+def resumed(saved: dict) -> tuple[Settings, dict]:
+    """The settings of a saved soak (those of the environment do not apply to it) and the
+    checkpoint checked: a file of another version or with a chunk count past the soak's end is
+    refused rather than resumed into nonsense."""
+    if saved.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"soak checkpoint version {saved.get('version')!r}, this soak writes {CHECKPOINT_VERSION}")
+    s = Settings(**saved["settings"])
+    if not 0 <= saved["done"] <= len(chunks(s.declarations, s.chunk)) or saved["rate"] <= 0:
+        raise ValueError(f"soak checkpoint does not fit its settings: done {saved['done']}, rate {saved['rate']}")
+    return s, saved
+
+
+def chunk_name(index: int, resumes: int) -> str:
+    """A chunk's pipeline name: a chunk run again after a resume gets topics and keys of its own."""
+    return f"c{index}" if resumes == 0 else f"c{index}r{resumes}"

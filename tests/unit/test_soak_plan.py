@@ -106,3 +106,31 @@ def test_the_markdown_report_is_a_table_with_the_settings_and_notes():
     assert lines[head + 1] == "|" + "|".join("---:" for _ in COLUMNS) + "|"
     assert lines[head + 2] == "| 100 | 3000 | 2 | 150 | 0 | 0 | 0 | 0 | 0 | 2345 | 71.3 |"
     assert "SOAK_SEED=4" in text and "**yes**" in text and "- chunk 1: fine" in text
+
+
+def test_a_checkpoint_round_trips_through_json_and_keeps_the_soaks_settings():
+    import json
+    s = Settings(100_000, 95.0, 30.0, 11, 20_000)
+    saved = json.loads(json.dumps(soak_plan.checkpoint(s, 95.0, "offered 95/s", "soakX-", 2, 421.05,
+                                                       {"declarations": 40_000}, 1, running="soakX-c3r1-")))
+    back, state = soak_plan.resumed(saved)
+    assert back == s
+    assert (state["done"], state["offset_s"], state["totals"], state["resumes"], state["running"]) == \
+        (2, 421.05, {"declarations": 40_000}, 1, "soakX-c3r1-")
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused():
+    s = Settings(40_000, 95.0, 30.0, 11, 20_000)
+    good = soak_plan.checkpoint(s, 95.0, "", "p-", 2, 0.0, {}, 0)
+    assert soak_plan.resumed(good)[1]["done"] == 2
+    with pytest.raises(ValueError):
+        soak_plan.resumed(dict(good, done=3))  # two chunks only
+    with pytest.raises(ValueError):
+        soak_plan.resumed(dict(good, version=0))
+    with pytest.raises(ValueError):
+        soak_plan.resumed(dict(good, rate=0))
+
+
+def test_a_chunk_run_again_after_a_resume_has_a_name_of_its_own():
+    assert soak_plan.chunk_name(3, 0) == "c3"
+    assert soak_plan.chunk_name(3, 1) == "c3r1" != soak_plan.chunk_name(3, 2)
