@@ -161,6 +161,11 @@ class PartitionWorker:
             except ProducerFenced as exc:  # in aiokafka's coordinator task: the batch loop would not see it
                 self.guard.on_fenced(exc)
                 raise
+            except Exception:
+                fenced = self.fenced_underneath()
+                if fenced is not None:
+                    self.guard.on_fenced(fenced)
+                raise
             await self._stop_restoring()
             self.partitions = frozenset()
             for table in self.tables:
@@ -246,11 +251,33 @@ class PartitionWorker:
         except ProducerFenced as exc:
             self.guard.on_fenced(exc)
         except Exception as exc:  # noqa: BLE001 - a bug or an unexpected fault: start again from the commit
-            await self.guard.on_handler_error(self, exc)
+            await self.failed(exc)
         finally:
             for task in tasks:
                 task.cancel()
             await self._stop_restoring()
+
+    async def failed(self, exc: BaseException) -> None:
+        """The batch loop raised: the fencing seen late exits as the fencing, anything else as a
+        handler failure (both 70; the log says which)."""
+        fenced = self.fenced_underneath()
+        if fenced is not None:
+            self.guard.on_fenced(fenced)
+        else:
+            await self.guard.on_handler_error(self, exc)
+
+    def fenced_underneath(self) -> BaseException | None:
+        """The fencing, when a task's producer met it in its sender first: aiokafka then keeps the
+        ProducerFenced as the transaction's end and refuses later sends, offsets or commits with
+        an IllegalOperation that does not say why."""
+        for producer in self._tasks.values():
+            manager = getattr(producer, "_txn_manager", None)  # aiokafka's, not public: looked up defensively
+            if manager is None or not manager.is_fatal_error():
+                continue
+            ended = manager.wait_for_transaction_end()
+            if ended.done() and not ended.cancelled() and isinstance(ended.exception(), ProducerFenced):
+                return ended.exception()
+        return None
 
     def _stop(self) -> None:
         self._stopping = True  # nothing is committed from now on

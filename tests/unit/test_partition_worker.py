@@ -132,3 +132,51 @@ def test_a_record_a_timer_sends_during_the_flush_waits_for_the_next_commit(tmp_p
     assert codes == [] and len(w.consumer.commits) == 1
     assert len(w._in_flight) == 1
     table.close()
+
+
+def _task_producer(end: BaseException | None):
+    """A task producer as aiokafka leaves it: its transaction manager in a transaction, and, with
+    ``end``, turned fatal by its sender (which keeps the error as the transaction's end)."""
+    from types import SimpleNamespace
+
+    from aiokafka.producer.transaction_manager import TransactionManager
+    manager = TransactionManager("unit-2", 60_000)
+    manager.set_pid_and_epoch(7, 0)
+    manager.begin_transaction()
+    if end is not None:
+        manager.fatal_error(end)
+        manager.wait_for_transaction_end().exception()  # retrieved, as the worker does
+    return SimpleNamespace(_txn_manager=manager)
+
+
+def test_a_fencing_met_first_by_a_producers_sender_exits_as_fenced_not_as_a_handler_failure(tmp_path, caplog):
+    from aiokafka.errors import IllegalOperation, KafkaConnectionError, ProducerFenced
+
+    async def go() -> list[int]:
+        w, codes, _ = worker(tmp_path, fail=False)
+        w._tasks = {1: _task_producer(None), 2: _task_producer(ProducerFenced())}
+        assert isinstance(w.fenced_underneath(), ProducerFenced)
+
+        with pytest.raises(Exited):  # the batch loop's next offsets call, after the sender's fencing
+            await w.failed(IllegalOperation("Not in the middle of a transaction"))
+        return codes
+
+    assert asyncio.run(go()) == [CRASHED]
+    assert any(r.levelname == "CRITICAL" and r.getMessage().startswith("fenced") for r in caplog.records)
+    caplog.clear()
+
+    async def bug() -> list[int]:  # the same error without a fenced producer is the handler's failure
+        w, codes, _ = worker(tmp_path, fail=False)
+        w._tasks = {2: _task_producer(None)}
+        with pytest.raises(Exited):
+            await w.failed(IllegalOperation("Not in the middle of a transaction"))
+        return codes
+    assert asyncio.run(bug()) == [CRASHED]
+    assert any(r.levelname == "CRITICAL" and "failed" in r.getMessage() for r in caplog.records)
+    assert not any(r.getMessage().startswith("fenced") for r in caplog.records)
+
+    async def other() -> None:  # a sender failing for another reason is no fencing
+        w, _, _ = worker(tmp_path, fail=False)
+        w._tasks = {2: _task_producer(KafkaConnectionError()), 3: _task_producer(None)}
+        assert w.fenced_underneath() is None
+    asyncio.run(other())
