@@ -45,11 +45,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, ProducerFenced
 
-from services.common import config, kafka_security, streaming
+from services.common import aiokafka_fixes, config, kafka_security, streaming
 from services.common.changelog_table import ChangelogTable
 from services.common.worker_exit import WorkerExit
 
 log = logging.getLogger("sandan.worker")
+aiokafka_fixes.apply()  # before any producer exists
 
 Handler = Callable[[list], Awaitable[None]]
 LAG_INTERVAL_S = 5.0
