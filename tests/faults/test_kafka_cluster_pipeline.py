@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka.admin import ConfigResource, ConfigResourceType
 
 from services.common import config, kafka_io
 from services.common.partition_worker import PartitionWorker
@@ -32,6 +31,7 @@ from services.gateway.kafka_bridge import KafkaPublisher
 from tests.faults import private_stack, scenario
 from tests.faults.pipeline import Pipeline
 from tests.faults.test_kafka_cluster import NODES, kill_node
+from tests.faults.topic_configs import topic_configs
 from tests.local_ports import free_base, stack
 
 REDIS_OFFSET = 40  # Redis's port: the cluster's base port + this
@@ -121,8 +121,7 @@ def replication_of(topics: list[str]) -> dict[str, tuple[str, set]]:
     """Topic -> (min.insync.replicas, the set of replica lists and ISRs of its partitions)."""
     admin = kafka_io.admin()
     try:
-        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics],
-                                         config_filter="all")["topic"]
+        configs = topic_configs(admin, topics)
         found = {}
         for topic in admin.describe_topics(topics):
             shapes = {(tuple(sorted(p["replica_nodes"])), tuple(sorted(p["isr_nodes"]))) for p in topic["partitions"]}
