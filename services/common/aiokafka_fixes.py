@@ -17,7 +17,6 @@ from aiokafka.errors import KafkaError
 from aiokafka.producer import sender as _sender
 
 log = logging.getLogger("sandan.worker")
-_PATCHED = "_sandan_retries_retriable_lookups"
 
 
 def retriable_cause(err: BaseException) -> bool:
@@ -29,7 +28,7 @@ def retriable_cause(err: BaseException) -> bool:
 def apply() -> None:
     """Once per process; the sender's own lookup is kept and called, only wrapped."""
     sender_class = _sender.Sender
-    if getattr(sender_class, _PATCHED, False):
+    if hasattr(sender_class, "_sandan_upstream_find_coordinator"):
         return
     lookup = sender_class._find_coordinator
 
@@ -44,6 +43,5 @@ def apply() -> None:
                 await self.client.force_metadata_update()
                 await asyncio.sleep(self._retry_backoff)
 
-    sender_class._sandan_upstream_find_coordinator = lookup  # for the test that watches upstream
+    sender_class._sandan_upstream_find_coordinator = lookup  # marks it done; the test watching upstream calls it
     sender_class._find_coordinator = find_coordinator
-    setattr(sender_class, _PATCHED, True)

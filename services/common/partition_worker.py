@@ -159,11 +159,8 @@ class PartitionWorker:
                          sorted({tp.partition for tp in revoked}))
             try:
                 await self._commit()
-            except ProducerFenced as exc:  # in aiokafka's coordinator task: the batch loop would not see it
-                self.guard.on_fenced(exc)
-                raise
-            except Exception:
-                fenced = self.fenced_underneath()
+            except Exception as exc:  # in aiokafka's coordinator task: the batch loop would not see it
+                fenced = self.fencing(exc)
                 if fenced is not None:
                     self.guard.on_fenced(fenced)
                 raise
@@ -249,8 +246,6 @@ class PartitionWorker:
         log.info("%s: worker %s consuming %s", self.group, self.instance, ", ".join(self.inputs))
         try:
             await self._loop(handle)
-        except ProducerFenced as exc:
-            self.guard.on_fenced(exc)
         except Exception as exc:  # noqa: BLE001 - a bug or an unexpected fault: start again from the commit
             await self.failed(exc)
         finally:
@@ -259,18 +254,20 @@ class PartitionWorker:
             await self._stop_restoring()
 
     async def failed(self, exc: BaseException) -> None:
-        """The batch loop raised: the fencing seen late exits as the fencing, anything else as a
-        handler failure (both 70; the log says which)."""
-        fenced = self.fenced_underneath()
+        """The batch loop raised: a fencing exits as the fencing, anything else as a handler
+        failure (both 70; the log says which)."""
+        fenced = self.fencing(exc)
         if fenced is not None:
             self.guard.on_fenced(fenced)
         else:
             await self.guard.on_handler_error(self, exc)
 
-    def fenced_underneath(self) -> BaseException | None:
-        """The fencing, when a task's producer met it in its sender first: aiokafka then keeps the
-        ProducerFenced as the transaction's end and refuses later sends, offsets or commits with
-        an IllegalOperation that does not say why."""
+    def fencing(self, exc: BaseException) -> BaseException | None:
+        """The fencing behind ``exc``: itself, or, when a task's producer met it in its sender
+        first, the ProducerFenced aiokafka keeps as the transaction's end (it then refuses later
+        sends, offsets or commits with an IllegalOperation that does not say why)."""
+        if isinstance(exc, ProducerFenced):
+            return exc
         for producer in self._tasks.values():
             manager = getattr(producer, "_txn_manager", None)  # aiokafka's, not public: looked up defensively
             if manager is None or not manager.is_fatal_error():

@@ -82,9 +82,10 @@ class Totals:
         return all(getattr(self, name) == 0 for name in BAD)
 
 
-def report_json(row: dict, rate_line: str, clean: bool, s: Settings, totals: Totals, complete: bool) -> dict:
+def report_json(row: dict, rate_line: str, clean: bool, s: Settings, totals: Totals, complete: bool,
+                notes: list[str], resumes: int) -> dict:
     return {"settings": asdict(s), "rate": rate_line, "row": row, "clean": clean, "complete": complete,
-            "findings": totals.findings, "notes": totals.notes}
+            "resumes": resumes, "findings": totals.findings, "notes": notes}
 
 
 class Progress(threading.Thread):
@@ -120,12 +121,12 @@ class Progress(threading.Thread):
 
 
 def run_chunk(index: int, count: int, s: Settings, rate: float, offset_s: float, faults: list[Fault],
-              private, prefix: str, progress: Progress, totals: Totals, name: str,
+              private, prefix: str, progress: Progress, totals: Totals, chunk: str,
               started: Callable[[str], None]) -> None:
     began = time.monotonic()
     plan = Plan(count=count, seed=s.seed * 1000 + index, rate=rate, workers={name: 2 for name in WORKERS},
                 **scenario.LONG_OUTAGE)
-    p = Pipeline(name, prefix, private.runs_dir(), plan)
+    p = Pipeline(chunk, prefix, private.runs_dir(), plan)
     started(p.prefix)
     mine = window(faults, offset_s, offset_s + plan.duration_s)
 
@@ -274,15 +275,14 @@ def main() -> int:
                 print(f"{kind}: {item}")
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "soak-report.json").write_text(
-            json.dumps(report_json(row, rate_line, clean, s, totals, complete) | {"notes": notes,
-                                                                                  "resumes": resumes}, indent=2)
-            + "\n")
+            json.dumps(report_json(row, rate_line, clean, s, totals, complete, notes, resumes), indent=2) + "\n")
         (out_dir / "soak-report.md").write_text(render_markdown(row, rate_line, clean, s, notes))
         print(f"written: {out_dir / 'soak-report.json'}, {out_dir / 'soak-report.md'}")
         started = sorted(private.running() - before)
         if started:
             private.down(*started)
     return 0 if clean else 1
+
 
 if __name__ == "__main__":
     sys.exit(main())

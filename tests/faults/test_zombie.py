@@ -39,7 +39,7 @@ from tests.faults.table import TABLE
 FENCED = 70
 # How a woken zombie says it was fenced (worker_exit.on_fenced): also when its producer's sender
 # met the fencing first and the batch loop's next send, offsets or commit only got aiokafka's
-# IllegalOperation (partition_worker.fenced_underneath finds the ProducerFenced behind it).
+# IllegalOperation (partition_worker.fencing finds the ProducerFenced behind it).
 FENCING = ("CRITICAL sandan.worker: fenced: ",)
 ONGOING = "Ongoing"  # kafka-python's TransactionState value
 EXIT_WAIT_S = 90  # only bounds a failure: a woken zombie learns of the takeover within seconds

@@ -155,7 +155,7 @@ def test_a_fencing_met_first_by_a_producers_sender_exits_as_fenced_not_as_a_hand
     async def go() -> list[int]:
         w, codes, _ = worker(tmp_path, fail=False)
         w._tasks = {1: _task_producer(None), 2: _task_producer(ProducerFenced())}
-        assert isinstance(w.fenced_underneath(), ProducerFenced)
+        assert isinstance(w.fencing(IllegalOperation("Not in the middle of a transaction")), ProducerFenced)
 
         with pytest.raises(Exited):  # the batch loop's next offsets call, after the sender's fencing
             await w.failed(IllegalOperation("Not in the middle of a transaction"))
@@ -178,5 +178,5 @@ def test_a_fencing_met_first_by_a_producers_sender_exits_as_fenced_not_as_a_hand
     async def other() -> None:  # a sender failing for another reason is no fencing
         w, _, _ = worker(tmp_path, fail=False)
         w._tasks = {2: _task_producer(KafkaConnectionError()), 3: _task_producer(None)}
-        assert w.fenced_underneath() is None
+        assert w.fencing(IllegalOperation("Not in the middle of a transaction")) is None
     asyncio.run(other())
