@@ -50,6 +50,7 @@ from services.common import config  # noqa: E402 - after the private stack's set
 from tests.faults import pipeline as pipeline_mod, scenario  # noqa: E402
 from tests.faults.audit import audit, exposed, in_flight  # noqa: E402
 from tests.faults.pipeline import WORKERS, Pipeline, Plan  # noqa: E402
+from tests.faults.soak_control import hold_the_stack, stop_like_ctrl_c  # noqa: E402
 from tests.faults.soak_plan import (BAD, COLUMNS, PROGRESS_EVERY_S, SAMPLES, Fault, Settings, checkpoint,  # noqa: E402
                                     chunk_name, chunks, eta_s, hms, p99, render_lines, render_markdown, resumed,
                                     schedule, settings, window)
@@ -190,6 +191,10 @@ def forget_load(private) -> None:
 
 def main() -> int:
     private = private_stack.PrivateStack(SETTINGS)
+    lock = hold_the_stack(private.local_dir)
+    if lock is None:
+        return 2
+    stop_like_ctrl_c()
     state_path = private.local_dir / "soak-state.json"
     resume = (os.environ.get("SOAK_RESUME") or "").strip() in ("1", "yes", "true")
     if resume:
@@ -285,4 +290,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the report and the checkpoint are written by then (main's finally)
+        print("[soak] interrupted: SOAK_RESUME=1 make soak goes on from the next chunk", file=sys.stderr)
+        sys.exit(130)
