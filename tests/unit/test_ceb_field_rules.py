@@ -183,6 +183,31 @@ def test_significant_digits_count_towards_the_nineteen():
         order.convert("12345678901234567890")
 
 
+INT_FIELDS = [(code, spec_entity, f.name)
+              for code in INPUTS
+              for spec_entity in filter(None, (MESSAGE_TYPES[code].head, MESSAGE_TYPES[code].body))
+              for f in entity(spec_entity).fields
+              if f.kind == "int" and f"<ceb:{f.name}>".encode() in SAMPLES[code]]
+BAD_COUNTS = {"-1": "has a sign", "+1": "has a sign", "-0": "has a sign", "\u0661": "is not a whole number",
+              "\uff11": "is not a whole number", "1.0": "is not a whole number", "1e0": "is not a whole number"}
+
+
+def test_the_count_fields_of_every_input_message_are_covered():
+    assert {(spec_entity, name) for _, spec_entity, name in INT_FIELDS} >= {
+        ("OrderList", "gnum"), ("LogisticsHead", "packNo"), ("InventoryHead", "packNo"), ("InventoryList", "gnum"),
+        ("InvtRefundList", "gnum"), ("DeliveryList", "gnum")}
+
+
+@pytest.mark.parametrize("code, spec_entity, name", INT_FIELDS)
+def test_signed_and_non_ascii_counts_are_refused_with_their_field(code, spec_entity, name):
+    """gnum and packNo: plain ASCII digits, no sign (xs:int would take "+1", int() Arabic-Indic digits)."""
+    for text, problem in BAD_COUNTS.items():
+        bad = refused_once(with_field(code, name, text), f"{spec_entity}/{name}")
+        assert re.search(re.escape(spec_entity) + r"(\[\d+\])?/" + re.escape(f"{name}: {text!r} {problem}"),
+                         "; ".join(bad.errors)), (text, bad.errors)
+        assert bad.code == FORMAT_CHECK
+
+
 # ---- 4. guid ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("code", INPUTS)
@@ -216,6 +241,8 @@ def _avro(code: str, **changes) -> bytes:
     ({"freight": Decimal("-100")}, "OrderHead/freight: '-100.00000' has a sign"),
     ({"discount": Decimal("-0.01")}, "OrderHead/discount: '-0.01000' has a sign"),
     ({"guid": "03110001-0000-4000-8000-00000000000a"}, "OrderHead/guid: "),
+    ({"lines": [{**parse_message(SAMPLES["CEB311"], xsd_dir="").documents[0]["lines"][0], "gnum": -1}]},
+     "OrderList[1]/gnum: '-1' has a sign"),
     ({"lines": [{**parse_message(SAMPLES["CEB311"], xsd_dir="").documents[0]["lines"][0], "price": Decimal("-1000")}]},
      "OrderList[1]/price: '-1000.00000' has a sign"),
 ])

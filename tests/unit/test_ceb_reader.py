@@ -197,6 +197,12 @@ def test_surrounding_white_space_is_trimmed():
     ("1.5", "'1.5' is not a whole number"),
     ("one", "'one' is not a whole number"),
     ("1234567890", "has 10 digits, at most 9 allowed"),
+    # DOMAIN §2a: no sign, plain digits (xs:int would take "+1"; Python's int() takes other digits)
+    ("-1", "'-1' has a sign: counts are plain digits and never negative"),
+    ("+1", "'+1' has a sign"),
+    ("-0", "'-0' has a sign"),
+    ("\u0661", "is not a whole number"),   # ARABIC-INDIC DIGIT ONE
+    ("\uff11", "is not a whole number"),   # FULLWIDTH DIGIT ONE
 ])
 def test_bad_int_fields_are_refused(text, problem):
     data = replace_once(sample("CEB511"), b"<ceb:packNo>1</ceb:packNo>", f"<ceb:packNo>{text}</ceb:packNo>".encode())

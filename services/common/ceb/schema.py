@@ -50,7 +50,9 @@ _WIRE_MAX = Decimal(MAX_UNITS).scaleb(-SCALE)
 # Integer digits that can never exceed _WIRE_MAX (14 integer digits can), so the common case
 # skips the Decimal comparison.
 _ALWAYS_IN_RANGE = len(str(MAX_UNITS)) - SCALE - 1
-_INT_FORM = re.compile(r"[+-]?\d+")
+# The whole numbers of the documents (gnum, packNo) are counts: ASCII digits, no sign (DOMAIN
+# §2a), although xs:int would take "+1" (and Python's \d any Unicode digit).
+_INT_FORM = re.compile(r"[0-9]+")
 _SHOWN_CHARS = 40
 
 
@@ -160,8 +162,10 @@ class FieldSpec:
 
     def _int(self, text: str) -> int:
         if not _INT_FORM.fullmatch(text):
+            if text[:1] in "+-" and _INT_FORM.fullmatch(text[1:]):
+                raise FieldProblem(f"{shown(text)} has a sign: counts are plain digits and never negative")
             raise FieldProblem(f"{shown(text)} is not a whole number")
-        digits = len(text.lstrip("+-").lstrip("0"))
+        digits = len(text.lstrip("0"))
         if self.total_digits is not None and digits > self.total_digits:
             raise FieldProblem(f"{shown(text)} has {digits} digits, at most {self.total_digits} allowed")
         value = int(text)
@@ -187,14 +191,14 @@ class EntitySpec:
     fields: tuple[FieldSpec, ...]
     by_name: dict[str, FieldSpec] = field(init=False, repr=False, compare=False)
     by_tag: dict[str, FieldSpec] = field(init=False, repr=False, compare=False)
-    # The fields DOMAIN §2a decides on: times, guids, appType/appStatus, amounts.
+    # The fields DOMAIN §2a decides on: times, guids, appType/appStatus, amounts and counts.
     decision_fields: tuple[FieldSpec, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
         object.__setattr__(self, "decision_fields", tuple(
             f for f in self.fields
-            if f.kind == "decimal" or f.time_format or f.upper_case or f.allowed is not None))
+            if f.kind in ("decimal", "int") or f.time_format or f.upper_case or f.allowed is not None))
         # Clark-notation tags let the reader look a child up without splitting its tag.
         object.__setattr__(self, "by_tag", {f"{{{NAMESPACE}}}{f.name}": f for f in self.fields})
 
