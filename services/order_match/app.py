@@ -220,7 +220,8 @@ class MatchWorker:
                 continue
             expired += self.processor.expire(bucket, now, position=position)
             closed = bucket["declarations"] and all(d["status"] in matcher.CLOSED for d in bucket["declarations"])
-            if closed and max(d.get("decidedAt") or 0 for d in bucket["declarations"]) + self.retention_ms <= now:
+            if (closed and not bucket["waybills"]  # an unclaimed waybill is answered first (expired_waybills)
+                    and max(d.get("decidedAt") or 0 for d in bucket["declarations"]) + self.retention_ms <= now):
                 self.store.delete(partition, key)  # retention over: forget the order number
             else:
                 self.save(key, bucket, partition)  # its wake-up was taken out of the index: index it again

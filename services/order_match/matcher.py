@@ -325,6 +325,20 @@ def _reattach_waybill(bucket: dict, decl: dict, named_before: list[str] | None, 
                 orphans.append("logistics")
 
 
+def hold_unnamed_waybill(bucket: dict, decl: dict) -> None:
+    """A declaration closing without its inventory takes its order number's one unattached
+    waybill, which ``missing_kinds`` counts as arrived: the carrier gets the verdict's receipt
+    with the other documents, and a replay of the decision emits it again."""
+    if decl["inventory"] is not None or decl["logistics"] is not None or len(bucket["waybills"]) != 1:
+        return
+    entry = bucket["waybills"].pop()
+    decl["logistics"] = entry["doc"]
+    decl["guids"]["logistics"] = entry["guid"]
+    decl["fingerprints"]["logistics"] = entry["fingerprint"]
+    if entry.get("orphan"):
+        decl.setdefault("orphanChanges", []).append("logistics")
+
+
 def _apply_unattached_waybill(bucket: dict, doc: dict, raw: bytes, key: list[str], now_ms: int) -> list:
     fp = fingerprint(raw)
     entry = _unattached(bucket, key)
@@ -403,9 +417,11 @@ def expired(bucket: dict, now_ms: int) -> list[dict]:
 
 
 def expired_waybills(bucket: dict, now_ms: int, timeout_ms: int) -> list[dict]:
-    """Waybills no declaration claimed within the timeout (removed from the bucket)."""
-    if bucket["declarations"]:
-        return []  # they will be reported with the declaration's verdict
+    """Waybills no declaration claimed within the timeout (removed from the bucket). While a
+    declaration of the order number is open its inventory may still name one; once none is, a
+    waybill none of them named is answered on its own, or its carrier would never hear of it."""
+    if any(d["status"] == OPEN for d in bucket["declarations"]):
+        return []
     gone = [e for e in bucket["waybills"] if e["at"] + timeout_ms <= now_ms]
     for entry in gone:
         bucket["waybills"].remove(entry)
@@ -417,6 +433,6 @@ def next_deadline(bucket: dict, timeout_ms: int, replay_window_ms: int = 0) -> i
     deadlines = [d["deadline"] for d in bucket["declarations"] if d["status"] == OPEN]
     deadlines += [(d.get("decidedAt") or 0) + replay_window_ms for d in bucket["declarations"]
                   if d["status"] == VERIFIED and d["inventory"] is not None]
-    if not bucket["declarations"]:
+    if not any(d["status"] == OPEN for d in bucket["declarations"]):  # see expired_waybills
         deadlines += [e["at"] + timeout_ms for e in bucket["waybills"]]
     return min(deadlines) if deadlines else None

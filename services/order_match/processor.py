@@ -149,13 +149,17 @@ class MatchProcessor:
         due = [d for d in bucket["declarations"] if d["status"] == matcher.OPEN and not matcher.complete(d)
                and (all_open or d["deadline"] <= now_ms)]
         for decl in due:
+            matcher.hold_unnamed_waybill(bucket, decl)
             verdict = incomplete_verdict(decl["ebpCode"], bucket["orderNo"], matcher.missing_kinds(bucket, decl))
             outputs += self._verdict_outputs(bucket, decl, matcher.documents(decl), Decision(verdict, None, None),
                                              now_ms)
             matcher.record_verdict(bucket, decl["ebpCode"], matcher.INCOMPLETE, now_ms, position)
-        orphans = matcher.expired_waybills(bucket, now_ms if not all_open else 2**62, self.timeout_ms)
+        orphans = matcher.expired_waybills(bucket, now_ms, 0 if all_open else self.timeout_ms)
+        # a waybill with the order number's declarations all decided and none naming it lacks the
+        # inventory that would name it; alone, it lacks everything else too
+        lacking = ["inventory"] if bucket["declarations"] else ["order", "payment", "inventory"]
         for waybill in orphans:
-            verdict = incomplete_verdict("", bucket["orderNo"], ["order", "payment", "inventory"])
+            verdict = incomplete_verdict("", bucket["orderNo"], lacking)
             outputs += _verdict_only(verdict, now_ms)
             outputs.append(_receipt_output(receipt(waybill, REJECTED, verdict_info(verdict.status, (), verdict.missing),
                                                    verdict.failures, now_ms)))

@@ -183,7 +183,7 @@ def _value(spec: FieldSpec):
             lambda k: st.integers(0, MAX_UNITS // 10**(5 - k)).map(lambda n: Decimal(n).scaleb(-k)))
     if spec.kind == "int":
         limit = min(10 ** (spec.total_digits or 10) - 1, 2**31 - 1)
-        return st.integers(max(-limit, -(2**31)), limit)
+        return st.integers(0, limit)  # counts (gnum, packNo): no sign (DOMAIN §2a)
     return _text(spec)
 
 

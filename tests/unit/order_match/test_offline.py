@@ -174,3 +174,26 @@ def test_every_line_carries_refused_and_refusals_of_no_declaration_have_a_line_o
     assert [line["status"] for line in lines] == ["refused", "verified"]
     assert lines[0]["refused"] == [{"guid": "X" * 36, "code": "INVALID_DOCUMENT", "message": stray["message"]}]
     assert lines[1]["refused"] == []
+
+
+def test_a_waybill_alone_gets_a_line_naming_what_it_lacks():
+    """Every document is answered: a waybill carries no ebpCode, so alone it is a line of its own."""
+    waybill = copy.deepcopy(generate(1, fault_share=0, seed=3)[0].documents[2])
+    [line] = check([waybill])
+    assert (line["ebpCode"], line["orderNo"], line["status"]) == ("", waybill["orderNo"], "incomplete")
+    assert line["missing"] == ["order", "payment", "inventory"]
+
+
+def test_a_waybill_no_inventory_names_is_answered_beside_its_order_numbers_declaration():
+    order, payment, waybill, inventory = copy.deepcopy(generate(1, fault_share=0, seed=3)[0].documents)
+    inventory["logisticsNo"] = "OTHER00000001"  # the inventory names another waybill of the carrier
+    lines = check([order, payment, waybill, inventory])
+    assert [(line["ebpCode"], line["status"], line["missing"]) for line in lines] == [
+        ("", "incomplete", ["inventory"]),  # the waybill: no inventory names it
+        (order["ebpCode"], "incomplete", ["logistics"])]
+
+
+def test_a_waybill_held_by_a_declaration_without_inventory_is_not_answered_twice():
+    order, payment, waybill, _ = copy.deepcopy(generate(1, fault_share=0, seed=3)[0].documents)
+    [line] = check([order, payment, waybill])
+    assert line["ebpCode"] == order["ebpCode"] and line["missing"] == ["inventory"]
