@@ -48,9 +48,10 @@ def run(args) -> int:
         except OSError as exc:
             print(f"sandan check: {path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
             return 2
-        except CebError as exc:
-            print(f"sandan check: {exc}", file=sys.stderr)
-            return 2
+        except CebError as exc:  # refused as a whole (not XML, the message's own fields, >100 documents):
+            # answered like a refused document of no declaration, and the other files go on
+            refused.append({"guid": exc.guid, "code": exc.refusal_code, "message": str(exc)})
+            continue
         if MESSAGE_TYPES[message.code].kind not in DECLARATION_KINDS:
             print(f"sandan check: {path}: skipped {message.code} (not an order, payment, waybill or inventory)",
                   file=sys.stderr)

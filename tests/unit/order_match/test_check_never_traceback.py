@@ -109,3 +109,29 @@ def test_the_command_line_entry_point_prints_no_traceback(tmp_path):
                             capture_output=True, text=True, timeout=120, check=False)
     _assert_clean(result.returncode, result.stdout, result.stderr)
     assert result.returncode == 0 and result.stdout.strip()
+
+
+def test_a_message_refused_as_a_whole_does_not_silence_the_other_files(tmp_path, capsys):
+    """DOMAIN §2a: the other documents go on. A message refused whole (not XML, a lower-case
+    message guid, more than 100 documents) is a line of its own, status refused, with its code."""
+    for code, data in FILES.items():
+        (tmp_path / f"{code}.xml").write_bytes(data)
+    good = {(line["ebpCode"], line["orderNo"]): line
+            for line in map(json.loads, (_run_check(tmp_path, capsys)[1]).splitlines())}
+    root = etree.fromstring(FILES["CEB311"])
+    lower_guid = root.get("guid").lower()
+    (tmp_path / "lower.xml").write_bytes(FILES["CEB311"].replace(root.get("guid").encode(), lower_guid.encode(), 1))
+    (tmp_path / "broken.xml").write_bytes(b"<ceb:CEB311Message xmlns:ceb='http://www.chinaport.gov.cn/ceb'><unclosed>")
+    head = next(root.iter(f"{CEB}Order"))
+    parent = head.getparent()
+    for _ in range(101 - len(parent.findall(f"{CEB}Order"))):
+        parent.append(copy.deepcopy(head))
+    (tmp_path / "many.xml").write_bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+    rc, out, err = _run_check(tmp_path, capsys)
+    assert rc == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    [whole] = [line for line in lines if line["status"] == "refused" and line["orderNo"] is None]
+    assert sorted(r["message"].split(":")[0].rsplit("/", 1)[-1] for r in whole["refused"]) == [
+        "broken.xml", "lower.xml", "many.xml"]
+    assert all(r["code"] for r in whole["refused"])
+    assert {(line["ebpCode"], line["orderNo"]): line for line in lines if line is not whole} == good
