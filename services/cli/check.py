@@ -23,10 +23,15 @@ def field_refusal(message_code: str, bad) -> dict:
     """A document the lenient reader set aside, as a ``refused`` entry with the keys that place
     it on its declaration's line (whatever of them could be read)."""
     raw = bad.raw or {}
-    return {"guid": bad.guid, "code": getattr(bad, "code", None) or INVALID_DOCUMENT,
+    return {"guid": bad.guid, "code": getattr(bad, "code", None) or INVALID_DOCUMENT, "field": first_field(bad.errors),
             "message": f"{message_code}: " + "; ".join(bad.errors),
             **{k: raw.get(k) if isinstance(raw.get(k), str) else None
                for k in ("ebpCode", "orderNo", "logisticsCode", "logisticsNo")}}
+
+
+def first_field(errors: list) -> str | None:
+    """The field of the first problem that names one (``Problem.field``; plain strings name none)."""
+    return next((e.field for e in errors if getattr(e, "field", "")), None)
 
 
 def run(args) -> int:
@@ -50,7 +55,8 @@ def run(args) -> int:
             return 2
         except CebError as exc:  # refused as a whole (not XML, the message's own fields, >100 documents):
             # answered like a refused document of no declaration, and the other files go on
-            refused.append({"guid": exc.guid, "code": exc.refusal_code, "message": str(exc)})
+            refused.append({"guid": exc.guid, "code": exc.refusal_code, "field": first_field(exc.errors),
+                            "message": str(exc)})
             continue
         if MESSAGE_TYPES[message.code].kind not in DECLARATION_KINDS:
             print(f"sandan check: {path}: skipped {message.code} (not an order, payment, waybill or inventory)",

@@ -220,11 +220,15 @@ def get_int(env: str) -> int:
 
 
 def get_decimal(env: str) -> Decimal:
+    """A decimal setting: the tolerance and limits are amounts, so plain, finite and not negative."""
     raw = get(env)
     try:
-        return Decimal(raw)
+        value = Decimal(raw.strip())
     except ArithmeticError:
         raise SystemExit(f"setting {env}={raw!r} is not a decimal number") from None
+    if not value.is_finite() or value < 0:
+        raise SystemExit(f"setting {env}={raw!r} must be a finite amount, not negative")
+    return value
 
 
 def markdown_table() -> str:

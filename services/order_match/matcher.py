@@ -198,6 +198,10 @@ def apply(bucket: dict, doc: dict, now_ms: int, timeout_ms: int, raw: bytes | No
     return _apply_to_declaration(bucket, decl, kind, doc, raw, now_ms, appended_ms)
 
 
+def _article(kind: str) -> str:
+    return "an" if kind[:1] in "aeiou" else "a"
+
+
 def _slot_refusal(kind: str, held_guid: str | None, held_fp: str | None, doc: dict, fp: str, status: str,
                   mark: str | None = None, held: bytes | None = None,
                   orphan: bool = False) -> Refusal | Evicted | None | bool:
@@ -223,18 +227,20 @@ def _slot_refusal(kind: str, held_guid: str | None, held_fp: str | None, doc: di
     if status == VERIFIED:
         if app_type in ("2", "3"):
             return Refusal(doc, codes.LOCKED, f"{kind} changed (appType {app_type}) after its declaration was verified")
-        return Refusal(doc, codes.DUPLICATE, f"a {kind} with guid {held_guid} was already declared and verified")
+        return Refusal(doc, codes.DUPLICATE,
+                       f"{_article(kind)} {kind} with guid {held_guid} was already declared and verified")
     if status == INCOMPLETE:
         return Refusal(doc, codes.INCOMPLETE, "the declaration expired incomplete; declare it anew under a new orderNo")
     if mark is not None and order_key(doc) < mark and not (app_type == "1" and mark.endswith(" 1")):
-        return Refusal(doc, codes.SUPERSEDED, f"a {kind} with appTime/appType {mark} was applied before this one"
-                                              f" arrived and comes after it in the order of application")
+        return Refusal(doc, codes.SUPERSEDED, f"{_article(kind)} {kind} with appTime/appType {mark} was applied before"
+                                              f" this one arrived and comes after it in the order of application")
     if app_type == "1" and orphan and held is not None:
         held_doc = document(held)
         if not same_sender(held_doc, doc):
             return Evicted(held_doc)
     if app_type == "1" and held_guid is not None:
-        return Refusal(doc, codes.DUPLICATE, f"a {kind} with guid {held_guid} is already declared (appType 1 repeated)")
+        return Refusal(doc, codes.DUPLICATE,
+                       f"{_article(kind)} {kind} with guid {held_guid} is already declared (appType 1 repeated)")
     return None
 
 

@@ -156,7 +156,7 @@ async def check_documents(documents: list[dict], *, year_to_date: dict | None = 
                            "missing": [], "tax": None, "taxableValue": None, "refused": []}
             lines.append(by_key[key])
         by_key[key]["refused"].append({"guid": refusal.get("guid"), "code": refusal["code"],
-                                       "message": refusal["message"]})
+                                       "field": refusal.get("field"), "message": refusal["message"]})
     lines.sort(key=lambda line: (line["ebpCode"] or "", line["orderNo"] or "", line["status"]))
     return lines
 
@@ -164,7 +164,8 @@ async def check_documents(documents: list[dict], *, year_to_date: dict | None = 
 def _refusal_of(receipt: dict, doc: dict) -> dict:
     """A refusal receipt of the engine as a ``refused`` entry (with the keys to place it)."""
     [failure] = receipt["failures"]
-    return {"guid": doc.get("guid"), "code": failure["code"], "message": failure["message"],
+    return {"guid": doc.get("guid"), "code": failure["code"], "field": failure.get("field"),
+            "message": failure["message"],
             **{k: doc.get(k) for k in ("ebpCode", "orderNo", "logisticsCode", "logisticsNo")}}
 
 

@@ -98,6 +98,7 @@ def test_a_refused_document_is_on_its_declarations_line(tmp_path, capsys):
     assert line["status"] == "incomplete" and line["missing"] == ["payment"]
     assert [r["guid"] for r in line["refused"]] == [SETS[0].payment["guid"]]
     assert "amountPaid" in line["refused"][0]["message"]
+    assert line["refused"][0]["field"] == "PaymentHead/amountPaid"
     assert all(line["refused"] == [] for key, line in lines.items() if key[1] != SETS[0].order["orderNo"])
 
 

@@ -163,7 +163,9 @@ def test_an_inventory_resent_as_new_is_duplicate_on_its_line():
     again = dict(copy.deepcopy(s.inventory), guid="D" * 36, appTime=_later(s.inventory["appTime"], 60))
     [line] = check([copy.deepcopy(d) for d in s.documents] + [again])
     assert line["status"] == "verified"
-    assert [(r["guid"], r["code"]) for r in line["refused"]] == [("D" * 36, codes.DUPLICATE)]
+    assert [(r["guid"], r["code"], r["field"]) for r in line["refused"]] == [
+        ("D" * 36, codes.DUPLICATE, "InventoryHead/appType")]
+    assert line["refused"][0]["message"].startswith("an inventory with guid ")
 
 
 def test_every_line_carries_refused_and_refusals_of_no_declaration_have_a_line_of_their_own():
@@ -172,7 +174,8 @@ def test_every_line_carries_refused_and_refusals_of_no_declaration_have_a_line_o
              "ebpCode": None, "orderNo": None}
     lines = check([copy.deepcopy(d) for d in s.documents], refused=[stray])
     assert [line["status"] for line in lines] == ["refused", "verified"]
-    assert lines[0]["refused"] == [{"guid": "X" * 36, "code": "INVALID_DOCUMENT", "message": stray["message"]}]
+    assert lines[0]["refused"] == [{"guid": "X" * 36, "code": "INVALID_DOCUMENT", "field": None,
+                                    "message": stray["message"]}]
     assert lines[1]["refused"] == []
 
 
