@@ -38,6 +38,7 @@ class Batch:
         self.outputs: list[Output] = []
         self._settling: list[Settling] = []
         self._unsettled: set[str] = set()
+        processor.forget_claims()
 
     async def take(self, arrival: Arrival) -> None:
         if arrival.key in self._unsettled:
@@ -55,7 +56,7 @@ class Batch:
 
     async def settle(self) -> None:
         """Decide the declarations waiting since the last settle."""
-        if self._settling:
+        if self._settling or self.processor.claims_pending:  # the waybill claims of inventories go out too
             self.outputs += await self.processor.settle_many(self._settling, self.now_ms)
             self._settling, self._unsettled = [], set()
 

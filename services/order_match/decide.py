@@ -25,7 +25,7 @@ from services.common.quota.store import Lookup, QuotaStore, Reservation
 from services.common.rates import RateTable
 from services.order_match.rules import RuleSettings, buyer_id, evaluate
 from services.common.verdict import REJECTED, Failure, Verdict
-from services.order_match.waybills import WaybillRegistry
+from services.order_match.waybills import Claim, WaybillRegistry
 
 
 @dataclass(frozen=True)
@@ -91,18 +91,22 @@ async def decide(order: dict, payment: dict, logistics: dict, inventory: dict, *
 
 async def decide_many(batch: Sequence[Documents], *, quota: QuotaStore, waybills: WaybillRegistry,
                       settings: RuleSettings, rates: RateTable,
-                      arrivals: Sequence[int | None] | None = None) -> list[Decision]:
+                      arrivals: Sequence[int | None] | None = None, claimed: Sequence[Claim] = ()) -> list[Decision]:
     """``arrivals``: per declaration, when its inventory reached Kafka (None offline), which
-    chooses the quota year (``quota_year``)."""
+    chooses the quota year (``quota_year``). ``claimed``: the waybill claims of inventories
+    taken before these decisions, made first in the same round trip (whoever named a number
+    first holds it, decided or not)."""
     if not batch:
+        if claimed:
+            await waybills.claim_many(claimed)
         return []
     if arrivals is None:
         arrivals = [None] * len(batch)
     verdicts = [evaluate(*docs, year_to_date=None, settings=settings, rates=rates) for docs in batch]
-    holders = await waybills.claim_many([((docs[2].get("logisticsCode") or "").strip(),
-                                          (docs[2].get("logisticsNo") or "").strip(), verdict.order_no,
-                                          docs[3].get("appTime") or "")
-                                         for docs, verdict in zip(batch, verdicts)])
+    holders = (await waybills.claim_many([*claimed, *(((docs[2].get("logisticsCode") or "").strip(),
+                                                       (docs[2].get("logisticsNo") or "").strip(), verdict.order_no,
+                                                       docs[3].get("appTime") or "")
+                                                      for docs, verdict in zip(batch, verdicts))]))[len(claimed):]
     steps = []
     for docs, verdict, holder, arrived in zip(batch, verdicts, holders, arrivals):
         buyer = pii.buyer_key(buyer_id(docs[0])[1])

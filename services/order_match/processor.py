@@ -20,11 +20,11 @@ from services.order_match.decide import Decision, decide_many, declaration_id
 from services.common.quota.store import QuotaStore
 from services.common.rates import RateTable
 from services.common.receipts import ACCEPTED, REJECTED, receipt, receiver_of, refusal_receipt, verdict_info
-from services.common.documents import DECLARATION_KINDS, MESSAGE_OF_KIND, MESSAGE_TYPES
+from services.common.documents import DECLARATION_KINDS, MESSAGE_OF_KIND, MESSAGE_TYPES, kind_of
 from services.common import codes
 from services.order_match.rules import RuleSettings
 from services.common.verdict import INCOMPLETE, Failure, Verdict
-from services.order_match.waybills import WaybillRegistry
+from services.order_match.waybills import Claim, WaybillRegistry
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,18 @@ class MatchProcessor:
         self.app_time_skew_ms = (config.get_int("SANDAN_APP_TIME_SKEW") * 1000 if app_time_skew_ms is None
                                  else app_time_skew_ms)
         self._decoded: OrderedDict[bytes, dict] = OrderedDict()
+        # Waybill claims of the inventories taken since the last settle (DOMAIN §2a: the first
+        # orderNo whose inventory names a number claims it, whatever its declaration's verdict,
+        # INCOMPLETE included); ``settle_many`` sends them before its decisions' own claims.
+        self._claims: list[Claim] = []
+
+    def forget_claims(self) -> None:
+        """A batch starts afresh: claims of a failed attempt at it are taken again with its documents."""
+        self._claims.clear()
+
+    @property
+    def claims_pending(self) -> bool:
+        return bool(self._claims)
 
     def take(self, bucket: dict, doc: dict, now_ms: int, raw: bytes | None = None,
              arrived_ms: int | None = None, position: str | None = None) -> tuple[list[Output], list[str]]:
@@ -79,11 +91,16 @@ class MatchProcessor:
             self._decoded[raw] = doc
             if len(self._decoded) > DECODED_KEPT:
                 self._decoded.popitem(last=False)
+        refused = False
         for event in matcher.apply(bucket, doc, arrived, self.timeout_ms, raw, appended_ms=arrived_ms):
             if isinstance(event, matcher.Refusal):
                 outputs.append(_receipt_output(refusal_receipt(event.document, event.code, event.message, now_ms)))
+                refused = refused or event.document is doc
             elif isinstance(event, matcher.Ready):
                 ready.append(event.ebp_code)
+        if not refused and doc.get("appType") != "3" and kind_of(doc) == "inventory":
+            self._claims.append(((doc.get("logisticsCode") or "").strip(), (doc.get("logisticsNo") or "").strip(),
+                                 (doc.get("orderNo") or "").strip(), doc.get("appTime") or ""))
         return outputs, ready
 
     async def settle(self, bucket: dict, ebp_code: str, now_ms: int, position: str | None = None) -> list[Output]:
@@ -96,9 +113,10 @@ class MatchProcessor:
             decl = matcher.find_declaration(item.bucket, item.ebp_code)
             if decl is not None and matcher.complete(decl):
                 found.append((item, decl, self._documents(decl)))
+        claims, self._claims = self._claims, []
         decisions = await decide_many([docs for _, _, docs in found], quota=self.quota, waybills=self.waybills,
                                       settings=self.settings, rates=self.rates,
-                                      arrivals=[decl.get("inventoryAt") for _, decl, _ in found])
+                                      arrivals=[decl.get("inventoryAt") for _, decl, _ in found], claimed=claims)
         outputs: list[Output] = []
         for (item, decl, docs), decision in zip(found, decisions):
             outputs += self._verdict_outputs(item.bucket, decl, docs, decision, now_ms, item.arrived_ms)

@@ -3,7 +3,10 @@
 Waybills of different orders sit on different partitions, so the registry is in Redis:
 ``SET key orderNo NX EX 6 months`` claims a number atomically, and a claim by the same
 order again is a no-op (redelivery). ``MemoryWaybillRegistry`` is the offline twin.
-``claim_many`` claims the waybills of a batch of declarations in one round trip, in order.
+``claim_many`` claims in one round trip, in order: first the numbers the inventories taken
+since the last decisions name (the first orderNo whose inventory names a number holds it,
+whatever its declaration's verdict), then those of the declarations being decided, whose
+answer says whether another orderNo holds theirs (WAYBILL_REUSED).
 
 A claim carries the time of its declaration (the inventory's ``appTime``): Redis counts the six
 months from when it takes the claim, the offline twin, which has no "now", from that time.

@@ -105,3 +105,36 @@ def test_a_document_after_a_completion_in_the_same_batch_meets_the_verdict():
     receipts = [rec for topic, _, rec in outputs[s.order["orderNo"]] if topic == "receipts"]
     assert [rec["returnStatus"] for rec in receipts if rec["documentGuid"] == "A" * 36] == ["100"]
     assert any(f["code"] == "LOCKED" for rec in receipts for f in rec["failures"])
+
+
+def _sharing_a_waybill() -> list[dict]:
+    """A's order and inventory (no payment, no waybill: it will expire INCOMPLETE), then B's whole
+    set naming the same carrier number."""
+    first, second = generate(2, fault_share=0, seed=9)
+    docs = [copy.deepcopy(first.order), copy.deepcopy(first.inventory)]
+    for doc in (copy.deepcopy(d) for d in second.documents):
+        if doc["message"] in ("CEB511", "CEB621"):
+            doc["logisticsCode"], doc["logisticsNo"] = first.logistics["logisticsCode"], first.logistics["logisticsNo"]
+        docs.append(doc)
+    return [matcher.document(matcher.wire_record(doc)) for doc in docs]
+
+
+@pytest.mark.parametrize("size", [1, 3, 10])
+def test_the_first_inventory_to_name_a_waybill_claims_it_in_batches_as_one_by_one(size):
+    docs = _sharing_a_waybill()
+    outputs, _ = in_batches(docs, size)
+    assert outputs == one_by_one(docs)[0]
+    [verdict] = [rec for topic, _, rec in outputs[docs[-1]["orderNo"]] if topic == "declarations.verdicts"]
+    assert verdict["status"] == "rejected" and [f["code"] for f in verdict["failures"]] == ["WAYBILL_REUSED"]
+
+
+def test_a_failed_batch_leaves_no_claim_behind_for_the_next_attempt():
+    docs = _sharing_a_waybill()
+    proc = engine()
+    proc.take(matcher.new_bucket(docs[3]["orderNo"]), docs[-1], NOW)  # B's inventory taken, then the batch failed
+    assert proc.claims_pending
+    arrivals = [Arrival(doc["orderNo"].strip(), doc, matcher.wire_record(doc), f"documents.x:0:{offset}", NOW)
+                for offset, doc in enumerate(docs)]
+    done = asyncio.run(batch.run(proc, arrivals, lambda a: matcher.new_bucket(a.key), NOW))
+    [verdict] = [o.record for o in done.outputs if o.topic == "declarations.verdicts"]
+    assert [f["code"] for f in verdict["failures"]] == ["WAYBILL_REUSED"]  # A named it first, as in the retry

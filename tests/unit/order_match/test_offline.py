@@ -148,6 +148,38 @@ def test_a_rejected_declaration_still_claims_its_waybill_number():
         == [codes.WAYBILL_REUSED]
 
 
+def test_an_incomplete_declaration_whose_inventory_named_the_waybill_first_still_claims_it():
+    """DOMAIN §2a: "claimed by the first orderNo whose declaration names it, whatever that
+    declaration's verdict": INCOMPLETE is a verdict too; its inventory named the number first."""
+    first, second = generate(2, fault_share=0, seed=9)
+    first_docs = [copy.deepcopy(d) for d in (first.order, first.inventory)]  # no payment, no waybill
+    second_docs = [copy.deepcopy(d) for d in second.documents]
+    for doc in second_docs:
+        if doc["message"] in ("CEB511", "CEB621"):
+            doc["logisticsCode"], doc["logisticsNo"] = first.logistics["logisticsCode"], first.logistics["logisticsNo"]
+        doc["appTime"] = _later(max(d["appTime"] for d in first_docs), 1)
+    lines = by_key(check(first_docs + second_docs))
+    assert lines[(first.order["ebpCode"], first.order["orderNo"])]["status"] == "incomplete"
+    assert [f["code"] for f in lines[(second.order["ebpCode"], second.order["orderNo"])]["failures"]] \
+        == [codes.WAYBILL_REUSED]
+    # named later, the number was the complete declaration's
+    for doc in second_docs:
+        doc["appTime"] = _later(min(d["appTime"] for d in first_docs), -1)
+    lines = by_key(check(first_docs + second_docs))
+    assert lines[(second.order["ebpCode"], second.order["orderNo"])]["status"] == "verified"
+
+
+def test_a_refused_or_withdrawn_inventory_claims_nothing():
+    first, second = generate(2, fault_share=0, seed=9)
+    stale = dict(copy.deepcopy(first.inventory), appTime="20990101000000")  # APP_TIME: refused, as if never sent
+    second_docs = [copy.deepcopy(d) for d in second.documents]
+    for doc in second_docs:
+        if doc["message"] in ("CEB511", "CEB621"):
+            doc["logisticsCode"], doc["logisticsNo"] = first.logistics["logisticsCode"], first.logistics["logisticsNo"]
+    lines = by_key(check([copy.deepcopy(first.order), stale] + second_docs))
+    assert lines[(second.order["ebpCode"], second.order["orderNo"])]["status"] == "verified"
+
+
 def test_a_withdrawal_with_the_same_app_time_wins_whatever_the_file_order():
     s = generate(1, fault_share=0, seed=12)[0]
     docs = [copy.deepcopy(d) for d in s.documents]
