@@ -58,15 +58,23 @@ class RedisWaybillRegistry:
 
 
 class MemoryWaybillRegistry:
+    """Offline, claims are answered as of their own time: ``sandan check`` takes every inventory
+    (claiming in order of application) before it decides, so a declaration's claim at its
+    decision may come after a later claim of the same number, once the first had run out."""
+
     def __init__(self, ttl_s: int = SIX_MONTHS_S) -> None:
-        self._held: dict[tuple[str, str], tuple[str, float]] = {}  # -> (orderNo, claimed at, s)
+        # per number: (orderNo, claimed at, s) in time order; a claim without a time comes first
+        self._held: dict[tuple[str, str], list[tuple[str, float | None]]] = {}
         self._ttl = ttl_s
 
     async def claim(self, logistics_code, logistics_no, order_no, app_time=""):
         at = _seconds(app_time)
-        held = self._held.get((logistics_code, logistics_no))
+        claims = self._held.setdefault((logistics_code, logistics_no), [])
+        before = [c for c in claims if at is None or c[1] is None or c[1] <= at]
+        held = before[-1] if before else None
         if held is None or (at is not None and held[1] is not None and at - held[1] >= self._ttl):
-            self._held[(logistics_code, logistics_no)] = (order_no, at)  # free, or the last claim ran out
+            claims.append((order_no, at))  # free then, or the claim before had run out
+            claims.sort(key=lambda c: (c[1] is not None, c[1] or 0.0))
             return None
         return None if held[0] == order_no else held[0]
 

@@ -112,9 +112,11 @@ def _sharing_a_waybill() -> list[dict]:
     set naming the same carrier number."""
     first, second = generate(2, fault_share=0, seed=9)
     docs = [copy.deepcopy(first.order), copy.deepcopy(first.inventory)]
+    later = str(int(max(d["appTime"] for d in docs)) + 1)  # a second later (not at :59 for this seed)
     for doc in (copy.deepcopy(d) for d in second.documents):
         if doc["message"] in ("CEB511", "CEB621"):
             doc["logisticsCode"], doc["logisticsNo"] = first.logistics["logisticsCode"], first.logistics["logisticsNo"]
+        doc["appTime"] = later  # sent after A's, as they arrive
         docs.append(doc)
     return [matcher.document(matcher.wire_record(doc)) for doc in docs]
 
