@@ -73,6 +73,21 @@ def avro_item(payload: bytes, message_type: str, item_id: str = "") -> pb.Submit
     return pb.SubmitItem(item_id=item_id, message_type=message_type, format=pb.AVRO, payload=payload)
 
 
+async def _write_all(call, items) -> None:
+    """``items`` onto the Submit stream, then its end; a stream that ended stops the writing (its
+    status is what the reads raise)."""
+    try:
+        if hasattr(items, "__aiter__"):
+            async for item in items:
+                await call.write(item)
+        else:
+            for item in items:
+                await call.write(item)
+        await call.done_writing()
+    except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+        pass
+
+
 def _channel(credentials: Credentials, max_message_bytes: int, extra_options) -> grpc.aio.Channel:
     options = [("grpc.max_send_message_length", max_message_bytes),
                ("grpc.max_receive_message_length", max_message_bytes), *extra_options]
@@ -104,9 +119,25 @@ class GatewayClient:
 
     # --- enterprise -----------------------------------------------------------------------
 
-    def submit(self, items, *, timeout: float | None = None):
-        """The bidirectional call: ``items`` (iterable or async iterable of SubmitItem) → answers."""
-        return self.stub.Submit(items, metadata=self.metadata, timeout=timeout)
+    async def submit(self, items, *, timeout: float | None = None) -> AsyncIterator[pb.SubmitAnswer]:
+        """The bidirectional call: ``items`` (iterable or async iterable of SubmitItem) → answers.
+
+        Nothing is written before the gateway has accepted the call (its headers, sent once the
+        client's credentials hold): a refusal then comes with its own status. grpcio's asyncio
+        client reports a write that meets a stream the server already ended as INTERNAL,
+        overwriting the server's status (grpc/grpc#36066), which made UNAUTHENTICATED and
+        PERMISSION_DENIED look like gateway failures."""
+        call = self.stub.Submit(metadata=self.metadata, timeout=timeout)
+        await call.initial_metadata()
+        writer = None if call.done() else asyncio.create_task(_write_all(call, items))
+        try:
+            async for answer in call:
+                yield answer
+        finally:
+            if writer is not None and not writer.done():
+                writer.cancel()
+            if not call.done():
+                call.cancel()
 
     async def submit_files(self, paths: Iterable[str | os.PathLike]) -> list[tuple[Path, pb.SubmitAnswer]]:
         """Every file on one Submit stream; answers paired with their files, in order."""

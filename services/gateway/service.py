@@ -130,6 +130,9 @@ class Gateway(pb_grpc.GatewayServicer):
             source = f"gateway:{client.id}"
             sequence = 0
             await self._registry_loaded()
+            # the call is accepted: headers now, so a client may wait for them before it writes
+            # (a refusal above comes before any, with its own status: see GatewayClient.submit)
+            await context.send_initial_metadata(())
             async with aclosing(self._until_stopping(request_iterator)) as items:
                 async for item in items:
                     self.limiter.take(client.id)

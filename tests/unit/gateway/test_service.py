@@ -135,6 +135,28 @@ def test_each_role_is_refused_the_other_roles_methods(world):
     assert "Subscribe is for customs clients; platform has the enterprise role" in results[0][1]
 
 
+def test_a_refused_submit_keeps_its_status_however_much_the_client_has_to_write(world):
+    """The client writes only once the gateway accepted the call (its headers): grpcio's asyncio
+    client turns a write that meets an already ended stream into INTERNAL (grpc/grpc#36066), and
+    a fault run saw INTERNAL for a refused Submit. Here that race is made likely: many items."""
+    tmp_path, tokens = world
+    items = [xml_item(write_message("CEB311", OWN_ORDERS), f"item-{i}") for i in range(30)]
+
+    async def scenario():
+        async with running_gateway(settings(tmp_path), MemoryPublisher(), MemoryLog()) as gw:
+            async with gw.client(tokens["customs"]) as customs, gw.client("customs.wrong-secret") as stranger:
+                refused = [await status_of(collect(customs.submit(items))) for _ in range(25)]
+                refused += [await status_of(collect(stranger.submit(iter(items)))) for _ in range(25)]
+            async with gw.client(tokens["platform"]) as platform:
+                answers = await collect(platform.submit(items[:3]))
+        return refused, answers
+
+    refused, answers = run(scenario())
+    assert [code for code, _ in refused] == [grpc.StatusCode.PERMISSION_DENIED] * 25 + \
+        [grpc.StatusCode.UNAUTHENTICATED] * 25
+    assert [a.item_id for a in answers] == ["item-0", "item-1", "item-2"]  # an accepted call still flows
+
+
 def test_another_enterprises_documents_end_the_stream_with_permission_denied_and_are_not_published(world):
     tmp_path, tokens = world
 
