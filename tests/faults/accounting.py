@@ -41,8 +41,9 @@ RULES: tuple[Rule, ...] = (
     # every document of a decided declaration gets a receipt, and so does every refused document
     *(Rule("order_match", t, _guid, "receipt documents") for t in
       ("documents.order", "documents.payment", "documents.inventory")),
-    # a waybill whose declaration expired without its inventory (the one document that names it)
-    # gets no receipt: the INCOMPLETE verdict of its orderNo took it in (it does not name it missing)
+    # a waybill gets a receipt with its declaration's verdict, with the INCOMPLETE verdict of a
+    # declaration that expired without its inventory, or on its own once none can name it; the
+    # INCOMPLETE verdict of its orderNo that does not name it missing answers for it too
     Rule("order_match", "documents.logistics", _guid, "receipt documents",
          otherwise=((lambda r: r["orderNo"].strip(), "orders with their waybill"),)),
     Rule("tax_guarantee", "declarations.matched", lambda r: r["declarationId"], "guarantee outcomes"),
