@@ -10,6 +10,9 @@ report for it. Faults never touch a join key (``ebpCode`` and ``orderNo`` of ord
 and inventory; the inventory's ``logisticsCode``/``logisticsNo`` that the waybill joins by):
 a broken key splits the set into incomplete declarations in the streaming matcher instead of
 giving the expected verdict, so such breaks are left to hand-written tests. Buyers come from a fixed pool so callers can drive a buyer's annual total.
+A clean set goes to a buyer with room for its taxable value under the annual limit while any buyer
+of the pool has room, so its expected verdict holds in whatever order the sets are decided (with
+one buyer, or a pool full, the drawn buyer keeps it: callers that drive a total past the limit).
 
 Shares are given as a string or Decimal fraction (``"0.1"``) or an int percentage (``10``),
 never a float: amounts and shares here are integers of cents or Decimals throughout.
@@ -114,7 +117,8 @@ class DeclarationSet:
 
 def generate(count: int, *, buyers: int = 100, fault_share: str | Decimal | int = "0.1", seed: int = 0,
              start: datetime = DEFAULT_START, bonded_share: str | Decimal | int = "0.3",
-             rates: RateTable | None = None, single_limit: Decimal | None = None) -> list[DeclarationSet]:
+             rates: RateTable | None = None, single_limit: Decimal | None = None,
+             annual_limit: Decimal | None = None) -> list[DeclarationSet]:
     """``count`` declaration sets; round(count × fault_share) of them carry one fault."""
     if count < 0 or buyers < 1:
         raise ValueError("count must be >= 0 and buyers >= 1")
@@ -122,8 +126,10 @@ def generate(count: int, *, buyers: int = 100, fault_share: str | Decimal | int 
     bonded = _fraction(bonded_share, "bonded_share")
     rates = rates or load_rates()
     limit = single_limit if single_limit is not None else config.get_decimal("SANDAN_SINGLE_LIMIT")
+    annual = annual_limit if annual_limit is not None else config.get_decimal("SANDAN_ANNUAL_LIMIT")
     rng = random.Random(seed)
     pool = _people(rng, buyers)
+    spent = _Spent(pool, int(annual * 100))
     fault_count = int((Decimal(count) * faults_share).to_integral_value(rounding=ROUND_HALF_UP))
     faulty = set(rng.sample(range(count), fault_count))
     bonded_per_10000 = int(bonded * 10000)
@@ -132,7 +138,7 @@ def generate(count: int, *, buyers: int = 100, fault_share: str | Decimal | int 
     for i in range(count):
         now += timedelta(seconds=rng.randint(1, 300))
         fault = rng.choice(FAULTS) if i in faulty else None
-        builder = _SetBuilder(rng, i, now, pool, rng.randrange(10000) < bonded_per_10000, rates, limit)
+        builder = _SetBuilder(rng, i, now, pool, rng.randrange(10000) < bonded_per_10000, rates, limit, spent)
         sets.append(builder.build(fault))
     return sets
 
@@ -259,12 +265,33 @@ def _other(rng: random.Random, make, current: str) -> str:
             return value
 
 
+class _Spent:
+    """The taxable value (fen) of the clean sets given to each buyer so far: a clean set verifies
+    and reserves it, whatever the other sets of its buyer and the order they are decided in, only
+    while its buyer's sets stay within the annual limit together."""
+
+    def __init__(self, pool, annual_fen: int) -> None:
+        self.pool, self.annual_fen = pool, annual_fen
+        self.fen: dict[str, int] = {}
+
+    def buyer_for(self, drawn, taxable_fen: int):
+        """``drawn``, or the buyer with the most room when ``drawn`` has too little (no random
+        draw: every other value of the seed stays); recorded as spent."""
+        buyer = drawn
+        if self.fen.get(drawn.id_number, 0) + taxable_fen > self.annual_fen:
+            roomiest = min(self.pool, key=lambda person: self.fen.get(person.id_number, 0))
+            if self.fen.get(roomiest.id_number, 0) + taxable_fen <= self.annual_fen:
+                buyer = roomiest
+        self.fen[buyer.id_number] = self.fen.get(buyer.id_number, 0) + taxable_fen
+        return buyer
+
+
 class _SetBuilder:
     """Draws one declaration set; kept as a class so the fault injectors share its choices."""
 
-    def __init__(self, rng, index, now, pool, bonded, rates, limit):
+    def __init__(self, rng, index, now, pool, bonded, rates, limit, spent: _Spent | None = None):
         self.rng, self.index, self.now, self.pool = rng, index, now, pool
-        self.bonded, self.rates, self.limit = bonded, rates, limit
+        self.bonded, self.rates, self.limit, self.spent = bonded, rates, limit, spent
 
     def build(self, fault: str | None) -> DeclarationSet:
         rng = self.rng
@@ -282,6 +309,10 @@ class _SetBuilder:
         self.warehouse = rng.choice(WAREHOUSES)
         self.port = rng.choice(PORTS)
         self._plan(fault == codes.SINGLE_LIMIT)
+        if fault is None and self.spent is not None:  # a faulty set is rejected: it reserves nothing
+            buyer = self.spent.buyer_for(self.buyer, self._goods() + self.freight + self.insured)
+            self.consignee = buyer if self.consignee is self.buyer else self.consignee
+            self.buyer = buyer
         order, payment, logistics, inventory = self._documents()
         expected = self._inject(fault, order, payment, logistics, inventory) if fault else frozenset()
         return DeclarationSet(order, payment, logistics, inventory,

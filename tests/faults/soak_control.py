@@ -13,9 +13,12 @@ from typing import IO
 def stop_like_ctrl_c() -> None:
     """SIGTERM and SIGHUP end the soak as Ctrl-C does: inside a chunk's asyncio run the load is
     cancelled and the chunk's services stopped, outside it KeyboardInterrupt unwinds; either way
-    the partial report and the checkpoint are written and `SOAK_RESUME=1` goes on from there."""
+    the partial report and the checkpoint are written and `SOAK_RESUME=1` goes on from there.
+    SIGINT itself is set back to Python's Ctrl-C: a shell starts a background job (`make soak &`)
+    with SIGINT ignored, and then neither Ctrl-C nor the SIGINT sent here would do anything."""
     def to_sigint(signum, frame) -> None:
         os.kill(os.getpid(), signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, to_sigint)
 

@@ -22,7 +22,7 @@ def restored_signals():
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_sigterm_inside_the_asyncio_run_cancels_the_load_and_runs_its_clean_up(restored_signals, signum):
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a soak run from a shell
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in `make soak &`: a shell's background job ignores SIGINT
     stop_like_ctrl_c()
     cleaned: list[str] = []
 
@@ -39,7 +39,7 @@ def test_a_sigterm_inside_the_asyncio_run_cancels_the_load_and_runs_its_clean_up
 
 
 def test_a_sigterm_outside_the_asyncio_run_unwinds_as_ctrl_c(restored_signals):
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop_like_ctrl_c()
     reported: list[str] = []
     with pytest.raises(KeyboardInterrupt):

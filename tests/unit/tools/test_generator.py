@@ -197,3 +197,27 @@ def test_property_every_generated_set_gets_exactly_its_expected_codes(seed, shar
         verdict = evaluate(*dset.documents, year_to_date=None, settings=SETTINGS, rates=RATES)
         assert verdict.codes == dset.expected_codes, dset.fault
         assert verdict.status == dset.expected_status
+
+
+def _clean_totals(sets) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for s in sets:
+        if s.expected_status == "verified":
+            taxable = s.order["goodsValue"] + s.order["freight"] + s.inventory["insuredFee"]
+            totals[s.order["buyerIdNumber"]] = totals.get(s.order["buyerIdNumber"], Decimal(0)) + taxable
+    return totals
+
+
+def test_a_buyers_clean_sets_stay_within_the_annual_limit_so_every_decision_order_verifies_them():
+    """A clean set's "verified" must hold whatever order the stream decides the sets in: 600 sets
+    for 60 buyers put 8 buyers past 26,000 before (a soak chunk of 20,000 for 6,666 buyers had a
+    buyer's seventh clean set rejected ANNUAL_LIMIT while the audit expected it verified)."""
+    sets = generate(600, buyers=60, fault_share="0.1", seed=4)
+    assert max(_clean_totals(sets).values()) <= Decimal(26000)
+    assert len(_clean_totals(sets)) > 50  # spread over the pool, not piled on a few
+
+
+def test_one_buyer_still_takes_every_set_so_tests_can_drive_a_total_past_the_limit():
+    sets = generate(12, buyers=1, fault_share=0, seed=5)
+    assert len({s.order["buyerIdNumber"] for s in sets}) == 1
+    assert sum(_clean_totals(sets).values()) > Decimal(26000)
