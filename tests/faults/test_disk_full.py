@@ -39,30 +39,44 @@ def _split(findings, names) -> list[str]:
     return allowed
 
 
+def filling(rnd, folder, what: str, filled: dict, back: str = "space back", then=None):
+    """The fault: ``folder``'s small filesystem filled 3–6 s into the load, freed FULL_S later
+    (also when the run is cut short), then ``then`` (an operator's step once there is space)."""
+    async def inject(p):
+        await asyncio.sleep(rnd.uniform(3.0, 6.0))
+        p.faults.record(what)
+        filled["bytes"] = await asyncio.to_thread(small_disk.fill, folder)
+        try:
+            await asyncio.sleep(FULL_S)
+        finally:
+            small_disk.free(folder)
+            p.faults.record(back)
+        if then is not None:
+            await asyncio.to_thread(then)
+    return inject
+
+
+def judged(findings, filled: dict, restarts_note: str | None = None) -> None:
+    """The scenario's verdict; with ``restarts_note`` the workers' exits 70 are expected (counted
+    in a note under the table, every other exit stays a crash)."""
+    if restarts_note is not None:
+        allowed = _split(findings, WORKERS)
+        TABLE.rows[-1].crashes = len(findings.crashes)
+        TABLE.notes.append(restarts_note.format(sum("exited with 70" in c for c in allowed)))
+    assert filled["bytes"] > 0, "the filesystem was full before the filler"
+    assert not findings, findings.text()
+
+
 def test_the_workers_state_folder_full_under_load_loses_nothing(private, topic_prefix, rnd):
     plan = Plan(load_s=20.0, **scenario.LONG_OUTAGE)
     pipeline = scenario.pipeline("disk-state", private, topic_prefix, plan)
     state = pipeline.run_dir / "state"
     filled = {}
-
-    async def inject(p):
-        await asyncio.sleep(rnd.uniform(3.0, 6.0))
-        p.faults.record(f"the workers' state folder full ({STATE_MB} MB tmpfs)")
-        filled["bytes"] = await asyncio.to_thread(small_disk.fill, state)
-        try:
-            await asyncio.sleep(FULL_S)
-        finally:
-            small_disk.free(state)
-            p.faults.record("space back")
-
+    inject = filling(rnd, state, f"the workers' state folder full ({STATE_MB} MB tmpfs)", filled)
     with small_disk.mounted(state, STATE_MB):
         findings = scenario.run(f"disk full: the workers' RocksDB folder, {FULL_S} s", pipeline, inject)
-    allowed = _split(findings, WORKERS)  # any other exit stays a crash
-    TABLE.rows[-1].crashes = len(findings.crashes)
-    TABLE.notes.append(f"disk full: workers exited 70 and were started again"
-                       f" {sum('exited with 70' in c for c in allowed)} times while their disk was full (expected)")
-    assert filled["bytes"] > 0, "the filesystem was full before the filler"
-    assert not findings, findings.text()
+    judged(findings, filled, "disk full: workers exited 70 and were started again {} times while their disk was"
+                             " full (expected)")
 
 
 KAFKA_HEADROOM_MB = 96
@@ -74,24 +88,13 @@ def test_the_kafka_log_directory_full_under_load_loses_nothing(private, topic_pr
     pipeline = scenario.pipeline("disk-kafka", private, topic_prefix, plan)
     data = private.local_dir / "kafka" / "data"
     filled = {}
-
-    async def inject(p):
-        await asyncio.sleep(rnd.uniform(3.0, 6.0))
-        p.faults.record("the Kafka log directory full")
-        filled["bytes"] = await asyncio.to_thread(small_disk.fill, data)
-        await asyncio.sleep(FULL_S)
-        small_disk.free(data)
-        p.faults.record("space back, the broker started again")
-        await asyncio.to_thread(private.restart, "kafka", 0.5)
-
+    inject = filling(rnd, data, "the Kafka log directory full", filled, "space back, the broker started again",
+                     then=lambda: private.restart("kafka", 0.5))
     with small_disk.data_moved_onto(private, "kafka", data, KAFKA_HEADROOM_MB):
         findings = scenario.run(f"disk full: the Kafka log directory, {FULL_S} s", pipeline, inject)
-    allowed = _split(findings, WORKERS)  # a worker meeting the broker's stop may exit 70 and be started again
-    TABLE.rows[-1].crashes = len(findings.crashes)
-    TABLE.notes.append(f"disk full (Kafka): workers exited 70 and were started again"
-                       f" {sum('exited with 70' in c for c in allowed)} times while the broker was away (expected)")
-    assert filled["bytes"] > 0, "the filesystem was full before the filler"
-    assert not findings, findings.text()
+    # a worker meeting the broker's stop may exit 70 and be started again
+    judged(findings, filled, "disk full (Kafka): workers exited 70 and were started again {} times while the broker"
+                             " was away (expected)")
 
 
 def test_the_redis_append_only_file_full_under_load_loses_nothing(private, topic_prefix, rnd):
@@ -99,16 +102,7 @@ def test_the_redis_append_only_file_full_under_load_loses_nothing(private, topic
     pipeline = scenario.pipeline("disk-redis", private, topic_prefix, plan)
     aof = private.local_dir / "redis" / "appendonlydir"
     filled = {}
-
-    async def inject(p):
-        await asyncio.sleep(rnd.uniform(3.0, 6.0))
-        p.faults.record("Redis's append-only file full")
-        filled["bytes"] = await asyncio.to_thread(small_disk.fill, aof)
-        await asyncio.sleep(FULL_S)
-        small_disk.free(aof)
-        p.faults.record("space back")
-
+    inject = filling(rnd, aof, "Redis's append-only file full", filled)
     with small_disk.data_moved_onto(private, "redis", aof, REDIS_HEADROOM_MB):
         findings = scenario.run(f"disk full: Redis's append-only file, {FULL_S} s", pipeline, inject)
-    assert filled["bytes"] > 0, "the filesystem was full before the filler"
-    assert not findings, findings.text()
+    judged(findings, filled)

@@ -137,11 +137,25 @@ def test_app_status_must_be_declared(code):
 
 # ---- 3. amounts, prices, quantities ---------------------------------------------------------
 
-DECIMAL_FIELDS = [(code, spec_entity, f.name)
-                  for code in INPUTS
-                  for spec_entity in filter(None, (MESSAGE_TYPES[code].head, MESSAGE_TYPES[code].body))
-                  for f in entity(spec_entity).fields
-                  if f.kind == "decimal" and f"<ceb:{f.name}>".encode() in SAMPLES[code]]
+def fields_of_kind(kind: str) -> list[tuple[str, str, str]]:
+    """(message code, entity, field) of every ``kind`` field the input samples hold."""
+    return [(code, spec_entity, f.name)
+            for code in INPUTS
+            for spec_entity in filter(None, (MESSAGE_TYPES[code].head, MESSAGE_TYPES[code].body))
+            for f in entity(spec_entity).fields
+            if f.kind == kind and f"<ceb:{f.name}>".encode() in SAMPLES[code]]
+
+
+def assert_each_refused_with_its_field(code: str, spec_entity: str, name: str, bad_texts: dict[str, str]) -> None:
+    """Each text in ``name`` refuses that one document, FORMAT_CHECK, its problem naming the field."""
+    for text, problem in bad_texts.items():
+        bad = refused_once(with_field(code, name, text), f"{spec_entity}/{name}")
+        assert re.search(re.escape(spec_entity) + r"(\[\d+\])?/" + re.escape(f"{name}: {text!r} {problem}"),
+                         "; ".join(bad.errors)), (text, bad.errors)
+        assert bad.code == FORMAT_CHECK
+
+
+DECIMAL_FIELDS = fields_of_kind("decimal")
 BAD_AMOUNTS = {"-1": "has a sign", "-0": "has a sign", "+1": "has a sign", "-1000.5": "has a sign",
                "NaN": "is not a decimal number", "Infinity": "is not a decimal number",
                "1e3": "is not a decimal number", "1E3": "is not a decimal number",
@@ -158,11 +172,7 @@ def test_the_amount_fields_of_every_input_message_are_covered():
 
 @pytest.mark.parametrize("code, spec_entity, name", DECIMAL_FIELDS)
 def test_signed_and_non_plain_amounts_are_refused_with_their_field(code, spec_entity, name):
-    for text, problem in BAD_AMOUNTS.items():
-        bad = refused_once(with_field(code, name, text), f"{spec_entity}/{name}")
-        assert re.search(re.escape(spec_entity) + r"(\[\d+\])?/" + re.escape(f"{name}: {text!r} {problem}"),
-                         "; ".join(bad.errors)), (text, bad.errors)
-        assert bad.code == FORMAT_CHECK
+    assert_each_refused_with_its_field(code, spec_entity, name, BAD_AMOUNTS)
 
 
 @pytest.mark.parametrize("code, spec_entity, name", DECIMAL_FIELDS)
@@ -183,11 +193,7 @@ def test_significant_digits_count_towards_the_nineteen():
         order.convert("12345678901234567890")
 
 
-INT_FIELDS = [(code, spec_entity, f.name)
-              for code in INPUTS
-              for spec_entity in filter(None, (MESSAGE_TYPES[code].head, MESSAGE_TYPES[code].body))
-              for f in entity(spec_entity).fields
-              if f.kind == "int" and f"<ceb:{f.name}>".encode() in SAMPLES[code]]
+INT_FIELDS = fields_of_kind("int")
 BAD_COUNTS = {"-1": "has a sign", "+1": "has a sign", "-0": "has a sign", "\u0661": "is not a whole number",
               "\uff11": "is not a whole number", "1.0": "is not a whole number", "1e0": "is not a whole number"}
 
@@ -201,11 +207,7 @@ def test_the_count_fields_of_every_input_message_are_covered():
 @pytest.mark.parametrize("code, spec_entity, name", INT_FIELDS)
 def test_signed_and_non_ascii_counts_are_refused_with_their_field(code, spec_entity, name):
     """gnum and packNo: plain ASCII digits, no sign (xs:int would take "+1", int() Arabic-Indic digits)."""
-    for text, problem in BAD_COUNTS.items():
-        bad = refused_once(with_field(code, name, text), f"{spec_entity}/{name}")
-        assert re.search(re.escape(spec_entity) + r"(\[\d+\])?/" + re.escape(f"{name}: {text!r} {problem}"),
-                         "; ".join(bad.errors)), (text, bad.errors)
-        assert bad.code == FORMAT_CHECK
+    assert_each_refused_with_its_field(code, spec_entity, name, BAD_COUNTS)
 
 
 # ---- 4. guid ------------------------------------------------------------------------------------

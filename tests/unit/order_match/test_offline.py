@@ -132,16 +132,23 @@ def _later(app_time: str, seconds: int) -> str:
     return f"{datetime.strptime(app_time, '%Y%m%d%H%M%S') + timedelta(seconds=seconds):%Y%m%d%H%M%S}"
 
 
+def _naming_the_waybill_of(first, second, after_docs: list[dict]) -> list[dict]:
+    """``second``'s documents with its waybill and inventory naming ``first``'s carrier number,
+    sent a second after the last of ``after_docs``."""
+    docs = [copy.deepcopy(d) for d in second.documents]
+    for doc in docs:
+        if doc["message"] in ("CEB511", "CEB621"):
+            doc["logisticsCode"], doc["logisticsNo"] = first.logistics["logisticsCode"], first.logistics["logisticsNo"]
+        doc["appTime"] = _later(max(d["appTime"] for d in after_docs), 1)
+    return docs
+
+
 def test_a_rejected_declaration_still_claims_its_waybill_number():
     """DOMAIN §2a: the first orderNo naming a waybill claims it, whatever its verdict."""
     first, second = generate(2, fault_share=0, seed=9)
     first_docs = [copy.deepcopy(d) for d in first.documents]
     first_docs[0]["taxTotal"] += Decimal("1.00")  # TAX_TOTAL and ORDER_TOTAL: rejected
-    second_docs = [copy.deepcopy(d) for d in second.documents]
-    for doc in second_docs:
-        if doc["message"] in ("CEB511", "CEB621"):
-            doc["logisticsCode"], doc["logisticsNo"] = first.logistics["logisticsCode"], first.logistics["logisticsNo"]
-        doc["appTime"] = _later(max(d["appTime"] for d in first_docs), 1)
+    second_docs = _naming_the_waybill_of(first, second, first_docs)
     lines = by_key(check(first_docs + second_docs))
     assert lines[(first.order["ebpCode"], first.order["orderNo"])]["status"] == "rejected"
     assert [f["code"] for f in lines[(second.order["ebpCode"], second.order["orderNo"])]["failures"]] \
@@ -153,11 +160,7 @@ def test_an_incomplete_declaration_whose_inventory_named_the_waybill_first_still
     declaration's verdict": INCOMPLETE is a verdict too; its inventory named the number first."""
     first, second = generate(2, fault_share=0, seed=9)
     first_docs = [copy.deepcopy(d) for d in (first.order, first.inventory)]  # no payment, no waybill
-    second_docs = [copy.deepcopy(d) for d in second.documents]
-    for doc in second_docs:
-        if doc["message"] in ("CEB511", "CEB621"):
-            doc["logisticsCode"], doc["logisticsNo"] = first.logistics["logisticsCode"], first.logistics["logisticsNo"]
-        doc["appTime"] = _later(max(d["appTime"] for d in first_docs), 1)
+    second_docs = _naming_the_waybill_of(first, second, first_docs)
     lines = by_key(check(first_docs + second_docs))
     assert lines[(first.order["ebpCode"], first.order["orderNo"])]["status"] == "incomplete"
     assert [f["code"] for f in lines[(second.order["ebpCode"], second.order["orderNo"])]["failures"]] \
