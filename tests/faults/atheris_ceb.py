@@ -3,7 +3,12 @@
 Every input must parse or raise ``CebError``; any other exception is a crash, which
 libFuzzer reports (non-zero exit, the input saved under -artifact_prefix). libFuzzer says
 how many inputs it ran on stderr ("Done N runs").
+
+The memory bound is the process's own address space (an input that makes the codec allocate
+past it raises MemoryError, a crash with that input saved): libFuzzer's -rss_limit_mb reads
+ru_maxrss, which execve keeps, so a run started by pytest measured pytest's peak instead.
 """
+import resource
 import sys
 
 import atheris
@@ -19,6 +24,9 @@ def one_input(data: bytes) -> None:
         pass
 
 
+MEMORY_BOUND = 1 << 30  # the run itself needs under 100 MB of address space
+
 if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BOUND, MEMORY_BOUND))
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()

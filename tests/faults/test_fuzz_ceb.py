@@ -10,6 +10,7 @@ text into a result or an error. atheris, when installed, adds a coverage-guided 
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -161,16 +162,24 @@ def test_mutated_attacks_are_never_resolved(secret_file, name, ops):
 ATHERIS_RUNS = 50_000
 
 
-def test_coverage_guided_fuzzing_finds_no_crash(tmp_path):
-    """atheris (libFuzzer) steering by coverage of the codec, from the sample messages."""
+def atheris_command(tmp_path: Path, *options: str) -> list[str]:
+    """The coverage-guided run, from the sample messages; its memory bound is set inside it."""
     corpus = tmp_path / "corpus"
-    corpus.mkdir()
+    corpus.mkdir(exist_ok=True)
     for i, data in enumerate(SAMPLES.values()):
         (corpus / f"seed{i}").write_bytes(data)
-    done = subprocess.run([sys.executable, str(Path(__file__).with_name("atheris_ceb.py")), f"-runs={ATHERIS_RUNS}",
-                           f"-seed={SEED or 1}", "-max_len=65536", f"-artifact_prefix={tmp_path}/", str(corpus)],
-                          capture_output=True, text=True, timeout=300, cwd=config.PROJECT_ROOT,
+    return [sys.executable, str(Path(__file__).with_name("atheris_ceb.py")), "-rss_limit_mb=0", f"-seed={SEED or 1}",
+            "-max_len=65536", f"-artifact_prefix={tmp_path}/", *options, str(corpus)]
+
+
+def run_atheris(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=config.PROJECT_ROOT,
                           env=dict(os.environ, PYTHONPATH=str(config.PROJECT_ROOT)))
+
+
+def test_coverage_guided_fuzzing_finds_no_crash(tmp_path):
+    """atheris (libFuzzer) steering by coverage of the codec, from the sample messages."""
+    done = run_atheris(atheris_command(tmp_path, f"-runs={ATHERIS_RUNS}"))
     found = re.search(r"Done (\d+) runs", done.stderr)
     ran = int(found.group(1)) if found else 0
     TALLY.tried["coverage-guided (atheris)"] += ran
@@ -178,3 +187,20 @@ def test_coverage_guided_fuzzing_finds_no_crash(tmp_path):
         TALLY.crashes.append(f"atheris: {done.stderr[-500:]}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert ran >= ATHERIS_RUNS
+
+
+PARENT_PEAK_MB = 2300  # over libFuzzer's default rss limit (2048 MB)
+
+
+def test_a_big_parent_does_not_count_against_the_fuzz_runs_memory(tmp_path):
+    """A CI run's pytest had peaked at 2.4 GB when it started atheris, whose default rss limit read
+    that peak (ru_maxrss survives execve) and called the codec out of memory on its first second."""
+    parent = ("import subprocess, sys, json\n"
+              f"peak = bytearray({PARENT_PEAK_MB} << 20)\n"
+              "for i in range(0, len(peak), 4096): peak[i] = 1\n"
+              "sys.exit(subprocess.run(json.loads(sys.argv[1])).returncode)\n")
+    command = atheris_command(tmp_path, "-runs=100000000", "-max_total_time=4")
+    done = run_atheris([sys.executable, "-c", parent, json.dumps(command)], timeout=120)
+    assert max(map(int, re.findall(r"rss: (\d+)Mb", done.stderr))) >= PARENT_PEAK_MB, "the parent's peak is what libFuzzer reads"
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"Done \d+ runs in [4-9] second", done.stderr), done.stderr[-2000:]
