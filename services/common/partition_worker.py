@@ -25,6 +25,9 @@ machinery cost more CPU than sandan's own work, bench/RESULTS.md). It gives:
   loop: a partition's records are paused until its stores are restored, the others keep
   flowing and the loop keeps polling (the group's deadline); stores of revoked partitions are
   closed and swept after their grace;
+* co-partitioned inputs read in step (``aligned``, ``input_alignment``): with a backlog, an input
+  partition more than ``SANDAN_STREAM_ALIGN_MS`` of record time ahead of another of its task
+  that is catching up is paused until that one is near;
 * ``sandan_consumer_lag`` per owned input partition;
 * a rebalance gone through, not died on: when partitions are taken away, the batch in hand
   is finished, everything it produced is flushed and its offsets committed before the
@@ -47,6 +50,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, Pr
 
 from services.common import aiokafka_fixes, config, kafka_security, streaming
 from services.common.changelog_table import ChangelogTable
+from services.common.input_alignment import Alignment
 from services.common.worker_exit import WorkerExit
 
 log = logging.getLogger("sandan.worker")
@@ -74,10 +78,11 @@ class _Listener(ConsumerRebalanceListener):
 
 
 class PartitionWorker:
-    """``name``: the service (group ``<prefix>sandan-<name>``); ``inputs``: full topic names."""
+    """``name``: the service (group ``<prefix>sandan-<name>``); ``inputs``: full topic names;
+    ``aligned``: those of the inputs whose partitions of one task are read in step by record time."""
 
     def __init__(self, name: str, inputs: Sequence[str], *, tables: Sequence[ChangelogTable] = (),
-                 guard: WorkerExit | None = None) -> None:
+                 guard: WorkerExit | None = None, aligned: Sequence[str] = ()) -> None:
         self.name = name
         self.inputs = tuple(inputs)
         self.tables = tuple(tables)
@@ -93,6 +98,8 @@ class PartitionWorker:
                              f"{', '.join(GUARANTEES)}")
         self.exactly_once = self.guarantee == "exactly_once"
         self.commit_interval_s = max(config.get_int("SANDAN_COMMIT_INTERVAL_MS"), 10) / 1000
+        skew_ms = config.get_int("SANDAN_STREAM_ALIGN_MS")
+        self.alignment = Alignment(aligned, skew_ms) if aligned and skew_ms > 0 else None
         # made in ``run`` (aiokafka wants a running loop): the plain producer (timers' records, and
         # everything in at_least_once) and, in exactly_once, one transactional producer per owned task
         self.producer: AIOKafkaProducer | None = None
@@ -166,6 +173,8 @@ class PartitionWorker:
                 raise
             await self._stop_restoring()
             self.partitions = frozenset()
+            if self.alignment is not None:
+                self.alignment.forget()  # what is assigned next starts unheld (aiokafka resets pauses)
             for table in self.tables:
                 table.release({tp.partition for tp in revoked})
             await self._close_tasks({tp.partition for tp in revoked})
@@ -175,6 +184,8 @@ class PartitionWorker:
         log.info("%s: partitions %s assigned", self.group, sorted(numbers))
         if not self.tables and not self.exactly_once:
             self.partitions = numbers
+            if self.alignment is not None:
+                self.alignment.started(assigned, time.monotonic())
             return
         # a store kept across the rebalance is checked again: it has nothing or little to read
         self.partitions = frozenset()
@@ -322,9 +333,37 @@ class PartitionWorker:
                         await self._send_changes()
                 for tp, batch in fetched.items():
                     self._done[tp] = batch[-1].offset + 1
+                if self.alignment is not None:
+                    await self._align(fetched)
                 if time.monotonic() >= next_commit:
                     await self._commit()
                     next_commit = time.monotonic() + self.commit_interval_s
+
+    async def _align(self, fetched: dict) -> None:
+        """Hold the aligned inputs that ran ahead; let go of those no longer ahead. Only partitions
+        with restored stores are let go (a restoring one stays paused until it is ready)."""
+        now = time.monotonic()
+        for tp, batch in fetched.items():
+            self.alignment.read(tp, batch[-1].timestamp, now)
+        owned = [tp for tp in self.consumer.assignment()
+                 if tp.partition in self.partitions and tp.topic in self.alignment.topics]
+        behind: dict[TopicPartition, bool] = {}
+        for tp in owned:
+            end = self.consumer.last_stable_offset(tp)
+            end = self.consumer.highwater(tp) if end is None else end
+            try:
+                behind[tp] = end is not None and end > await self.consumer.position(tp)
+            except IllegalStateError:  # taken away meanwhile
+                behind[tp] = False
+        before = self.alignment.held
+        hold = self.alignment.to_hold(owned, behind.__getitem__, now)
+        if hold:
+            self.consumer.pause(*hold)
+            for tp in hold - before:
+                streaming.held_counter().labels(tp.topic).inc()
+        released = [tp for tp in before - hold if tp in behind]
+        if released:
+            self.consumer.resume(*released)
 
     async def _ready_records(self, fetched: dict) -> dict:
         """The fetched records this worker may handle now. A partition taken away meanwhile is its
@@ -353,6 +392,8 @@ class PartitionWorker:
                 tps = [tp for tp in self.consumer.assignment() if tp.partition == partition]
                 if tps:
                     self.consumer.resume(*tps)
+                    if self.alignment is not None:
+                        self.alignment.started(tps, time.monotonic())
 
         try:
             if self.exactly_once:  # fenced before anything of the task is read, its stores included

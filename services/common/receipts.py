@@ -8,10 +8,9 @@ itself is refused (a repeated appType 1, a change after verification).
 """
 from __future__ import annotations
 
-import uuid
-
 from services.common.clock import china_stamp
 from services.common.documents import MESSAGE_TYPES, RECEIPT_FOR
+from services.common.guids import random_guid
 from services.common.senders import OWN_SENDER_FIELD, submitter_of
 from services.common import codes
 from services.common.verdict import Failure
@@ -34,7 +33,7 @@ def receiver_of(doc: dict) -> str:
 
 def receipt(doc: dict, status: str, info: str, failures: tuple[Failure, ...] | list[Failure], now_ms: int) -> dict:
     rec = {k: doc.get(k) for k in _COPIED}
-    rec.update(guid=str(uuid.uuid4()).upper(), message=RECEIPT_FOR.get(doc["message"], "CEB312"),
+    rec.update(guid=random_guid(), message=RECEIPT_FOR.get(doc["message"], "CEB312"),
                receiver=receiver_of(doc), documentGuid=doc.get("guid"), returnStatus=status,
                returnTime=china_stamp(now_ms), returnInfo=info[:1000],
                failures=[{"code": f.code, "field": f.field, "message": f.message} for f in failures])

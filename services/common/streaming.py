@@ -103,6 +103,20 @@ def lag_gauge():
     return _LAG
 
 
+_HELD = None
+
+
+def held_counter():
+    """``sandan_input_holds_total{topic}``: times an input partition was paused for running ahead of
+    a co-partitioned input that is catching up (``input_alignment``); grows with backlogs only."""
+    global _HELD
+    if _HELD is None:
+        from prometheus_client import Counter
+        _HELD = Counter("sandan_input_holds_total", "Input partitions paused for running ahead of their task's other inputs",
+                        ["topic"])
+    return _HELD
+
+
 async def with_retry(step, log: logging.Logger):
     """Redis or Kafka away: wait and try again; good input is never dead-lettered for it."""
     delay = 0.2

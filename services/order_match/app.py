@@ -68,7 +68,8 @@ class MatchWorker:
                                memory_mb=config.get_int("SANDAN_ROCKSDB_MEMORY_MB"))
         self.ticks_topic = topics.name("order_match.ticks")
         document_topics = tuple(topics.name(t) for t in DOCUMENT_TOPICS)
-        self.worker = PartitionWorker(name, [*document_topics, self.ticks_topic], tables=[table])
+        self.worker = PartitionWorker(name, [*document_topics, self.ticks_topic], tables=[table],
+                                      aligned=document_topics)
         self.wire = codec()
         self.timeout_ms = config.get_int("SANDAN_MATCH_TIMEOUT") * 1000
         self.retention_ms = config.get_int("SANDAN_MATCH_RETENTION") * 1000
