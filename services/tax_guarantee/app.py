@@ -45,6 +45,7 @@ from services.tax_guarantee.alerts import parse_thresholds
 from services.tax_guarantee.commands import ACTIONS
 from services.tax_guarantee.processor import GuaranteeProcessor, Handled
 from services.tax_guarantee.redis_store import RedisAccountStore, namespace
+from services.tax_guarantee.store import Applied
 
 log = logging.getLogger("sandan.tax_guarantee")
 
@@ -94,8 +95,12 @@ def create_worker() -> tuple[PartitionWorker, Callable[[list], Awaitable[None]]]
         if handled.rejected_input is not None:
             r = handled.rejected_input
             await reject(msg, r.code, r.field, r.message, reference, count=not handled.replayed)
-        # a cleared declaration is the verdict as order_match wrote it: its bytes go on as they came
-        await publish(handled.outputs, count=not handled.replayed, encoded={id(record): msg.value})
+        # a cleared declaration is the verdict as order_match wrote it: its bytes go on as they came;
+        # the ledger entry, warnings and bills as the outcome's store encoded them
+        encoded = {id(record): msg.value}
+        if isinstance(handled.outcome, Applied):
+            encoded.update(handled.outcome.wire)
+        await publish(handled.outputs, count=not handled.replayed, encoded=encoded)
 
     async def handle(msg, schema: str, step, reference_field: str) -> tuple[dict, Handled] | None:
         record = decoded(msg, schema)

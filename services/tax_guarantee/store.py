@@ -39,6 +39,9 @@ class Applied:
     entry: dict                      # sandan.LedgerEntry
     warnings: tuple[dict, ...] = ()  # sandan.GuaranteeWarning
     receipts: tuple[dict, ...] = ()  # sandan.Receipt: the tax bill (CEB816) or its status changes (CEB818)
+    # each record's wire bytes by id() once encoded for the store (``dump_outcome``) or read from
+    # it: the adapter publishes those rather than encode the same records a second time
+    wire: dict[int, bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,16 @@ def dump_outcome(outcome: Outcome) -> bytes:
         r = outcome.refusal
         doc = {"status": "refused", "code": r.code, "field": r.field, "message": r.message, "at": outcome.at}
     else:
-        wire = codec()
-        doc = {"status": "applied", "entry": _b64(wire.encode("sandan.LedgerEntry", outcome.entry)),
-               "warnings": [_b64(wire.encode("sandan.GuaranteeWarning", w)) for w in outcome.warnings]}
+        def encoded(schema: str, record: dict) -> str:
+            data = outcome.wire.get(id(record))
+            if data is None:
+                data = outcome.wire[id(record)] = codec().encode(schema, record)
+            return _b64(data)
+
+        doc = {"status": "applied", "entry": encoded("sandan.LedgerEntry", outcome.entry),
+               "warnings": [encoded("sandan.GuaranteeWarning", w) for w in outcome.warnings]}
         if outcome.receipts:
-            doc["receipts"] = [_b64(wire.encode("sandan.Receipt", r)) for r in outcome.receipts]
+            doc["receipts"] = [encoded("sandan.Receipt", r) for r in outcome.receipts]
     return json.dumps(doc, ensure_ascii=False).encode()
 
 
@@ -90,10 +98,16 @@ def load_outcome(raw: bytes) -> Outcome:
     doc = json.loads(raw)
     if doc["status"] == "refused":
         return Refused(Refusal(doc["code"], doc["field"], doc["message"]), doc["at"])
-    wire = codec()
-    return Applied(wire.decode(base64.b64decode(doc["entry"]))[1],
-                   tuple(wire.decode(base64.b64decode(w))[1] for w in doc["warnings"]),
-                   tuple(wire.decode(base64.b64decode(r))[1] for r in doc.get("receipts", ())))
+    kept: dict[int, bytes] = {}
+
+    def decoded(text: str) -> dict:
+        data = base64.b64decode(text)
+        record = codec().decode(data)[1]
+        kept[id(record)] = data
+        return record
+
+    return Applied(decoded(doc["entry"]), tuple(decoded(w) for w in doc["warnings"]),
+                   tuple(decoded(r) for r in doc.get("receipts", ())), wire=kept)
 
 
 def _b64(data: bytes) -> str:

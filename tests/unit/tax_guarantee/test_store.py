@@ -22,3 +22,21 @@ def test_an_applied_outcome_round_trips_with_exact_amounts():
 def test_a_refusal_round_trips():
     outcome = Refused(Refusal("GUARANTEE_INSUFFICIENT", "InventoryHead/assureCode", "短 of 1.00 CNY"), NOW_MS)
     assert load_outcome(dump_outcome(outcome)) == outcome
+
+
+def test_an_outcome_keeps_the_wire_bytes_of_its_records_for_the_adapter():
+    """Stored or read back, an applied outcome names each record's bytes, the very bytes the codec
+    gives it, so the adapter sends them without encoding the records again."""
+    from services.common.avro import codec
+    entry = history()[2]
+    warnings = tuple(utilisation_warnings((Decimal(80),), account(outstanding="0"), account(outstanding="800.00001"),
+                                          entry["entryId"], NOW_MS))
+    outcome = Applied(entry, warnings)
+    stored = dump_outcome(outcome)
+    wire = codec()
+    expected = {id(entry): wire.encode("sandan.LedgerEntry", entry),
+                **{id(w): wire.encode("sandan.GuaranteeWarning", w) for w in warnings}}
+    assert warnings and outcome.wire == expected
+    again = load_outcome(stored)
+    assert again.wire == {id(again.entry): expected[id(entry)],
+                          **{id(w): expected[id(old)] for w, old in zip(again.warnings, warnings)}}
