@@ -118,7 +118,7 @@ SETTINGS: list[Setting] = [
             "Most records a stream worker takes from Kafka at once and handles together"),
     Setting("SANDAN_STREAM_BATCH_WAIT_MS", "100",
             "Milliseconds a worker waits to fill a batch before it works on what it has"),
-    Setting("SANDAN_STREAM_ALIGN_MS", "1000",
+    Setting("SANDAN_STREAM_ALIGN_MS", "100",
             "How far (record time, ms) one co-partitioned input of a worker may run ahead of another that is catching up before it waits for it; 0: never waits"),
     Setting("SANDAN_GUARANTEE_THRESHOLDS", "80,95",
             "Utilisation percentages of a tax guarantee that warn when crossed upwards (comma-separated)"),
