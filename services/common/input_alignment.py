@@ -9,8 +9,9 @@ across its partitions for the same reason.
 
 An input partition whose last record read is more than ``skew_ms`` of record time ahead of another
 input of the same task that is still catching up is held (paused) until it is at most half that
-ahead. Catching up: it has more to read and it delivered records in the last ``lively_s``
-seconds. A partition just made readable (``started``) that has more to read and has brought
+ahead. Catching up: it has a backlog (the worker counts more than a batch of records left to
+read; under a steady load no partition has one, so nothing waits) and it delivered records in
+the last ``lively_s`` seconds. A partition just made readable (``started``) that has a backlog and has brought
 nothing yet counts as behind everything, for ``lively_s``: otherwise the first fetch of another
 (a megabyte of small records) would all be handled before its first record is seen. So a
 partition that is idle, at its end, or stuck holds no other for longer than ``lively_s``, and
@@ -62,7 +63,8 @@ class Alignment:
         self.held = self.held - frozenset(tps)
 
     def to_hold(self, owned: Iterable, has_more: Callable[[object], bool], now_s: float) -> frozenset:
-        """The partitions of ``owned`` to hold now (the rest may be read); remembered for hysteresis."""
+        """The partitions of ``owned`` to hold now (the rest may be read); remembered for hysteresis.
+        ``has_more(tp)``: whether ``tp`` has a backlog (see the module docstring)."""
         tasks: dict[int, list] = {}
         for tp in owned:
             if tp.topic in self.topics and tp in self.fed_at:

@@ -352,7 +352,8 @@ class PartitionWorker:
             end = self.consumer.last_stable_offset(tp)
             end = self.consumer.highwater(tp) if end is None else end
             try:
-                behind[tp] = end is not None and end > await self.consumer.position(tp)
+                # more than a batch left: a backlog, not the records that came since the last fetch
+                behind[tp] = end is not None and end - await self.consumer.position(tp) > self.batch_size
             except IllegalStateError:  # taken away meanwhile
                 behind[tp] = False
         before = self.alignment.held
