@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable
 from typing import Hashable
 
 LIVELY_S = 1.0
-_UNKNOWN = float("-inf")  # the record time of a partition started and not read yet
 
 
 class Alignment:
@@ -76,7 +75,10 @@ class Alignment:
             catching_up = [tp for tp in tps if now_s - self.fed_at[tp] <= self.lively_s and has_more(tp)]
             if not catching_up:
                 continue
-            slowest = min(self.read_ms.get(tp, _UNKNOWN) for tp in catching_up)
+            if any(tp not in self.read_ms for tp in catching_up):  # started, not read yet: behind all
+                held.update(tp for tp in tps if tp in self.read_ms)
+                continue
+            slowest = min(self.read_ms[tp] for tp in catching_up)
             for tp in tps:
                 limit = self.skew_ms // 2 if tp in self.held else self.skew_ms
                 if tp in self.read_ms and self.read_ms[tp] - slowest > limit:

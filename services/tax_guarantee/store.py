@@ -39,8 +39,9 @@ class Applied:
     entry: dict                      # sandan.LedgerEntry
     warnings: tuple[dict, ...] = ()  # sandan.GuaranteeWarning
     receipts: tuple[dict, ...] = ()  # sandan.Receipt: the tax bill (CEB816) or its status changes (CEB818)
-    # each record's wire bytes by id() once encoded for the store (``dump_outcome``) or read from
-    # it: the adapter publishes those rather than encode the same records a second time
+    # each record's wire bytes by id() once ``dump_outcome`` encoded them: the adapter publishes
+    # those rather than encode the same records again (an outcome read back is encoded afresh,
+    # with the current schema and wire format)
     wire: dict[int, bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -98,16 +99,10 @@ def load_outcome(raw: bytes) -> Outcome:
     doc = json.loads(raw)
     if doc["status"] == "refused":
         return Refused(Refusal(doc["code"], doc["field"], doc["message"]), doc["at"])
-    kept: dict[int, bytes] = {}
-
-    def decoded(text: str) -> dict:
-        data = base64.b64decode(text)
-        record = codec().decode(data)[1]
-        kept[id(record)] = data
-        return record
-
-    return Applied(decoded(doc["entry"]), tuple(decoded(w) for w in doc["warnings"]),
-                   tuple(decoded(r) for r in doc.get("receipts", ())), wire=kept)
+    wire = codec()
+    return Applied(wire.decode(base64.b64decode(doc["entry"]))[1],
+                   tuple(wire.decode(base64.b64decode(w))[1] for w in doc["warnings"]),
+                   tuple(wire.decode(base64.b64decode(r))[1] for r in doc.get("receipts", ())))
 
 
 def _b64(data: bytes) -> str:

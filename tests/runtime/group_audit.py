@@ -1,5 +1,5 @@
 """What the runtime tests read back from the broker to audit a run: a topic as a
-read_committed reader sees it, a group's committed offsets, and a bounded wait."""
+read_committed reader sees it, a group's committed offsets, and bounded waits."""
 from __future__ import annotations
 
 import asyncio
@@ -19,6 +19,26 @@ async def until(check: Callable[[], bool], what: str, wait_s: float = WAIT_S) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"never: {what}")
         await asyncio.sleep(0.1)
+
+
+async def run_until(worker, handle, done: asyncio.Event, what: Callable[[], str], wait_s: float = WAIT_S) -> None:
+    """Run ``worker`` with ``handle`` until ``done`` is set (a worker that stops first raises its
+    error here; ``what`` says what was missing otherwise), then stop its Kafka clients."""
+    run = asyncio.ensure_future(worker.run(handle))
+    waiting = asyncio.ensure_future(done.wait())
+    try:
+        finished, _ = await asyncio.wait({run, waiting}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+        if run in finished:
+            run.result()
+        assert done.is_set(), what()
+    finally:
+        for task in (run, waiting):
+            task.cancel()
+        await asyncio.gather(run, waiting, return_exceptions=True)
+        if worker.consumer is not None:
+            await worker.consumer.stop()
+            await worker.producer.stop()
+        await worker._close_tasks(set(worker._tasks))
 
 
 def read_committed(topic: str, timeout_s: float = 60.0) -> list:

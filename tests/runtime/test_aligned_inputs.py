@@ -13,6 +13,7 @@ from kafka.admin import NewTopic
 
 from services.common import kafka_io
 from services.common.partition_worker import PartitionWorker
+from tests.runtime.group_audit import run_until
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,6 @@ def _run(topic_prefix: str, name: str, monkeypatch, align_ms: int) -> tuple[int,
     worst = 0
 
     async def main():
-        nonlocal worst
         worker = PartitionWorker(name, [small, big], aligned=[small, big])
 
         def exit_process(code: int) -> None:
@@ -77,19 +77,7 @@ def _run(topic_prefix: str, name: str, monkeypatch, align_ms: int) -> tuple[int,
             if not any(left.values()):
                 done.set()
 
-        run = asyncio.ensure_future(worker.run(handle))
-        try:
-            finished, _ = await asyncio.wait({run, asyncio.ensure_future(done.wait())}, timeout=WAIT_S,
-                                             return_when=asyncio.FIRST_COMPLETED)
-            if run in finished:
-                run.result()
-            assert done.is_set(), f"records left unhandled: {left}"
-        finally:
-            run.cancel()
-            await asyncio.gather(run, return_exceptions=True)
-            await worker.consumer.stop()
-            await worker.producer.stop()
-            await worker._close_tasks(set(worker._tasks))
+        await run_until(worker, handle, done, lambda: f"records left unhandled: {left}", WAIT_S)
 
     asyncio.run(main())
     return worst, handled

@@ -12,6 +12,7 @@ from kafka.admin import NewTopic
 from services.common import changelogs, kafka_io
 from services.common.changelog_table import ChangelogTable
 from services.common.partition_worker import PartitionWorker
+from tests.runtime.group_audit import run_until
 
 pytestmark = pytest.mark.integration
 
@@ -104,18 +105,9 @@ def test_a_restore_of_100000_keys_does_not_hold_up_the_other_partition(stack, to
             if len(handled) >= 2 * INPUTS_PER_PARTITION:
                 all_handled.set()
 
-        run = asyncio.ensure_future(worker.run(handle))
         try:
-            done, _ = await asyncio.wait({run, asyncio.ensure_future(all_handled.wait())}, timeout=GATE_S,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if run in done:
-                run.result()  # the worker stopped: its error is the test's
-            assert all_handled.is_set(), f"not every input was handled: {handled}"
+            await run_until(worker, handle, all_handled, lambda: f"not every input was handled: {handled}", GATE_S)
         finally:
-            run.cancel()
-            await asyncio.gather(run, return_exceptions=True)
-            await worker.consumer.stop()
-            await worker.producer.stop()
             table.close()
 
     asyncio.run(main())

@@ -25,8 +25,9 @@ def test_a_refusal_round_trips():
 
 
 def test_an_outcome_keeps_the_wire_bytes_of_its_records_for_the_adapter():
-    """Stored or read back, an applied outcome names each record's bytes, the very bytes the codec
-    gives it, so the adapter sends them without encoding the records again."""
+    """Once stored, an applied outcome names each record's bytes, the very bytes the codec gives
+    it, so the adapter sends them without encoding the records again. Read back, it names none:
+    bytes written earlier may be of an earlier schema version, and only the current is written."""
     from services.common.avro import codec
     entry = history()[2]
     warnings = tuple(utilisation_warnings((Decimal(80),), account(outstanding="0"), account(outstanding="800.00001"),
@@ -38,5 +39,4 @@ def test_an_outcome_keeps_the_wire_bytes_of_its_records_for_the_adapter():
                 **{id(w): wire.encode("sandan.GuaranteeWarning", w) for w in warnings}}
     assert warnings and outcome.wire == expected
     again = load_outcome(stored)
-    assert again.wire == {id(again.entry): expected[id(entry)],
-                          **{id(w): expected[id(old)] for w, old in zip(again.warnings, warnings)}}
+    assert again == outcome and again.wire == {}
