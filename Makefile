@@ -20,7 +20,7 @@ export SANDAN_KAFKA_NODES := $(KAFKA_NODES)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv proto setup up down status reset test demo clean test-faults test-faults-long soak ledger-sim fuzz bench-signatures
+.PHONY: help venv proto setup up down status reset test demo clean test-faults test-faults-long soak ledger-sim fuzz bench-signatures bench-clients
 
 help:
 	@echo "make venv     .venv with sandan installed editable (plus test tools)"
@@ -42,6 +42,7 @@ help:
 	@echo "make bench-codec  Avro and CEB XML encode/decode figures (JSON)"
 	@echo "make bench-signatures  SM2-SM3 and RSA signature verifications per second on one core (JSON)"
 	@echo "make bench    the pipeline at full speed next to raw Kafka (JSON; BENCH_ARGS='--rate 1000' for latency)"
+	@echo "make bench-clients  the Kafka client's CPU per record: aiokafka against confluent-kafka (JSON)"
 	@echo "make bench-memory  a million pending declarations in order_match's RocksDB table (JSON; minutes)"
 	@echo "make clean    remove .venv and build output (keeps .local data, see reset, and the Kafka jars in .cache)"
 
@@ -144,6 +145,11 @@ bench: up
 
 bench-memory: up
 	@$(VENV_PY) -m bench.memory $(BENCH_ARGS)
+
+# The Kafka client's CPU per record, aiokafka against confluent-kafka (installed here only).
+bench-clients: up
+	@$(VENV_PY) -c 'import confluent_kafka' 2>/dev/null || $(VENV_PY) -m pip install -q -e '.[bench]'
+	@$(VENV_PY) -m bench.kafka_clients $(BENCH_ARGS)
 
 # .cache is left alone: a running broker loads classes from those jars lazily.
 clean:
