@@ -35,6 +35,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -181,6 +182,16 @@ def run_chunk(index: int, count: int, s: Settings, rate: float, offset_s: float,
     totals.seconds += time.monotonic() - began  # the chunk's whole time: its start, load, settle, audit, clean-up
 
 
+def code_version() -> str:
+    """The commit the soak runs (a soak resumed later may run newer code: the report says so)."""
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10,
+                              cwd=config.PROJECT_ROOT, check=False)
+    except OSError:
+        return "an unknown commit (no git)"
+    return f"commit {done.stdout.strip()}" if done.returncode == 0 else "an unknown commit (not a git checkout)"
+
+
 def forget_load(private) -> None:
     """What the suite keeps for a whole session (the signed load, in memory and on disk, and every
     run's documents for the log scans of test_security.py) would pile up chunk after chunk."""
@@ -214,10 +225,12 @@ def main() -> int:
     private.up()
     if saved is None:
         prefix, totals, resumes, done = f"soak{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}-", Totals(), 0, 0
+        totals.notes.append(f"started on {code_version()}")
     else:
         prefix, resumes, done = saved["prefix"], saved["resumes"] + 1, saved["done"]
         totals = Totals(**saved["totals"])
-        totals.notes.append(f"resumed after chunk {done} (resume {resumes}): a chunk cut short is run again whole")
+        totals.notes.append(f"resumed after chunk {done} (resume {resumes}) on {code_version()}: a chunk cut short"
+                            f" is run again whole")
         if saved["running"]:  # the chunk cut short: its topics and keys would only take room
             from services.tools import runs
             runs.forget(saved["running"])
