@@ -12,7 +12,8 @@ Variants (each in a process of its own, alternated over ``--rounds``):
 
 * ``aiokafka``: the runtime today (``partition_worker``): ``getmany``, ``await producer.send``
   per record (a future each), ``send_offsets_to_transaction`` and ``commit_transaction``.
-* ``aiokafka-batch``: the same with a batch per partition (``create_batch``/``send_batch``).
+* ``aiokafka-batch``: the same with a batch per partition (``create_batch``/``send_batch``;
+  tried in the runtime, branch ``perf19-batches``, bench/RESULTS.md).
 * ``confluent``: confluent-kafka as an asyncio runtime would drive it: ``consume`` and the
   transaction calls (which block) in a thread, ``produce`` inline (it only queues).
 * ``confluent-aio``: confluent-kafka 2.16's own asyncio classes (``AIOConsumer``, ``AIOProducer``).

@@ -1,9 +1,8 @@
 """A stream worker on aiokafka alone: batches of records in, outputs and table changes out.
 
-A fetch is handed over as one list, and table changes go out with the outputs: no per-record
-message object or acknowledgement (a framework's per-record machinery cost more CPU than
-sandan's own work, bench/RESULTS.md), and in a transaction no future per record either (a
-task's records go to the producer a batch per topic partition, ``task_batches``). It gives:
+A fetch is handed over as one list, and table changes go out with the outputs as plain
+sends: no per-record message object, future or acknowledgement (a framework's per-record
+machinery cost more CPU than sandan's own work, bench/RESULTS.md). It gives:
 
 * exactly-once (``SANDAN_PROCESSING_GUARANTEE=exactly_once``, the default): the records of one
   input partition number (its "task": the same number of every co-partitioned input) are
@@ -52,7 +51,6 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, Pr
 from services.common import aiokafka_fixes, config, kafka_security, streaming
 from services.common.changelog_table import ChangelogTable
 from services.common.input_alignment import Alignment
-from services.common.task_batches import Shipped, TaskBatches
 from services.common.worker_exit import WorkerExit
 
 log = logging.getLogger("sandan.worker")
@@ -107,9 +105,6 @@ class PartitionWorker:
         self.producer: AIOKafkaProducer | None = None
         self._tasks: dict[int, AIOKafkaProducer] = {}
         self._open: set[int] = set()  # tasks with a transaction begun and not yet committed
-        self._batches: dict[int, TaskBatches] = {}  # each task's records held for its transaction
-        self._shipped: list[Shipped] = []  # batches handed to the producers since the last commit
-        self._table_of = {table.topic: table for table in self.tables}
         self.consumer: AIOKafkaConsumer | None = None
         # input partition numbers this worker owns and can handle (stores restored)
         self.partitions: frozenset[int] = frozenset()
@@ -132,28 +127,17 @@ class PartitionWorker:
         self._timers.append((interval_s, step))
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
-                   ) -> asyncio.Future | None:
-        """Hand a record over. Outside a transaction it goes to the producer, and its delivery (the
-        future returned) is looked at after the next flush, before the commit it belongs to (a
-        refusal stops the worker there): no callback per record, which cost as much as the send
-        itself. In a task's transaction it joins the task's batch for its topic partition and goes
-        out by the commit, which fails if it is refused: None is returned, there is no future."""
+                   ) -> asyncio.Future:
+        """Hand a record to the producer. Its delivery is looked at after the next flush, before
+        the commit it belongs to (a refusal stops the worker there): no callback per record,
+        which cost as much as the send itself."""
         task = _TASK.get() if self.exactly_once else None
         if task is None:
             delivery = await self.producer.send(topic, value=value, key=key, partition=partition)
             self._in_flight.append(delivery)
             return delivery
-        await self._transaction(task)
-        self._shipped += await self._batches[task].add(topic, key, value, partition)
-        return None
-
-    def undelivered(self) -> int:
-        """Records handed over and not acknowledged by Kafka yet: held in a task's batch, or in a
-        batch or alone at the producer and not delivered (0 right after a commit)."""
-        return (sum(len(batches) for batches in self._batches.values())
-                + sum(shipped.count for shipped in self._shipped if shipped.failed())
-                + sum(1 for d in self._in_flight + [d for _, _, d in self._changelog_in_flight]
-                      if not d.done() or d.cancelled() or d.exception() is not None))
+        producer = await self._transaction(task)
+        return await producer.send(topic, value=value, key=key, partition=partition)
 
     async def deliver_outputs(self) -> bool:
         """For a service that wants its outputs in Kafka before it changes its state. at_least_once:
@@ -232,7 +216,6 @@ class PartitionWorker:
             await asyncio.gather(*(producer.stop() for producer in producers.values()), return_exceptions=True)
             raise
         self._tasks.update(producers)
-        self._batches.update({t: TaskBatches(producer) for t, producer in producers.items()})
         for tp in self.consumer.assignment():
             if tp.partition in producers:
                 committed = await self.consumer.committed(tp)
@@ -243,7 +226,6 @@ class PartitionWorker:
         closing = {t: self._tasks.pop(t) for t in sorted(tasks) if t in self._tasks}
         for t in closing:
             self._open.discard(t)
-            self._batches.pop(t).drop()  # nothing is held: the revoke committed first
         await asyncio.gather(*(producer.stop() for producer in closing.values()), return_exceptions=True)
 
     def _consumer(self) -> AIOKafkaConsumer:
@@ -316,9 +298,6 @@ class PartitionWorker:
         committed: it is handled again)."""
         async with self._lock:
             await self.producer.flush()
-            for batches in self._batches.values():  # never handed over: their input is handled again
-                batches.drop()
-            self._shipped = []  # in the transactions aborted below
             for task in sorted(self._open):
                 try:
                     await self._tasks[task].abort_transaction()
@@ -443,17 +422,9 @@ class PartitionWorker:
     async def _send_changes(self) -> None:
         for table in self.tables:
             for partition, key, value in table.changes():
-                if self.exactly_once:  # the task of a table partition is the input partition of that number
-                    await self._transaction(partition)
-                    self._shipped += await self._batches[partition].add(table.topic, key, value, partition)
-                    continue
-                delivery = await self.producer.send(table.topic, value=value, key=key, partition=partition)
+                producer = await self._transaction(partition) if self.exactly_once else self.producer
+                delivery = await producer.send(table.topic, value=value, key=key, partition=partition)
                 self._changelog_in_flight.append((table, partition, delivery))
-
-    async def _ship_all(self) -> None:
-        """Every task's held batches to its producer, before its transaction commits."""
-        for task in sorted(self._batches):
-            self._shipped += await self._batches[task].ship()
 
     async def _commit(self) -> None:
         if self._stopping or not (self._done or self._in_flight or self._changelog_in_flight or self._open):
@@ -462,7 +433,6 @@ class PartitionWorker:
         for step in self.before_commit:
             step()
         await self._send_changes()
-        await self._ship_all()
         # taken before the flush: what a timer sends meanwhile belongs to the next commit
         delivered, self._in_flight = self._in_flight, []
         changes, self._changelog_in_flight = self._changelog_in_flight, []
@@ -470,8 +440,7 @@ class PartitionWorker:
         if self.exactly_once:
             if not await self._commit_transactions(offsets):
                 return  # a stop came: the transactions left open are aborted by it
-            shipped, self._shipped = self._shipped, []
-            self._check_deliveries(delivered, changes, shipped)
+            self._check_deliveries(delivered, changes)
             for table in self.tables:
                 table.save_offsets()
             return
@@ -515,20 +484,14 @@ class PartitionWorker:
         return True
 
     def _check_deliveries(self, delivered: list[asyncio.Future],
-                          changes: list[tuple[ChangelogTable, int, asyncio.Future]], shipped: list[Shipped] = ()
-                          ) -> None:
-        """After a flush or the transactions' commit: exits (``worker_exit``) if Kafka refused any
-        record; notes the changelog offsets."""
-        for delivery in delivered + [d for _, _, d in changes] + [s.delivery for s in shipped]:
+                          changes: list[tuple[ChangelogTable, int, asyncio.Future]]) -> None:
+        """After a flush: exits (``worker_exit``) if Kafka refused any record; notes the changelog offsets."""
+        for delivery in delivered + [d for _, _, d in changes]:
             if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
                 self.guard.on_output_lost(delivery.exception() if delivery.done() and not delivery.cancelled()
                                           else RuntimeError("a record was not delivered by the flush"))
         for table, partition, delivery in changes:
             table.sent(partition, delivery.result().offset)
-        for batch in shipped:
-            table = self._table_of.get(batch.tp.topic)
-            if table is not None:
-                table.sent(batch.tp.partition, batch.last_offset())
 
     async def _every(self, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
         while True:

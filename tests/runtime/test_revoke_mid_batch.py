@@ -37,7 +37,7 @@ class Worker(PartitionWorker):
         self.instance = f"{self.group}-{name}"  # two static members in one process
         self.label, self.output, self.table, self.events = name, output, table, events
         self.handled: list[tuple[int, int]] = []
-        self.deliveries: list[asyncio.Future | None] = []
+        self.deliveries: list[asyncio.Future] = []
         self.revoke_called = asyncio.Event()
         self.revoke_returned = asyncio.Event()
         self.committed_at_revoke: dict[int, int] = {}
@@ -56,9 +56,8 @@ class Worker(PartitionWorker):
         await super().revoked(revoked)
         # what the group and Kafka hold at the moment the callback hands the partitions over
         self.committed_at_revoke = await asyncio.to_thread(committed, self.group)
-        # at_least_once returns a future per output; exactly_once holds them in the task's batches
-        self.undelivered_at_revoke = self.undelivered() + sum(
-            1 for d in self.deliveries if d is not None and (not d.done() or d.cancelled() or d.exception() is not None))
+        self.undelivered_at_revoke = sum(1 for d in self.deliveries
+                                         if not d.done() or d.cancelled() or d.exception() is not None)
         self.events.append((self.label, "revoke returned"))
         self.revoke_returned.set()
 
