@@ -4,7 +4,7 @@
 # registry (Apicurio Registry, assembled from Maven Central; Confluent-compatible API), all on
 # 127.0.0.1, state under $SANDAN_LOCAL_DIR.
 #
-#   scripts/stack.sh setup    fetch the Kafka jars, build the registry, apt-install redis-server, prometheus, docker-compose and faketime if missing
+#   scripts/stack.sh setup    fetch the Kafka jars, build the registry, apt-install redis-server, prometheus, docker-compose, faketime and iptables if missing
 #   scripts/stack.sh up       start whatever is not running, then wait until all of them answer
 #   scripts/stack.sh down     stop them (SIGTERM, then SIGKILL after a timeout)
 #   scripts/stack.sh status   one line per service; exit 0 only when all are running
@@ -209,6 +209,8 @@ cmd_setup() {
     command -v redis-server >/dev/null || missing+=(redis-server)
     # faketime (libfaketime): the fault suite's clock-jump scenario runs a worker on a moved clock.
     command -v faketime >/dev/null || missing+=(faketime)
+    # iptables: the fault suite's network scenarios drop and delay one worker's packets (tests/faults/netfault.py).
+    command -v iptables >/dev/null || missing+=(iptables)
     # Debian's prometheus package brings promtool too, which the tests use to check the
     # configuration and the alert rules.
     if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then missing+=(prometheus); fi
