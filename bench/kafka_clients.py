@@ -13,7 +13,7 @@ Variants (each in a process of its own, alternated over ``--rounds``):
 * ``aiokafka``: the runtime today (``partition_worker``): ``getmany``, ``await producer.send``
   per record (a future each), ``send_offsets_to_transaction`` and ``commit_transaction``.
 * ``aiokafka-batch``: the same with a batch per partition (``create_batch``/``send_batch``;
-  tried in the runtime, branch ``perf19-batches``, bench/RESULTS.md).
+  tried in the runtime in commit ``116d398``, not kept: bench/RESULTS.md).
 * ``confluent``: confluent-kafka as an asyncio runtime would drive it: ``consume`` and the
   transaction calls (which block) in a thread, ``produce`` inline (it only queues).
 * ``confluent-aio``: confluent-kafka 2.16's own asyncio classes (``AIOConsumer``, ``AIOProducer``).
@@ -39,6 +39,13 @@ from services.common import config
 
 VARIANTS = ("aiokafka", "aiokafka-batch", "confluent", "confluent-aio", "aiokafka-read", "confluent-read")
 RECORD_BYTES = 570  # a document record of `make bench` (its raw-Kafka line: 573 bytes on average)
+
+
+def worker_settings() -> tuple[int, int, int]:
+    """The stream workers' own producer and consumer settings (partition_worker), so both clients
+    are measured as a worker would run them: linger ms, batch bytes, fetch wait ms."""
+    return (config.get_int("SANDAN_KAFKA_LINGER_MS"), config.get_int("SANDAN_KAFKA_BATCH_BYTES"),
+            config.get_int("SANDAN_FETCH_MAX_WAIT_MS"))
 
 
 def cpu_s() -> float:
@@ -70,17 +77,18 @@ class Meter:
 async def run_aiokafka(args, mode: str) -> dict:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
     group = f"{args.topic_in}-{mode}-{uuid.uuid4().hex[:8]}"
+    linger_ms, batch_bytes, wait_ms = worker_settings()
     producers: dict[int, AIOKafkaProducer] = {}
     if mode != "aiokafka-read":
         for p in range(args.partitions):
             producers[p] = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", enable_idempotence=True,
-                                            transactional_id=f"{group}-{p}", linger_ms=5, max_batch_size=256 * 1024,
-                                            max_request_size=1_048_576)
+                                            transactional_id=f"{group}-{p}", linger_ms=linger_ms,
+                                            max_batch_size=batch_bytes, max_request_size=max(batch_bytes * 4, 1_000_000))
             await producers[p].start()
     meter, done = Meter(), 0
     consumer = AIOKafkaConsumer(args.topic_in, bootstrap_servers=args.bootstrap, group_id=group,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
-                                isolation_level="read_committed", fetch_max_wait_ms=100)
+                                isolation_level="read_committed", fetch_max_wait_ms=wait_ms)
     await consumer.start()
     try:
         while done < args.records:
@@ -119,12 +127,14 @@ async def run_aiokafka(args, mode: str) -> dict:
 
 def _consumer_conf(args, group: str) -> dict:
     return {"bootstrap.servers": args.bootstrap, "group.id": group, "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "isolation.level": "read_committed", "fetch.wait.max.ms": 100}
+            "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+            "fetch.wait.max.ms": worker_settings()[2]}
 
 
 def _producer_conf(args, tid: str) -> dict:
+    linger_ms, batch_bytes, _ = worker_settings()
     return {"bootstrap.servers": args.bootstrap, "transactional.id": tid, "enable.idempotence": True, "acks": "all",
-            "linger.ms": 5, "batch.size": 256 * 1024}
+            "linger.ms": linger_ms, "batch.size": batch_bytes}
 
 
 def _by_partition(messages) -> dict[int, list]:
