@@ -1,6 +1,7 @@
 """Time as the CEB standard writes it: China time (UTC+8, no daylight saving)."""
 from __future__ import annotations
 
+import calendar
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -39,3 +40,17 @@ def parse_app_time(text: str) -> datetime:
         if 1 <= month <= 12 and 1 <= day <= 31 and hour <= 23 and minute <= 59 and sec <= 59:
             return datetime(int(s[:4]), month, day, hour, minute, sec, tzinfo=CHINA)  # raises on 30 February
     raise ValueError(f"{text!r} is not a YYYYMMDDhhmmss China time")
+
+
+def months_after(moment: datetime, months: int) -> datetime:
+    """The same wall-clock time ``months`` calendar months later, the day kept where the month
+    has it and otherwise the month's last (31 August + 6 months is 28 or 29 February)."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def months_after_ms(ms: int, months: int) -> int:
+    """``months_after`` of an epoch-milliseconds instant, counted on China's calendar."""
+    moment = datetime.fromtimestamp(ms // 1000, CHINA).replace(microsecond=0)
+    return int(months_after(moment, months).timestamp()) * 1000 + ms % 1000

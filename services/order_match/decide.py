@@ -105,8 +105,9 @@ async def decide_many(batch: Sequence[Documents], *, quota: QuotaStore, waybills
     verdicts = [evaluate(*docs, year_to_date=None, settings=settings, rates=rates) for docs in batch]
     holders = (await waybills.claim_many([*claimed, *(((docs[2].get("logisticsCode") or "").strip(),
                                                        (docs[2].get("logisticsNo") or "").strip(), verdict.order_no,
-                                                       docs[3].get("appTime") or "")
-                                                      for docs, verdict in zip(batch, verdicts))]))[len(claimed):]
+                                                       docs[3].get("appTime") or "", arrived)
+                                                      for docs, verdict, arrived
+                                                      in zip(batch, verdicts, arrivals))]))[len(claimed):]
     steps = []
     for docs, verdict, holder, arrived in zip(batch, verdicts, holders, arrivals):
         buyer = pii.buyer_key(buyer_id(docs[0])[1])

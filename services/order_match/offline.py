@@ -2,11 +2,13 @@
 
 The answer must not depend on the order files are named in, so documents are applied in the
 order of application (DOMAIN §2a: ``appTime``, then ``appType`` 1, 2, 3; then kind and guid),
-and complete declarations are decided in inventory ``appTime`` order, which is also the order
-the annual quota is spent in. Quotas start at zero or at the given year-to-date figures.
-The machine's clock at the run stands for every document's arrival (``APP_TIME``). A
-declaration still missing documents at the end is INCOMPLETE, and as every declaration is
-decided only once all input is read, LOCKED (a change after verification) cannot arise here.
+one at a time as a stream receiving them in that order would: a declaration is decided when
+its last document is applied (so the annual quota is spent in that order), and an order or
+waybill changed or withdrawn after its declaration was verified is refused LOCKED. Quotas
+start at zero or at the given year-to-date figures. The machine's clock at the run stands for
+every document's arrival (``APP_TIME``). A declaration still missing documents at the end is
+INCOMPLETE. A declaration decided more than once (rejected, then re-opened by a correction)
+has one line: its last verdict.
 
 Each line carries ``refused``: the documents of that declaration refused on their own
 (DUPLICATE, APP_TIME, NOT_FOUND ..., and the reader's field refusals handed in by the caller).
@@ -133,19 +135,19 @@ async def check_documents(documents: list[dict], *, year_to_date: dict | None = 
     buckets: dict[str, dict] = {}
     now = clock_ms() if now_ms is None else now_ms
     refusals = [dict(r) for r in refused or ()]
+    records: list[dict] = []
     for doc in sorted(documents, key=_doc_order):
         key = (doc.get("orderNo") or "").strip()
         bucket = buckets.setdefault(key, matcher.new_bucket(key))
-        taken, _ = processor.take(bucket, doc, now)
+        taken, ready = processor.take(bucket, doc, now)
         refusals += [_refusal_of(o.record, doc) for o in taken if o.topic == "receipts"]
-    ready = [(matcher.document(decl["inventory"]).get("appTime") or "", decl["ebpCode"], key)
-             for key, bucket in buckets.items() for decl in bucket["declarations"]
-             if decl["status"] == matcher.OPEN and matcher.complete(decl)]
-    settled = await processor.settle_many([Settling(buckets[key], ebp_code) for _, ebp_code, key in sorted(ready)], now)
-    records = [o.record for o in settled if o.topic == "declarations.verdicts"]
+        if ready:
+            settled = await processor.settle_many([Settling(bucket, ebp_code) for ebp_code in ready], now)
+            records += [o.record for o in settled if o.topic == "declarations.verdicts"]
     for bucket in buckets.values():
         records += [o.record for o in processor.expire(bucket, now, all_open=True) if o.topic == "declarations.verdicts"]
-    lines = [verdict_line(r) for r in records]
+    last = {(r["ebpCode"], r["orderNo"]): r for r in records}  # a declaration decided again: its last verdict
+    lines = [verdict_line(r) for r in last.values()]
     by_key = {(line["ebpCode"], line["orderNo"]): line for line in lines}
     for line in lines:
         line["refused"] = []

@@ -100,7 +100,7 @@ class MatchProcessor:
                 ready.append(event.ebp_code)
         if not refused and doc.get("appType") != "3" and kind_of(doc) == "inventory":
             self._claims.append(((doc.get("logisticsCode") or "").strip(), (doc.get("logisticsNo") or "").strip(),
-                                 (doc.get("orderNo") or "").strip(), doc.get("appTime") or ""))
+                                 (doc.get("orderNo") or "").strip(), doc.get("appTime") or "", arrived_ms))
         return outputs, ready
 
     async def settle(self, bucket: dict, ebp_code: str, now_ms: int, position: str | None = None) -> list[Output]:

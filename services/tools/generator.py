@@ -109,6 +109,7 @@ class DeclarationSet:
     phase: int = 1
     xml_break: str | None = None
     expected_missing: tuple[str, ...] = ()
+    later: tuple[dict, ...] = ()  # sent in phase 2, once the set's declaration is decided
 
     @property
     def documents(self) -> tuple[dict, ...]:
@@ -143,7 +144,7 @@ def generate(count: int, *, buyers: int = 100, fault_share: str | Decimal | int 
     return sets
 
 
-REFUSAL_KINDS = ("DUPLICATE", "APP_TIME", "FIELD", "WAYBILL_REUSED", "WITHDRAWN_FIRST", "CHANGED_FIRST")
+REFUSAL_KINDS = ("DUPLICATE", "APP_TIME", "FIELD", "WAYBILL_REUSED", "WITHDRAWN_FIRST", "CHANGED_FIRST", "LOCKED")
 
 
 def with_refusals(sets: list[DeclarationSet]) -> list[DeclarationSet]:
@@ -157,7 +158,9 @@ def with_refusals(sets: list[DeclarationSet]) -> list[DeclarationSet]:
       (phase 2: sent once that set is decided, so "first" is the same everywhere);
     * WITHDRAWN_FIRST: the order's withdrawal (same appTime) sent before the order;
     * CHANGED_FIRST: the payment's correction (same appTime, appType 2) sent before a
-      payment whose amount is wrong.
+      payment whose amount is wrong;
+    * LOCKED: the order's consignee changed (appType 2) a minute after the last of its
+      documents, sent in phase 2 (``later``), once the declaration is verified.
     """
     clean = [i for i, s in enumerate(sets) if s.fault is None]
     if len(clean) < len(REFUSAL_KINDS) + 1:
@@ -193,10 +196,16 @@ def with_refusals(sets: list[DeclarationSet]) -> list[DeclarationSet]:
             out[i] = replace(s, sent=(withdrawal, order, payment, logistics, inventory),
                              expected_status="incomplete", expected_codes=frozenset({codes.INCOMPLETE}),
                              expected_missing=("order",))
-        else:  # CHANGED_FIRST
+        elif kind == "CHANGED_FIRST":
             wrong = dict(payment, amountPaid=payment["amountPaid"] + 1)
             change = dict(payment, guid=guid, appType="2")
             out[i] = replace(s, payment=change, sent=(order, change, wrong, logistics, inventory))
+        else:  # LOCKED
+            last = max(datetime.strptime(d["appTime"], "%Y%m%d%H%M%S") for d in (order, payment, logistics, inventory))
+            change = dict(order, guid=guid, appType="2", appTime=f"{last + timedelta(minutes=1):%Y%m%d%H%M%S}",
+                          consignee=order["consignee"] + "X")
+            out[i] = replace(s, sent=(order, payment, logistics, inventory), later=(change,),
+                             expected_refused=(codes.LOCKED,))
     return out
 
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 import redis.asyncio as aioredis
 
+from services.common.clock import months_after_ms, now_ms
 from services.common.quota.store import Lookup, MemoryQuotaStore, RedisQuotaStore, Reservation
 from services.order_match.waybills import MemoryWaybillRegistry, RedisWaybillRegistry
 
@@ -91,8 +92,8 @@ def test_a_batch_of_steps_in_one_round_trip_answers_as_the_steps_one_by_one(stac
 
 def test_waybill_claims_in_one_round_trip_answer_as_one_by_one(stack, topic_prefix):
     t = "20250303101010"
-    claims = [("CARRIER", "W1", "O1", t), ("CARRIER", "W1", "O2", t), ("CARRIER", "W1", "O1", t),
-              ("CARRIER", "W2", "O2", t), ("OTHER", "W1", "O3", t)]
+    claims = [("CARRIER", "W1", "O1", t, None), ("CARRIER", "W1", "O2", t, None), ("CARRIER", "W1", "O1", t, None),
+              ("CARRIER", "W2", "O2", t, None), ("OTHER", "W1", "O3", t, None)]
 
     async def scenario():
         client = aioredis.from_url(stack.redis_url)
@@ -104,3 +105,24 @@ def test_waybill_claims_in_one_round_trip_answer_as_one_by_one(stack, topic_pref
     one_by_one = asyncio.run(MemoryWaybillRegistry().claim_many(claims))
     assert asyncio.run(scenario()) == one_by_one == [None, "O1", None, None, None]
     assert asyncio.run(scenario()) == one_by_one  # claimed again: the same answers
+
+
+def test_a_waybill_claim_holds_six_calendar_months_from_its_arrival(stack, topic_prefix):
+    now = now_ms()
+    old = months_after_ms(now, -6) - 1000  # arrived six months and a second ago
+
+    async def scenario():
+        client = aioredis.from_url(stack.redis_url)
+        registry = RedisWaybillRegistry(client, f"sandan:{topic_prefix}w6-")
+        try:
+            fresh = await registry.claim_many([("CARRIER", "W6", "O1", "", now), ("CARRIER", "W6", "O2", "", now)])
+            expires = await client.pexpiretime(f"sandan:{topic_prefix}w6-waybill:CARRIER:W6")
+            stale = await registry.claim_many([("CARRIER", "W7", "O1", "", old), ("CARRIER", "W7", "O2", "", now)])
+            return fresh, expires, stale
+        finally:
+            await client.aclose()
+
+    fresh, expires, stale = asyncio.run(scenario())
+    assert fresh == [None, "O1"]
+    assert expires == months_after_ms(now, 6)  # calendar months on from the arrival, to the millisecond
+    assert stale == [None, None]  # the old claim ran out as it was made: O2 holds W7 now

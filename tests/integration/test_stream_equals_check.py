@@ -29,13 +29,14 @@ CEB = "{http://www.chinaport.gov.cn/ceb}"
 MESSAGES = (("order", "CEB311"), ("payment", "CEB411"), ("logistics", "CEB511"), ("inventory", "CEB621"))
 
 
-def _write(sets, folder: Path) -> None:
-    """One message per kind, documents in the order each set sends them; the payments of
-    ``xml_break`` sets get an amount the reader refuses."""
+def _write(sets, folder: Path, later=()) -> None:
+    """One message per kind, documents in the order each set sends them (and ``later``, the
+    phase-1 sets' documents sent once they are decided); the payments of ``xml_break`` sets
+    get an amount the reader refuses."""
     folder.mkdir(parents=True)
     broken = {s.payment["guid"] for s in sets if s.xml_break == "payment"}
     for kind, code in MESSAGES:
-        docs = [d for s in sets for d in s.documents if kind_of(d) == kind]
+        docs = [d for s in sets for d in s.documents if kind_of(d) == kind] + [d for d in later if kind_of(d) == kind]
         if not docs:
             continue
         root = etree.fromstring(write_message(code, docs))
@@ -53,7 +54,7 @@ def test_the_stream_and_sandan_check_agree_on_every_refusal_kind(stack, topic_pr
     prefix = f"{topic_prefix}same-"
     sets = with_refusals(generate(24, buyers=24, fault_share="0.2", seed=1414))
     _write([s for s in sets if s.phase == 1], tmp_path / "phase1")
-    _write([s for s in sets if s.phase == 2], tmp_path / "phase2")
+    _write([s for s in sets if s.phase == 2], tmp_path / "phase2", later=[d for s in sets for d in s.later])
     ids = {declaration_id(s.order["ebpCode"], s.order["orderNo"]): s for s in sets}
 
     checked = subprocess.run([sys.executable, "-m", "services.cli", "check", str(tmp_path)], cwd=PROJECT_ROOT,
@@ -83,6 +84,11 @@ def test_the_stream_and_sandan_check_agree_on_every_refusal_kind(stack, topic_pr
             wait_for_verdicts(first, timeout_s=150, workers=[worker])
             assert publish.run(argparse.Namespace(paths=[str(tmp_path / "phase2")])) == 0
             verdicts = wait_for_verdicts(set(ids), timeout_s=150, workers=[worker])
+            locked = {d["guid"] for s in sets for d in s.later}  # their refusals come after the verdicts
+            deadline = time.monotonic() + 60
+            while not locked <= {r["documentGuid"] for r in read_records("receipts")}:
+                assert time.monotonic() < deadline, "no receipt for the changes sent after verification"
+                time.sleep(0.5)
             time.sleep(2)
             verdicts = read_records("declarations.verdicts")
             receipts = read_records("receipts")
@@ -95,4 +101,4 @@ def test_the_stream_and_sandan_check_agree_on_every_refusal_kind(stack, topic_pr
                                               v["taxTotal"])
     assert stream == offline
     refusal_codes = {f["code"] for r in receipts for f in r["failures"] if r["returnStatus"] != "120"}
-    assert {"DUPLICATE", "APP_TIME", "SUPERSEDED", "WAYBILL_REUSED"} <= refusal_codes
+    assert {"DUPLICATE", "APP_TIME", "SUPERSEDED", "WAYBILL_REUSED", "LOCKED"} <= refusal_codes

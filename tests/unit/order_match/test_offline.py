@@ -60,7 +60,8 @@ def _one_buyer_sets(n: int):
     return sets
 
 
-def test_annual_quota_is_spent_in_inventory_apptime_order():
+def test_annual_quota_is_spent_in_the_order_declarations_complete():
+    # each generated set's inventory is its last document: a set completes at its inventory's appTime
     sets = _one_buyer_sets(3)
     values = [s.order["goodsValue"] + s.order["freight"] + s.inventory.get("insuredFee", 0) for s in sets]
     buyer = pii.buyer_key(sets[0].order["buyerIdNumber"])
@@ -235,3 +236,47 @@ def test_a_waybill_held_by_a_declaration_without_inventory_is_not_answered_twice
     order, payment, waybill, _ = copy.deepcopy(generate(1, fault_share=0, seed=3)[0].documents)
     [line] = check([order, payment, waybill])
     assert line["ebpCode"] == order["ebpCode"] and line["missing"] == ["inventory"]
+
+
+def _after(doc: dict, minutes: int = 1, **change) -> dict:
+    """``doc`` changed (appType 2 unless given) ``minutes`` after the last document of its set."""
+    return dict(doc, guid=f"{minutes:08X}-0000-4000-8000-{len(change):012d}",
+                appType=change.pop("appType", "2"), **change)
+
+
+def _later_than_all(s, doc: dict, minutes: int, **change) -> dict:
+    last = max(datetime.strptime(d["appTime"], "%Y%m%d%H%M%S") for d in s.documents)
+    return _after(doc, minutes, appTime=f"{last + timedelta(minutes=minutes):%Y%m%d%H%M%S}", **change)
+
+
+def test_an_order_or_waybill_changed_after_verification_is_locked():
+    # DOMAIN §2 LOCKED and §2a: offline, its line carries the refusal; the verdict stands
+    [s] = generate(1, fault_share=0, seed=21)
+    cases = {"order changed": _later_than_all(s, s.order, 1, consignee=s.order["consignee"] + "X"),
+             "order withdrawn": _later_than_all(s, s.order, 2, appType="3"),
+             "waybill withdrawn": _later_than_all(s, s.logistics, 3, appType="3")}
+    for name, late in cases.items():
+        [line] = check(copy.deepcopy(list(s.documents)) + [late])
+        assert line["status"] == "verified", name
+        assert [(r["guid"], r["code"]) for r in line["refused"]] == [(late["guid"], codes.LOCKED)], name
+
+
+def test_a_change_before_the_declaration_is_complete_is_applied_not_locked():
+    [s] = generate(1, fault_share=0, seed=21)
+    first = min(datetime.strptime(d["appTime"], "%Y%m%d%H%M%S") for d in (s.payment, s.logistics, s.inventory))
+    order = dict(s.order, appTime=f"{first - timedelta(minutes=2):%Y%m%d%H%M%S}")
+    change = _after(order, 1, appTime=f"{first - timedelta(minutes=1):%Y%m%d%H%M%S}",
+                    consignee=s.order["consignee"] + "X")
+    [line] = check([order, change] + copy.deepcopy([s.payment, s.logistics, s.inventory]))
+    assert line["refused"] == []
+    assert [f["code"] for f in line["failures"]] == [codes.CONSIGNEE]  # the changed order was matched
+
+
+def test_a_rejected_declaration_corrected_later_is_decided_again_one_line_with_the_last_verdict():
+    [s] = generate(1, fault_share=0, seed=21)
+    wrong = dict(s.payment, amountPaid=s.payment["amountPaid"] + 1)
+    fixed = _later_than_all(s, s.payment, 1, amountPaid=s.payment["amountPaid"])
+    [line] = check([copy.deepcopy(d) for d in (s.order, wrong, s.logistics, s.inventory)])
+    assert [f["code"] for f in line["failures"]] == [codes.PAYMENT_AMOUNT]
+    [line] = check([copy.deepcopy(d) for d in (s.order, wrong, s.logistics, s.inventory)] + [fixed])
+    assert (line["status"], line["failures"], line["refused"]) == ("verified", [], [])
