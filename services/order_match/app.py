@@ -35,7 +35,7 @@ from services.order_match import batch, matcher
 from services.order_match.batch import Arrival
 from services.order_match.bucket_store import BucketStore
 from services.common.customs_numbers import RedisCustomsNumbers
-from services.order_match.processor import MatchProcessor
+from services.order_match.processor import MatchProcessor, Settling
 from services.common.quota.store import RedisQuotaStore
 from services.common.rates import load_rates
 from services.order_match.rules import RuleSettings
@@ -220,6 +220,10 @@ class MatchWorker:
             if bucket is None:
                 continue
             expired += self.processor.expire(bucket, now, position=position)
+            late = [Settling(bucket, ebp_code, position) for ebp_code in matcher.late_complete(bucket, now)]
+            if late:  # took a lone waybill (see expire); retried alone: expire's verdicts are out already
+                expired += await streaming.with_retry(
+                    self.replicated(lambda: self.processor.settle_many(late, wall)), log)
             closed = bucket["declarations"] and all(d["status"] in matcher.CLOSED for d in bucket["declarations"])
             if (closed and not bucket["waybills"]  # an unclaimed waybill is answered first (expired_waybills)
                     and max(d.get("decidedAt") or 0 for d in bucket["declarations"]) + self.retention_ms <= now):
@@ -253,8 +257,8 @@ class MatchWorker:
             if partition in assigned:
                 wake = self.wake_of(bucket)
                 self.wakeups.add(partition, wake if wake is not None else 0, key)
-                for decl in bucket["declarations"]:
-                    if (decl["status"] == matcher.INCOMPLETE
+                for decl in bucket["declarations"]:  # INCOMPLETE, or decided with a lone waybill
+                    if (decl["status"] != matcher.OPEN
                             and (decl.get("decidedBy") or "").startswith(self.ticks_topic)):
                         self.tick_decisions.setdefault(decl["decidedBy"], []).append(key)
 

@@ -47,6 +47,8 @@ class Batch:
         bucket = held[0] if held is not None else self.load(arrival)
         self.buckets[arrival.key] = (bucket, arrival)
         self.outputs += await self.processor.replay(bucket, arrival.position, self.now_ms)
+        # what the deadline closed before this document arrived, decided before it is applied
+        self.outputs += await self.processor.close_due(bucket, arrival.arrived_ms, self.now_ms, arrival.position)
         taken, ready = self.processor.take(bucket, arrival.doc, self.now_ms, arrival.raw, arrival.arrived_ms,
                                            arrival.position)
         self.outputs += taken

@@ -308,14 +308,15 @@ def _evicted(kind: str, change: dict) -> Refusal:
 def _reattach_waybill(bucket: dict, decl: dict, named_before: list[str] | None, now_ms: int) -> None:
     """After the inventory changed, hold the waybill it names (and let go of one it no longer names).
 
-    A held waybill is always the one the inventory named (``named_before``): it attaches
-    only by that key.
+    A held waybill is the one the inventory named (``named_before``), or one taken at the
+    deadline that names another number (``take_lone_waybill``): it goes back under its own.
     """
     wanted = decl["waybillKey"]
     orphans = decl.setdefault("orphanChanges", [])
     if decl["logistics"] is not None and named_before != wanted:
+        held = document(decl["logistics"])
         bucket["waybills"].append({"doc": decl["logistics"], "guid": decl["guids"].pop("logistics"),
-                                   "key": named_before, "fingerprint": decl["fingerprints"].pop("logistics"),
+                                   "key": _waybill_key(held), "fingerprint": decl["fingerprints"].pop("logistics"),
                                    "at": now_ms, "orphan": "logistics" in orphans})
         decl["logistics"] = None
         if "logistics" in orphans:
@@ -329,6 +330,31 @@ def _reattach_waybill(bucket: dict, decl: dict, named_before: list[str] | None, 
             decl["fingerprints"]["logistics"] = entry["fingerprint"]
             if entry.get("orphan"):
                 orphans.append("logistics")
+
+
+def take_lone_waybill(bucket: dict, decl: dict) -> bool:
+    """At its deadline, a declaration that has all but its waybill takes its order number's one
+    waybill that no inventory named (it names another number). Decided with it, the rules say
+    INVENTORY_PARTIES where INCOMPLETE would hide that the carrier's waybill came (DOMAIN §2).
+    True when taken: the declaration is complete, and the caller decides it."""
+    if (decl["logistics"] is not None or len(bucket["waybills"]) != 1 or decl.get("orphanChanges")
+            or any(decl[kind] is None for kind in ("order", "payment", "inventory"))):
+        return False
+    entry = bucket["waybills"][0]
+    if entry.get("orphan"):
+        return False  # a change whose original never came: nothing to decide with
+    bucket["waybills"].pop()
+    decl["logistics"] = entry["doc"]
+    decl["guids"]["logistics"] = entry["guid"]
+    decl["fingerprints"]["logistics"] = entry["fingerprint"]
+    return True
+
+
+def late_complete(bucket: dict, now_ms: int | None) -> list[str]:
+    """ebpCodes of open declarations past their deadline (None: whatever it is) that have their
+    four documents."""
+    return [d["ebpCode"] for d in bucket["declarations"]
+            if d["status"] == OPEN and (now_ms is None or d["deadline"] <= now_ms) and complete(d)]
 
 
 def hold_unnamed_waybill(bucket: dict, decl: dict) -> None:

@@ -7,7 +7,9 @@ its last document is applied (so the annual quota is spent in that order), and a
 waybill changed or withdrawn after its declaration was verified is refused LOCKED. Quotas
 start at zero or at the given year-to-date figures. The machine's clock at the run stands for
 every document's arrival (``APP_TIME``). A declaration still missing documents at the end is
-INCOMPLETE. A declaration decided more than once (rejected, then re-opened by a correction)
+INCOMPLETE, or, when it lacks only its waybill and its order number's one other waybill names
+another number, decided with that one (INVENTORY_PARTIES), as the stream does at the deadline.
+A declaration decided more than once (rejected, then re-opened by a correction)
 has one line: its last verdict.
 
 Each line carries ``refused``: the documents of that declaration refused on their own
@@ -145,8 +147,10 @@ async def check_documents(documents: list[dict], *, year_to_date: dict | None = 
             settled = await processor.settle_many([Settling(bucket, ebp_code) for ebp_code in ready], now)
             records += [o.record for o in settled if o.topic == "declarations.verdicts"]
     for bucket in buckets.values():
-        records += [o.record for o in processor.expire(bucket, now, all_open=True) if o.topic == "declarations.verdicts"]
-    last = {(r["ebpCode"], r["orderNo"]): r for r in records}  # a declaration decided again: its last verdict
+        closed = await processor.close_due(bucket, now, now, all_open=True)
+        records += [o.record for o in closed if o.topic == "declarations.verdicts"]
+    # a declaration decided again: its last verdict (lines of waybills alone, ebpCode "", each stay)
+    last = {(r["ebpCode"], r["orderNo"]) if r["ebpCode"] else i: r for i, r in enumerate(records)}
     lines = [verdict_line(r) for r in last.values()]
     by_key = {(line["ebpCode"], line["orderNo"]): line for line in lines}
     for line in lines:

@@ -133,6 +133,7 @@ class MatchProcessor:
         """One document; ``position`` ("topic:partition:offset") lets a replay after a crash
         emit again the decision it caused (see matcher's docstring)."""
         outputs = await self.replay(bucket, position, now_ms) if position else []
+        outputs += await self.close_due(bucket, now_ms, now_ms, position)
         taken, ready = self.take(bucket, doc, now_ms, raw, arrived_ms=now_ms)  # the stream's clock: now is arrival
         outputs += taken
         outputs += await self.settle_many([Settling(bucket, ebp_code, position) for ebp_code in ready], now_ms)
@@ -160,13 +161,31 @@ class MatchProcessor:
                 outputs += await self.settle(bucket, decl["ebpCode"], now_ms, position)
         return outputs
 
+    async def close_due(self, bucket: dict, due_ms: int, now_ms: int, position: str | None = None,
+                        *, all_open: bool = False) -> list[Output]:
+        """The deadline passed (``due_ms``; offline, ``all_open``: the input ended): INCOMPLETE
+        verdicts, and the decisions of declarations that took a lone waybill (``expire``)."""
+        if not all_open and not any(d["status"] == matcher.OPEN and d["deadline"] <= due_ms
+                                    for d in bucket["declarations"]):
+            return []  # the common case, per document: nothing is due
+        outputs = self.expire(bucket, due_ms, all_open=all_open, position=position)
+        late = matcher.late_complete(bucket, None if all_open else due_ms)
+        if late:
+            outputs += await self.settle_many([Settling(bucket, ebp_code, position) for ebp_code in late], now_ms)
+        return outputs
+
     def expire(self, bucket: dict, now_ms: int, *, all_open: bool = False, position: str | None = None) -> list[Output]:
-        """INCOMPLETE verdicts for open declarations past their deadline (or all, offline)."""
+        """INCOMPLETE verdicts for open declarations past their deadline (or all, offline). One
+        that lacks only its waybill takes its order number's lone waybill instead, naming
+        another number (``matcher.take_lone_waybill``): complete, it is left for ``close_due``
+        to decide."""
         outputs: list[Output] = []
         matcher.drop_old_bodies(bucket, now_ms, self.replay_window_ms)
         due = [d for d in bucket["declarations"] if d["status"] == matcher.OPEN and not matcher.complete(d)
                and (all_open or d["deadline"] <= now_ms)]
         for decl in due:
+            if matcher.take_lone_waybill(bucket, decl):
+                continue
             matcher.hold_unnamed_waybill(bucket, decl)
             verdict = incomplete_verdict(decl["ebpCode"], bucket["orderNo"], matcher.missing_kinds(bucket, decl))
             outputs += self._verdict_outputs(bucket, decl, matcher.documents(decl), Decision(verdict, None, None),

@@ -223,12 +223,24 @@ def test_a_waybill_alone_gets_a_line_naming_what_it_lacks():
     assert line["missing"] == ["order", "payment", "inventory"]
 
 
-def test_a_waybill_no_inventory_names_is_answered_beside_its_order_numbers_declaration():
+def test_an_inventory_naming_another_waybill_than_its_order_numbers_one_is_inventory_parties():
+    # DOMAIN §2 INVENTORY_PARTIES: the inventory's logisticsCode/logisticsNo = the waybill's
+    for field, value in (("logisticsNo", "OTHER00000001"), ("logisticsCode", "3301980999")):
+        order, payment, waybill, inventory = copy.deepcopy(generate(1, fault_share=0, seed=3)[0].documents)
+        inventory[field] = value
+        [line] = check([order, payment, waybill, inventory])
+        assert (line["ebpCode"], line["status"], line["missing"]) == (order["ebpCode"], "rejected", [])
+        assert [(f["code"], f["field"]) for f in line["failures"]] == [(codes.INVENTORY_PARTIES,
+                                                                       f"InventoryHead/{field}")]
+
+
+def test_with_two_waybills_none_named_neither_is_taken():
     order, payment, waybill, inventory = copy.deepcopy(generate(1, fault_share=0, seed=3)[0].documents)
-    inventory["logisticsNo"] = "OTHER00000001"  # the inventory names another waybill of the carrier
-    lines = check([order, payment, waybill, inventory])
+    inventory["logisticsNo"] = "OTHER00000001"  # the inventory names neither waybill of the carrier
+    second = dict(waybill, guid="0000000A-0000-4000-8000-000000000001", logisticsNo="OTHER00000002")
+    lines = check([order, payment, waybill, second, inventory])
     assert [(line["ebpCode"], line["status"], line["missing"]) for line in lines] == [
-        ("", "incomplete", ["inventory"]),  # the waybill: no inventory names it
+        ("", "incomplete", ["inventory"]), ("", "incomplete", ["inventory"]),  # the waybills: no inventory names them
         (order["ebpCode"], "incomplete", ["logistics"])]
 
 
