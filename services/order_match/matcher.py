@@ -309,7 +309,7 @@ def _reattach_waybill(bucket: dict, decl: dict, named_before: list[str] | None, 
     """After the inventory changed, hold the waybill it names (and let go of one it no longer names).
 
     A held waybill is the one the inventory named (``named_before``), or one taken at the
-    deadline that names another number (``take_lone_waybill``): it goes back under its own.
+    deadline that names another number (``merge_at_deadline``): it goes back under its own.
     """
     wanted = decl["waybillKey"]
     orphans = decl.setdefault("orphanChanges", [])
@@ -332,21 +332,58 @@ def _reattach_waybill(bucket: dict, decl: dict, named_before: list[str] | None, 
                 orphans.append("logistics")
 
 
-def take_lone_waybill(bucket: dict, decl: dict) -> bool:
-    """At its deadline, a declaration that has all but its waybill takes its order number's one
-    waybill that no inventory named (it names another number). Decided with it, the rules say
-    INVENTORY_PARTIES where INCOMPLETE would hide that the carrier's waybill came (DOMAIN §2).
-    True when taken: the declaration is complete, and the caller decides it."""
-    if (decl["logistics"] is not None or len(bucket["waybills"]) != 1 or decl.get("orphanChanges")
-            or any(decl[kind] is None for kind in ("order", "payment", "inventory"))):
+def merge_at_deadline(bucket: dict, now_ms: int, all_open: bool = False) -> bool:
+    """At a deadline, documents of the order number that could not join the declaration holding
+    its order join it, when together they make exactly one set of four: declarations of other
+    ebpCodes that have no order (a payment or inventory naming another platform) and the one
+    waybill no inventory named (another number). Decided with them, the rules name the
+    mismatch (PAYMENT_REFERENCE, INVENTORY_PARTIES) where INCOMPLETE would hide that every
+    document came (DOMAIN §2). Anything less clear (two open orders, two candidates of a kind, a
+    change without its original) is left to close INCOMPLETE. True when the declaration holding the
+    order is complete now (its deadline the earliest of the group's: the caller decides it)."""
+    open_ = [d for d in bucket["declarations"] if d["status"] == OPEN and not complete(d)]
+    if not any(all_open or d["deadline"] <= now_ms for d in open_):
         return False
-    entry = bucket["waybills"][0]
-    if entry.get("orphan"):
-        return False  # a change whose original never came: nothing to decide with
-    bucket["waybills"].pop()
-    decl["logistics"] = entry["doc"]
-    decl["guids"]["logistics"] = entry["guid"]
-    decl["fingerprints"]["logistics"] = entry["fingerprint"]
+    holders = [d for d in open_ if d["order"] is not None]
+    if len(holders) != 1 or any(d.get("orphanChanges") for d in open_):
+        return False
+    [anchor] = holders
+    source: dict[str, dict] = {k: anchor for k in DECLARATION_KINDS if anchor[k] is not None}
+    # a declaration with a kind the order's has stays apart (it is another declaration's)
+    partners = [d for d in open_ if d is not anchor and any(d[k] is not None for k in DECLARATION_KINDS)
+                and not any(d[k] is not None for k in source)]
+    for partner in partners:
+        for kind in DECLARATION_KINDS:
+            if partner[kind] is not None:
+                if kind in source:
+                    return False
+                source[kind] = partner
+    waybill = None
+    if "logistics" not in source:
+        if len(bucket["waybills"]) != 1 or bucket["waybills"][0].get("orphan"):
+            return False
+        waybill = bucket["waybills"][0]
+    if len(source) + (waybill is not None) != len(DECLARATION_KINDS):
+        return False
+    for partner in partners:
+        for kind in DECLARATION_KINDS:
+            if partner[kind] is not None:
+                anchor[kind] = partner[kind]
+                anchor["guids"][kind] = partner["guids"][kind]
+                anchor["fingerprints"][kind] = partner["fingerprints"][kind]
+                if (partner.get("marks") or {}).get(kind) is not None:
+                    anchor.setdefault("marks", {})[kind] = partner["marks"][kind]
+                if kind == "inventory":
+                    anchor["waybillKey"], anchor["inventoryAt"] = partner["waybillKey"], partner.get("inventoryAt")
+        anchor["firstAt"] = min(anchor["firstAt"], partner["firstAt"])
+        anchor["lastAt"] = max(anchor["lastAt"], partner["lastAt"])
+        anchor["deadline"] = min(anchor["deadline"], partner["deadline"])
+        bucket["declarations"].remove(partner)
+    if waybill is not None:
+        bucket["waybills"].remove(waybill)
+        anchor["logistics"] = waybill["doc"]
+        anchor["guids"]["logistics"] = waybill["guid"]
+        anchor["fingerprints"]["logistics"] = waybill["fingerprint"]
     return True
 
 

@@ -7,8 +7,8 @@ its last document is applied (so the annual quota is spent in that order), and a
 waybill changed or withdrawn after its declaration was verified is refused LOCKED. Quotas
 start at zero or at the given year-to-date figures. The machine's clock at the run stands for
 every document's arrival (``APP_TIME``). A declaration still missing documents at the end is
-INCOMPLETE, or, when it lacks only its waybill and its order number's one other waybill names
-another number, decided with that one (INVENTORY_PARTIES), as the stream does at the deadline.
+INCOMPLETE, unless documents naming another platform or waybill number than its order's make
+one set with it (``matcher.merge_at_deadline``, as the stream does at the deadline).
 A declaration decided more than once (rejected, then re-opened by a correction)
 has one line: its last verdict.
 

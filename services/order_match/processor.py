@@ -175,17 +175,16 @@ class MatchProcessor:
         return outputs
 
     def expire(self, bucket: dict, now_ms: int, *, all_open: bool = False, position: str | None = None) -> list[Output]:
-        """INCOMPLETE verdicts for open declarations past their deadline (or all, offline). One
-        that lacks only its waybill takes its order number's lone waybill instead, naming
-        another number (``matcher.take_lone_waybill``): complete, it is left for ``close_due``
-        to decide."""
+        """INCOMPLETE verdicts for open declarations past their deadline (or all, offline). The
+        order number's documents that could not join its declaration join it first when
+        together they make one set (``matcher.merge_at_deadline``): complete, it is left for
+        ``close_due`` to decide."""
         outputs: list[Output] = []
         matcher.drop_old_bodies(bucket, now_ms, self.replay_window_ms)
+        matcher.merge_at_deadline(bucket, now_ms, all_open)
         due = [d for d in bucket["declarations"] if d["status"] == matcher.OPEN and not matcher.complete(d)
                and (all_open or d["deadline"] <= now_ms)]
         for decl in due:
-            if matcher.take_lone_waybill(bucket, decl):
-                continue
             matcher.hold_unnamed_waybill(bucket, decl)
             verdict = incomplete_verdict(decl["ebpCode"], bucket["orderNo"], matcher.missing_kinds(bucket, decl))
             outputs += self._verdict_outputs(bucket, decl, matcher.documents(decl), Decision(verdict, None, None),

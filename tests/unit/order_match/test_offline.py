@@ -234,6 +234,30 @@ def test_an_inventory_naming_another_waybill_than_its_order_numbers_one_is_inven
                                                                        f"InventoryHead/{field}")]
 
 
+def test_a_payment_or_inventory_naming_another_platform_is_decided_with_the_order():
+    # DOMAIN §2 PAYMENT_REFERENCE (payment ebpCode = order's) and INVENTORY_PARTIES (inventory
+    # ebpCode = order's): a document naming another ebpCode is keyed apart, and joins at the end
+    for kind, code, field in (("payment", codes.PAYMENT_REFERENCE, "PaymentHead/ebpCode"),
+                              ("inventory", codes.INVENTORY_PARTIES, "InventoryHead/ebpCode")):
+        docs = dict(zip(("order", "payment", "logistics", "inventory"),
+                        copy.deepcopy(generate(1, fault_share=0, seed=3)[0].documents)))
+        docs[kind]["ebpCode"] = "3301960000"
+        [line] = check(list(docs.values()))
+        assert (line["ebpCode"], line["status"]) == (docs["order"]["ebpCode"], "rejected"), kind
+        assert [(f["code"], f["field"]) for f in line["failures"]] == [(code, field)], kind
+
+
+def test_two_payments_naming_other_platforms_are_not_guessed_between():
+    order, payment, waybill, inventory = copy.deepcopy(generate(1, fault_share=0, seed=3)[0].documents)
+    first = dict(payment, ebpCode="3301960000")
+    second = dict(payment, ebpCode="3301960001", guid="0000000B-0000-4000-8000-000000000001")
+    lines = check([order, first, second, waybill, inventory])
+    assert sorted((line["ebpCode"], line["status"], tuple(line["missing"])) for line in lines) == [
+        ("3301960000", "incomplete", ("order", "logistics", "inventory")),
+        ("3301960001", "incomplete", ("order", "logistics", "inventory")),
+        (order["ebpCode"], "incomplete", ("payment",))]
+
+
 def test_with_two_waybills_none_named_neither_is_taken():
     order, payment, waybill, inventory = copy.deepcopy(generate(1, fault_share=0, seed=3)[0].documents)
     inventory["logisticsNo"] = "OTHER00000001"  # the inventory names neither waybill of the carrier
