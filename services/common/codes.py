@@ -129,7 +129,7 @@ _ALL = (
     Code(OUTSTANDING_TAX, "close while tax bills are still open"),
     Code(BILL_UNKNOWN, "void or settle of a declaration never deducted from this account"),
     Code(BILL_SETTLED, "void or settle of a bill that was settled already"),
-    Code(BILL_VOIDED, "settle of a bill that was (fully or partly) voided"),
+    Code(BILL_VOIDED, "settle of a bill that was voided in full"),
     Code(BILL_FULLY_VOIDED, "void of a bill with nothing left to void"),
 )
 

@@ -128,7 +128,7 @@ def _refund(command: Command, account: Account, bill: Bill) -> Change | Refusal:
     """A void of a bill the enterprise has paid already (a return completed after settlement,
     which customs allows until day 45 while bills are settled from day 31): the balance is not
     touched, since the payment restored it; the tax becomes a refund customs owes."""
-    refundable = bill.deducted - bill.refunded
+    refundable = bill.deducted - bill.voided - bill.refunded  # what the payment covered
     if refundable <= ZERO:
         return Refusal(codes.BILL_FULLY_VOIDED, "declarationId",
                        f"the tax bill of {bill.declaration_id} (settled by {bill.settled_by}) is refunded in full already")
@@ -146,12 +146,14 @@ def _settle(command: Command, account: Account, bills: Mapping[str, Bill]) -> Ch
         if bill.settled_by:
             return Refusal(codes.BILL_SETTLED, "bills",
                            f"the tax bill of {decl} was settled already by payment notice {bill.settled_by}")
-        if bill.voided > ZERO:
+        if bill.remaining <= ZERO:
             return Refusal(codes.BILL_VOIDED, "bills",
-                           f"{fen_str(bill.voided)} CNY of the tax bill of {decl} was voided; a voided bill is not"
-                           " settled (the payment notice does not match it)")
-        settled.append(replace(bill, settled_by=command.ent_duty_no))
-    total = sum((b.deducted for b in settled), ZERO)
+                           f"the tax bill of {decl} was voided in full ({fen_str(bill.voided)} CNY): nothing is"
+                           " owed on it to settle")
+        settled.append(bill)
+    # a bill partly voided (a partial return before payment) is settled for what it still owes
+    total = sum((b.remaining for b in settled), ZERO)
+    settled = [replace(b, settled_by=command.ent_duty_no) for b in settled]
     return Change("settle", total, account.changed(outstanding=account.outstanding - total), tuple(settled),
                   command.ent_duty_no)
 

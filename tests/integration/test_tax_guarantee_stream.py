@@ -39,18 +39,21 @@ def register(code: str, amount: Decimal, valid_days: int) -> None:
 
 
 def credit_one_account(code: str, bills: list[str]) -> tuple[str, str]:
-    """Settle one bill and void part of another through the command line, void the settled one
-    (a refund); then try what is refused."""
+    """Settle one bill, void part of another and settle the rest of it through the command line,
+    void the first one (a refund); then try what is refused."""
     settled, voided = bills[0], bills[1]
     assert main(["guarantee", "settle", "-a", code, "--ent-duty-no", "N2025-0001", "--bills", settled,
                  "--wait", "30"]) == 0
     assert main(["guarantee", "void", "-a", code, "--declaration", voided, "--amount", str(VOIDED),
                  "--wait", "30"]) == 0
+    # a partial return before payment: the rest of the bill is aggregated and paid all the same
+    assert main(["guarantee", "settle", "-a", code, "--ent-duty-no", "N2025-0002", "--bills", voided,
+                 "--wait", "30"]) == 0
     # A void of the settled bill (a return completed after payment) is a refund: applied, and the
     # balance stays where the payment put it (checked with the balances below).
     assert main(["guarantee", "void", "-a", code, "--declaration", settled, "--amount", "1", "--wait", "30"]) == 0
-    # A settlement of the voided bill sent straight to Kafka is refused by the service.
-    record = command_record(args_for("settle", code, "--ent-duty-no", "N2025-0002", "--bills", voided,
+    # A second settlement of a bill sent straight to Kafka is refused by the service.
+    record = command_record(args_for("settle", code, "--ent-duty-no", "N2025-0003", "--bills", voided,
                                      "--command-id", "settle-voided"))
     producer = kafka_io.producer()
     producer.send(topics.name("guarantee.commands"), key=code.encode(),
@@ -133,16 +136,16 @@ def test_declarations_are_cleared_or_refused_by_their_guarantee(stack, topic_pre
 
     # Balances: exactly the cleared taxes are outstanding, less what was settled or voided.
     accounts = {row["assureCode"]: row for row in map(json.loads, listed.splitlines())}
-    credited = {settled_bill: matched[settled_bill]["taxTotal"], voided_bill: VOIDED}
+    credited = {settled_bill: matched[settled_bill]["taxTotal"], voided_bill: matched[voided_bill]["taxTotal"]}
     for code in [small, frozen, *ample]:
         owed = sum((matched[d]["taxTotal"] - credited.get(d, ZERO) for d in taxes[code] if d not in refused_by),
                    ZERO)
         assert Decimal(accounts[code]["outstanding"]) == owed, code
     assert Decimal(accounts[small]["outstanding"]) <= small_amount
     assert unknown not in accounts and accounts[frozen]["state"] == "frozen"
-    # The settlement of a voided bill, sent past the command line, was refused by the service.
+    # The second settlement, sent past the command line, was refused by the service.
     [refusal] = [d for d in dead if d["documentGuid"] == "settle-voided"]
-    assert (refusal["code"], refusal["field"]) == (codes.BILL_VOIDED, "bills")
+    assert (refusal["code"], refusal["field"]) == (codes.BILL_SETTLED, "bills")
 
     # Every refusal answered the inventory's agent with a rejection receipt, and gave the quota back.
     rejections = {r["documentGuid"]: r for r in receipts
@@ -159,10 +162,10 @@ def test_declarations_are_cleared_or_refused_by_their_guarantee(stack, topic_pre
     finally:
         client.close()
 
-    # The ledger: one entry per registration, the freeze, each cleared declaration, the settle,
-    # the void and the refund.
+    # The ledger: one entry per registration, the freeze, each cleared declaration, the two
+    # settlements, the void and the refund.
     ids = [e["entryId"] for e in ledger]
-    assert len(ids) == len(set(ids)) == len(taxes) - 1 + 1 + len(cleared_ids) + 3
+    assert len(ids) == len(set(ids)) == len(taxes) - 1 + 1 + len(cleared_ids) + 4
     [refund] = [e for e in ledger if e["action"] == "refund"]
     assert (refund["declarationId"], refund["amount"]) == (settled_bill, Decimal(1))
     assert any(w["kind"] == "expiry" and w["assureCode"] == ample[0] for w in warnings)
@@ -177,5 +180,6 @@ def test_declarations_are_cleared_or_refused_by_their_guarantee(stack, topic_pre
         assert bill["taxNo"] == v["inventory"]["invtNo"] + "01" and len(v["inventory"]["invtNo"]) == 18
         assert sum(line["valueAddedTax"] + line["consumptionTax"] for line in bill["taxLines"]) == v["taxTotal"]
     changes = [(r["orderNo"], r["taxStatus"], r["entDutyNo"]) for r in receipts if r["message"] == "CEB818"]
-    assert changes == [(matched[settled_bill]["orderNo"], "2", "N2025-0001")]
+    assert changes == [(matched[settled_bill]["orderNo"], "2", "N2025-0001"),
+                       (matched[voided_bill]["orderNo"], "2", "N2025-0002")]  # partly voided, then paid
     assert all(r["preNo"] for r in rejections.values())  # the XSD requires it on a CEB622

@@ -141,9 +141,10 @@ class Model:
         if bill is None:
             return "BILL_UNKNOWN"
         if bill.settled:  # paid already: the tax becomes a refund, the balance stays
-            if bill.deducted - bill.refunded <= 0:
+            paid = bill.deducted - bill.voided
+            if paid - bill.refunded <= 0:
                 return "BILL_FULLY_VOIDED"
-            bill.refunded += min(amount, bill.deducted - bill.refunded)
+            bill.refunded += min(amount, paid - bill.refunded)
             return "applied"
         if bill.remaining <= 0:
             return "BILL_FULLY_VOIDED"
@@ -160,11 +161,11 @@ class Model:
                 return "BILL_UNKNOWN"
             if bill.settled:
                 return "BILL_SETTLED"
-            if bill.voided > 0:
+            if bill.remaining <= 0:
                 return "BILL_VOIDED"
-        for decl in bills:
+        for decl in bills:  # a partly voided bill is settled for what it still owes
+            acct.outstanding -= acct.bills[decl].remaining
             acct.bills[decl].settled = True
-            acct.outstanding -= acct.bills[decl].deducted
         return "applied"
 
     # --- after a failover ----------------------------------------------------------------------

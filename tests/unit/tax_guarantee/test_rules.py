@@ -181,10 +181,22 @@ def test_a_bill_is_settled_once():
                         {"A": bill("A", settled_by="N1")}), codes.BILL_SETTLED)
 
 
-@pytest.mark.parametrize("voided", ["100", "0.01"])
-def test_a_fully_or_partly_voided_bill_is_never_settled(voided):
-    refused(rules.apply(command("settle", bills=("A",), ent_duty_no="N1"), account(outstanding="100"),
-                        {"A": bill("A", "100", voided=voided)}), codes.BILL_VOIDED)
+def test_a_bill_voided_in_full_is_never_settled():
+    refused(rules.apply(command("settle", bills=("A",), ent_duty_no="N1"), account(outstanding="0"),
+                        {"A": bill("A", "100", voided="100")}), codes.BILL_VOIDED)
+
+
+def test_a_partly_voided_bill_is_settled_for_what_it_still_owes():
+    # DOMAIN §4/§5: a partial return before payment voids part of the bill; customs aggregates the
+    # rest from day 31 and the paid amount returns to the balance
+    change = rules.apply(command("settle", bills=("A", "B"), ent_duty_no="N1"), account(outstanding="118.81"),
+                         {"A": bill("A", "28.21", voided="9.40"), "B": bill("B", "100")})
+    assert (change.amount, change.account.outstanding) == (Decimal("118.81"), Decimal(0))
+    assert {b.declaration_id: (b.settled_by, b.remaining) for b in change.bills} == {"A": ("N1", 0), "B": ("N1", 0)}
+    # a return completed after payment refunds at most what was paid (28.21 - 9.40)
+    refund = rules.apply(command("void", declaration_id="A", amount=Decimal("50")), change.account,
+                         {"A": change.bills[0]})
+    assert (refund.action, refund.amount, refund.account.outstanding) == ("refund", Decimal("18.81"), Decimal(0))
 
 
 def test_a_settlement_is_all_or_nothing():
