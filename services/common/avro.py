@@ -99,6 +99,8 @@ _UNIT = Decimal(1).scaleb(-SCALE)
 def _from_units(units: int) -> Decimal:
     # The same value and exponent as Decimal(units).scaleb(-SCALE) (0.00100 stays 0.00100), at
     # a third of the cost: a wire long has at most 19 digits, so the product is exact.
+    if units < -MAX_UNITS:  # -2**63, the one long outside the range: it could not be written back
+        raise AmountError(f"{_UNIT * units} is out of the wire format's range (±{Decimal(MAX_UNITS).scaleb(-SCALE)})")
     return _UNIT * units
 
 
@@ -401,7 +403,10 @@ class AvroCodec:
             record = fastavro.schemaless_reader(body, entry.parsed, entry.reader)
         except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError, OverflowError) as exc:
             raise WireError(f"{entry.name}: corrupt Avro body: {exc}") from exc
-        return entry.name, entry.from_wire(record)
+        try:
+            return entry.name, entry.from_wire(record)
+        except AmountError as exc:
+            raise WireError(f"{entry.name}: {exc}") from exc
 
 
 # Record names by document kind (see services.common.documents).

@@ -54,6 +54,30 @@ def test_an_amount_beyond_the_wire_range_is_refused_not_wrapped():
         codec().encode("sandan.ceb.Payment", doc)
 
 
+def test_the_one_long_beyond_the_range_is_refused_when_read_too():
+    # -2**63 units is a valid Avro long but no amount sandan could write back: read as one, a
+    # worker echoing it would fail on its output (found by the worker fuzz target)
+    import io
+
+    import fastavro
+    wire = codec()
+    entry = wire._by_name["sandan.ceb.Payment"]
+    raw = entry.to_wire(dict(SETS[0].payment, amountPaid=Decimal(0)))
+    raw["amountPaid"] = -2**63
+    buf = io.BytesIO()
+    buf.write(wire.encode("sandan.ceb.Payment", SETS[0].payment)[:len(entry.out)])
+    fastavro.schemaless_writer(buf, entry.parsed, raw)
+    with pytest.raises(WireError, match="range"):
+        wire.decode(buf.getvalue())
+    raw["amountPaid"] = -2**63 + 1  # the lowest amount there is reads and writes back
+    buf = io.BytesIO(buf.getvalue()[:len(entry.out)])
+    buf.seek(0, 2)
+    fastavro.schemaless_writer(buf, entry.parsed, raw)
+    _, doc = wire.decode(buf.getvalue())
+    assert doc["amountPaid"] == Decimal("-92233720368547.75807")
+    assert wire.decode(wire.encode("sandan.ceb.Payment", doc))[1]["amountPaid"] == doc["amountPaid"]
+
+
 def test_a_record_missing_a_required_field_is_refused():
     doc = copy.deepcopy(SETS[0].payment)
     del doc["payCode"]
