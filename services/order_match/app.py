@@ -35,7 +35,7 @@ from services.order_match import batch, matcher
 from services.order_match.batch import Arrival
 from services.order_match.bucket_store import BucketStore
 from services.common.customs_numbers import RedisCustomsNumbers
-from services.order_match.processor import MatchProcessor, Settling
+from services.order_match.processor import MatchProcessor
 from services.common.quota.store import RedisQuotaStore
 from services.common.rates import load_rates
 from services.order_match.rules import RuleSettings
@@ -220,10 +220,9 @@ class MatchWorker:
             if bucket is None:
                 continue
             expired += self.processor.expire(bucket, now, position=position)
-            late = [Settling(bucket, ebp_code, position) for ebp_code in matcher.late_complete(bucket, now)]
-            if late:  # took a lone waybill (see expire); retried alone: expire's verdicts are out already
+            if matcher.late_complete(bucket, now):  # expire merged a declaration's documents: decide it
                 expired += await streaming.with_retry(
-                    self.replicated(lambda: self.processor.settle_many(late, wall)), log)
+                    self.replicated(lambda: self.processor.settle_late(bucket, now, wall, position)), log)
             closed = bucket["declarations"] and all(d["status"] in matcher.CLOSED for d in bucket["declarations"])
             if (closed and not bucket["waybills"]  # an unclaimed waybill is answered first (expired_waybills)
                     and max(d.get("decidedAt") or 0 for d in bucket["declarations"]) + self.retention_ms <= now):

@@ -324,12 +324,7 @@ def _reattach_waybill(bucket: dict, decl: dict, named_before: list[str] | None, 
     if wanted is not None and decl["logistics"] is None:
         entry = _unattached(bucket, wanted)
         if entry is not None:
-            bucket["waybills"].remove(entry)
-            decl["logistics"] = entry["doc"]
-            decl["guids"]["logistics"] = entry["guid"]
-            decl["fingerprints"]["logistics"] = entry["fingerprint"]
-            if entry.get("orphan"):
-                orphans.append("logistics")
+            _hold_waybill(bucket, decl, entry)
 
 
 def merge_at_deadline(bucket: dict, now_ms: int, all_open: bool = False) -> bool:
@@ -380,10 +375,7 @@ def merge_at_deadline(bucket: dict, now_ms: int, all_open: bool = False) -> bool
         anchor["deadline"] = min(anchor["deadline"], partner["deadline"])
         bucket["declarations"].remove(partner)
     if waybill is not None:
-        bucket["waybills"].remove(waybill)
-        anchor["logistics"] = waybill["doc"]
-        anchor["guids"]["logistics"] = waybill["guid"]
-        anchor["fingerprints"]["logistics"] = waybill["fingerprint"]
+        _hold_waybill(bucket, anchor, waybill)
     return True
 
 
@@ -400,7 +392,12 @@ def hold_unnamed_waybill(bucket: dict, decl: dict) -> None:
     with the other documents, and a replay of the decision emits it again."""
     if decl["inventory"] is not None or decl["logistics"] is not None or len(bucket["waybills"]) != 1:
         return
-    entry = bucket["waybills"].pop()
+    _hold_waybill(bucket, decl, bucket["waybills"][0])
+
+
+def _hold_waybill(bucket: dict, decl: dict, entry: dict) -> None:
+    """An unattached waybill becomes the declaration's."""
+    bucket["waybills"].remove(entry)
     decl["logistics"] = entry["doc"]
     decl["guids"]["logistics"] = entry["guid"]
     decl["fingerprints"]["logistics"] = entry["fingerprint"]

@@ -72,20 +72,16 @@ class MatchProcessor:
              arrived_ms: int | None = None, position: str | None = None) -> tuple[list[Output], list[str]]:
         """Buffer one document. ``raw`` is its wire record when at hand (``doc`` is then that
         record decoded, and is kept to decide its declaration without decoding it again).
-        ``arrived_ms`` is when it entered Kafka (default ``now_ms``): deadlines count from
-        arrivals, and a declaration whose deadline passed before this document arrived is
-        INCOMPLETE whether or not a tick came first (decided by ``position``, this document).
-        An inventory's ``arrived_ms`` also chooses the quota year; without one (``sandan
-        check``) its appTime does.
-        Returns refusal receipts (and such INCOMPLETE verdicts) and the declarations now ready.
+        ``arrived_ms`` is when it entered Kafka (default ``now_ms``); what its arrival closed
+        (``close_due``) the caller has decided first. An inventory's ``arrived_ms`` also
+        chooses the quota year; without one (``sandan check``) its appTime does.
+        Returns refusal receipts and the declarations now ready.
         A forward-dated document (APP_TIME) is answered and otherwise left out, as if it never came."""
         arrived = now_ms if arrived_ms is None else arrived_ms
         forward = matcher.forward_dated(doc, arrived, self.app_time_skew_ms)
         if forward is not None:
             return [_receipt_output(refusal_receipt(doc, forward.code, forward.message, now_ms))], []
         outputs: list[Output] = []
-        if any(d["status"] == matcher.OPEN and d["deadline"] <= arrived for d in bucket["declarations"]):
-            outputs += self.expire(bucket, arrived, position=position)
         ready: list[str] = []
         if raw is not None:
             self._decoded[raw] = doc
@@ -163,16 +159,24 @@ class MatchProcessor:
 
     async def close_due(self, bucket: dict, due_ms: int, now_ms: int, position: str | None = None,
                         *, all_open: bool = False) -> list[Output]:
-        """The deadline passed (``due_ms``; offline, ``all_open``: the input ended): INCOMPLETE
-        verdicts, and the decisions of declarations that took a lone waybill (``expire``)."""
+        """What a deadline closed by ``due_ms`` (a document's arrival, a tick; offline,
+        ``all_open``: the input ended): ``expire`` and ``settle_late``. A declaration whose
+        deadline passed before a document arrived is closed before that document is applied,
+        whether or not a tick came first (decided by ``position``, that document)."""
         if not all_open and not any(d["status"] == matcher.OPEN and d["deadline"] <= due_ms
                                     for d in bucket["declarations"]):
             return []  # the common case, per document: nothing is due
         outputs = self.expire(bucket, due_ms, all_open=all_open, position=position)
-        late = matcher.late_complete(bucket, None if all_open else due_ms)
-        if late:
-            outputs += await self.settle_many([Settling(bucket, ebp_code, position) for ebp_code in late], now_ms)
-        return outputs
+        return outputs + await self.settle_late(bucket, None if all_open else due_ms, now_ms, position)
+
+    async def settle_late(self, bucket: dict, due_ms: int | None, now_ms: int,
+                          position: str | None = None) -> list[Output]:
+        """Decide the declarations ``expire`` completed (``matcher.merge_at_deadline``). Apart
+        from ``expire`` so that a caller can retry it alone: expire's verdicts are out already."""
+        late = matcher.late_complete(bucket, due_ms)
+        if not late:
+            return []
+        return await self.settle_many([Settling(bucket, ebp_code, position) for ebp_code in late], now_ms)
 
     def expire(self, bucket: dict, now_ms: int, *, all_open: bool = False, position: str | None = None) -> list[Output]:
         """INCOMPLETE verdicts for open declarations past their deadline (or all, offline). The
