@@ -58,6 +58,10 @@ aiokafka_fixes.apply()  # before any producer exists
 
 Handler = Callable[[list], Awaitable[None]]
 LAG_INTERVAL_S = 5.0
+SENDER_CHECK_S = 2.0
+# a transaction call answered by nobody for this long never will be (aiokafka's own default
+# transaction timeout: by then the coordinator has aborted the transaction anyway)
+TXN_CALL_S = 60.0
 GUARANTEES = ("exactly_once", "at_least_once")
 # the task (input partition number) whose records the batch loop is handling: its sends join
 # that task's transaction; a timer's task has none
@@ -253,6 +257,7 @@ class PartitionWorker:
             return
         tasks = [asyncio.ensure_future(self._every(interval, step)) for interval, step in self._timers]
         tasks.append(asyncio.ensure_future(self._every(LAG_INTERVAL_S, self._measure_lag)))
+        tasks.append(asyncio.ensure_future(self._every(SENDER_CHECK_S, self._watch_senders)))
         tasks.append(asyncio.ensure_future(self._every(LAG_INTERVAL_S, self._sweep_stores)))
         log.info("%s: worker %s consuming %s", self.group, self.instance, ", ".join(self.inputs))
         try:
@@ -287,6 +292,29 @@ class PartitionWorker:
             if ended.done() and not ended.cancelled() and isinstance(ended.exception(), ProducerFenced):
                 return ended.exception()
         return None
+
+    def dead_sender(self) -> BaseException | None:
+        """What ended a task producer's sender, if one has. aiokafka's sender routine re-raises
+        OutOfOrderSequenceNumber (and ProducerFenced) and stops: that producer then fails every
+        record it holds and sends nothing more, and its transaction calls wait for ever."""
+        producers = [(f"partition {task}'s producer", p) for task, p in sorted(self._tasks.items())]
+        for name, producer in [*producers, ("the plain producer", getattr(self, "producer", None))]:
+            routine = getattr(getattr(producer, "_sender", None), "sender_task", None)  # aiokafka's, not public
+            if routine is None or not routine.done() or routine.cancelled():
+                continue  # running, or stopped on purpose (a task closed, the worker stopping)
+            return routine.exception() or RuntimeError(f"the sender of {name} stopped")
+        return None
+
+    async def _watch_senders(self) -> None:
+        """A timer, outside the batch loop (which may be the one waiting on that producer)."""
+        exc = self.dead_sender()
+        if exc is None:
+            return
+        fenced = self.fencing(exc)
+        if fenced is not None:
+            self.guard.on_fenced(fenced)
+        else:
+            self.guard.on_output_lost(exc)
 
     def _stop(self) -> None:
         self._stopping = True  # nothing is committed from now on
@@ -472,12 +500,13 @@ class PartitionWorker:
             producer = await self._transaction(task)
             try:
                 if by_task.get(task):
-                    await producer.send_offsets_to_transaction(by_task[task], self.group)
-                await producer.commit_transaction()
+                    await asyncio.wait_for(producer.send_offsets_to_transaction(by_task[task], self.group),
+                                           TXN_CALL_S)
+                await asyncio.wait_for(producer.commit_transaction(), TXN_CALL_S)
             except ProducerFenced:
                 raise
-            except KafkaError as exc:
-                self.guard.on_output_lost(exc)
+            except (KafkaError, asyncio.TimeoutError) as exc:
+                self.guard.on_output_lost(self.dead_sender() or exc)
                 raise
             finally:
                 self._open.discard(task)

@@ -180,3 +180,52 @@ def test_a_fencing_met_first_by_a_producers_sender_exits_as_fenced_not_as_a_hand
         w._tasks = {2: _task_producer(KafkaConnectionError()), 3: _task_producer(None)}
         assert w.fencing(IllegalOperation("Not in the middle of a transaction")) is None
     asyncio.run(other())
+
+
+def _with_sender(producer, routine):
+    from types import SimpleNamespace
+    producer._sender = SimpleNamespace(sender_task=routine)
+    return producer
+
+
+def test_a_task_producer_whose_sender_died_stops_the_worker(tmp_path, caplog):
+    # aiokafka's sender routine re-raises OutOfOrderSequenceNumber and ends: that producer sends
+    # nothing more and its commit would wait for ever (soak SOAK_SEED=20261205, chunk 36)
+    from aiokafka.errors import OutOfOrderSequenceNumber
+
+    async def died() -> None:
+        raise OutOfOrderSequenceNumber()
+
+    async def running() -> None:
+        await asyncio.sleep(3600)
+
+    async def go() -> tuple[list[int], list]:
+        w, codes, _ = worker(tmp_path, fail=False)
+        alive, dead = asyncio.ensure_future(running()), asyncio.ensure_future(died())
+        await asyncio.sleep(0)
+        w._tasks = {1: _with_sender(_task_producer(None), alive)}
+        await w._watch_senders()  # every sender running: nothing happens
+        assert codes == [] and w.dead_sender() is None
+        w._tasks[2] = _with_sender(_task_producer(None), dead)
+        with pytest.raises(Exited):
+            await w._watch_senders()
+        alive.cancel()
+        return codes, [w.dead_sender()]
+
+    codes, [exc] = asyncio.run(go())
+    assert codes == [CRASHED] and isinstance(exc, OutOfOrderSequenceNumber)
+    assert any(r.levelname == "CRITICAL" and "OutOfOrderSequenceNumber" in r.getMessage() for r in caplog.records)
+
+
+def test_a_sender_stopped_on_purpose_is_not_a_death(tmp_path):
+    async def go():
+        w, codes, _ = worker(tmp_path, fail=False)
+        stopped = asyncio.ensure_future(asyncio.sleep(3600))
+        await asyncio.sleep(0)
+        stopped.cancel()
+        await asyncio.gather(stopped, return_exceptions=True)
+        w._tasks = {1: _with_sender(_task_producer(None), stopped)}
+        await w._watch_senders()
+        return codes, w.dead_sender()
+
+    assert asyncio.run(go()) == ([], None)
