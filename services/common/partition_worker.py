@@ -300,9 +300,11 @@ class PartitionWorker:
         producers = [(f"partition {task}'s producer", p) for task, p in sorted(self._tasks.items())]
         for name, producer in [*producers, ("the plain producer", getattr(self, "producer", None))]:
             routine = getattr(getattr(producer, "_sender", None), "sender_task", None)  # aiokafka's, not public
-            if routine is None or not routine.done() or routine.cancelled():
-                continue  # running, or stopped on purpose (a task closed, the worker stopping)
-            return routine.exception() or RuntimeError(f"the sender of {name} stopped")
+            # running, or stopped on purpose (a task closed, the worker stopping: aiokafka's routine
+            # then ends without an error, its cancellation swallowed)
+            if routine is None or not routine.done() or routine.cancelled() or routine.exception() is None:
+                continue
+            return routine.exception()
         return None
 
     async def _watch_senders(self) -> None:

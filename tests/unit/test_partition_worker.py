@@ -218,13 +218,21 @@ def test_a_task_producer_whose_sender_died_stops_the_worker(tmp_path, caplog):
 
 
 def test_a_sender_stopped_on_purpose_is_not_a_death(tmp_path):
+    async def swallowing() -> None:  # as aiokafka's sender routine takes its cancellation
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return
+
     async def go():
         w, codes, _ = worker(tmp_path, fail=False)
         stopped = asyncio.ensure_future(asyncio.sleep(3600))
+        quiet = asyncio.ensure_future(swallowing())
         await asyncio.sleep(0)
         stopped.cancel()
-        await asyncio.gather(stopped, return_exceptions=True)
-        w._tasks = {1: _with_sender(_task_producer(None), stopped)}
+        quiet.cancel()
+        await asyncio.gather(stopped, quiet, return_exceptions=True)
+        w._tasks = {1: _with_sender(_task_producer(None), stopped), 2: _with_sender(_task_producer(None), quiet)}
         await w._watch_senders()
         return codes, w.dead_sender()
 
