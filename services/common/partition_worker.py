@@ -57,6 +57,11 @@ log = logging.getLogger("sandan.worker")
 aiokafka_fixes.apply()  # before any producer exists
 
 Handler = Callable[[list], Awaitable[None]]
+
+
+class OutputRefused(Exception):
+    """A record of a task's open transaction was not taken by Kafka: that transaction must not commit."""
+
 LAG_INTERVAL_S = 5.0
 SENDER_CHECK_S = 2.0
 # a transaction call answered by nobody for this long never will be (aiokafka's own default
@@ -120,7 +125,10 @@ class PartitionWorker:
         # caches) goes into its tables then, and so onto their changelogs before the offsets
         self.before_commit: list[Callable[[], object]] = []
         self._stopping = False
-        self._in_flight: list[asyncio.Future] = []  # deliveries since the last flush
+        self._in_flight: list[asyncio.Future] = []  # the plain producer's deliveries since the last flush
+        # exactly_once: each open transaction's deliveries, looked at before it commits (aiokafka
+        # commits a transaction whose batch was refused, without that batch)
+        self._task_deliveries: dict[int, list[asyncio.Future]] = {}
         self._changelog_in_flight: list[tuple[ChangelogTable, int, asyncio.Future]] = []
         self._lag_shown: set[TopicPartition] = set()
         self._lock = asyncio.Lock()  # a batch, a commit and a revocation never interleave
@@ -141,7 +149,9 @@ class PartitionWorker:
             self._in_flight.append(delivery)
             return delivery
         producer = await self._transaction(task)
-        return await producer.send(topic, value=value, key=key, partition=partition)
+        delivery = await producer.send(topic, value=value, key=key, partition=partition)
+        self._task_deliveries.setdefault(task, []).append(delivery)
+        return delivery
 
     async def deliver_outputs(self) -> bool:
         """For a service that wants its outputs in Kafka before it changes its state. at_least_once:
@@ -230,6 +240,7 @@ class PartitionWorker:
         closing = {t: self._tasks.pop(t) for t in sorted(tasks) if t in self._tasks}
         for t in closing:
             self._open.discard(t)
+            self._task_deliveries.pop(t, None)
         await asyncio.gather(*(producer.stop() for producer in closing.values()), return_exceptions=True)
 
     def _consumer(self) -> AIOKafkaConsumer:
@@ -294,9 +305,10 @@ class PartitionWorker:
         return None
 
     def dead_sender(self) -> BaseException | None:
-        """What ended a task producer's sender, if one has. aiokafka's sender routine re-raises
-        OutOfOrderSequenceNumber (and ProducerFenced) and stops: that producer then fails every
-        record it holds and sends nothing more, and its transaction calls wait for ever."""
+        """What ended a producer's sender, if one has. aiokafka's sender routine stops on an error a
+        transaction request met (ProducerFenced, OutOfOrderSequenceNumber, an authorization
+        failure): that producer then fails every record it holds and sends nothing more, and a
+        send waiting for room in its buffer waits for ever."""
         producers = [(f"partition {task}'s producer", p) for task, p in sorted(self._tasks.items())]
         for name, producer in [*producers, ("the plain producer", getattr(self, "producer", None))]:
             routine = getattr(getattr(producer, "_sender", None), "sender_task", None)  # aiokafka's, not public
@@ -334,6 +346,7 @@ class PartitionWorker:
                 except KafkaError as exc:
                     log.warning("%s: transaction of partition %d not aborted (%s); Kafka ends it", self.group, task, exc)
             self._open.clear()
+            self._task_deliveries.clear()
 
     async def _loop(self, handle: Handler) -> None:
         next_commit = time.monotonic() + self.commit_interval_s
@@ -452,8 +465,12 @@ class PartitionWorker:
     async def _send_changes(self) -> None:
         for table in self.tables:
             for partition, key, value in table.changes():
-                producer = await self._transaction(partition) if self.exactly_once else self.producer
-                delivery = await producer.send(table.topic, value=value, key=key, partition=partition)
+                if self.exactly_once:
+                    producer = await self._transaction(partition)
+                    delivery = await producer.send(table.topic, value=value, key=key, partition=partition)
+                    self._task_deliveries.setdefault(partition, []).append(delivery)
+                else:
+                    delivery = await self.producer.send(table.topic, value=value, key=key, partition=partition)
                 self._changelog_in_flight.append((table, partition, delivery))
 
     async def _commit(self) -> None:
@@ -501,6 +518,8 @@ class PartitionWorker:
                 continue
             producer = await self._transaction(task)
             try:
+                await asyncio.wait_for(producer.flush(), TXN_CALL_S)
+                self._check_task_deliveries(task)
                 if by_task.get(task):
                     await asyncio.wait_for(producer.send_offsets_to_transaction(by_task[task], self.group),
                                            TXN_CALL_S)
@@ -513,6 +532,20 @@ class PartitionWorker:
             finally:
                 self._open.discard(task)
         return True
+
+    def _check_task_deliveries(self, task: int) -> None:
+        """Before a task's transaction commits: every record sent in it was taken, or the worker
+        exits (70) and the transaction stays uncommitted (the next owner's producer aborts it).
+        aiokafka would commit it without a refused batch: one expired while its partition had no
+        leader, and every later one of that producer, refused OutOfOrderSequenceNumber."""
+        for delivery in self._task_deliveries.pop(task, ()):
+            if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
+                exc = (delivery.exception() if delivery.done() and not delivery.cancelled()
+                       else RuntimeError("a record was not delivered by the flush"))
+                if isinstance(exc, ProducerFenced):
+                    raise exc  # another worker owns the task: left as fenced
+                self.guard.on_output_lost(exc)
+                raise OutputRefused(f"partition {task}'s transaction: {exc!r}") from exc
 
     def _check_deliveries(self, delivered: list[asyncio.Future],
                           changes: list[tuple[ChangelogTable, int, asyncio.Future]]) -> None:
