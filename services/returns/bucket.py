@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from services.common.clock import china_stamp
 from services.common.money import ZERO, plain
+from services.common.rates import RateTable
 from services.common.senders import same_sender, submitter_of
 from services.common.verdict import Failure
 from services.common import codes
@@ -271,7 +272,7 @@ def request_failures(decl: dict, doc: dict, request: dict, windows: Windows) -> 
     return failures
 
 
-def take_refund(bucket: dict, doc: dict, document: dict, now_ms: int, windows: Windows) -> list:
+def take_refund(bucket: dict, doc: dict, document: dict, now_ms: int, windows: Windows, rates: RateTable) -> list:
     decl = find(bucket, doc["ebpCode"].strip())
     if decl is None:
         return [Unknown()]
@@ -289,12 +290,12 @@ def take_refund(bucket: dict, doc: dict, document: dict, now_ms: int, windows: W
     if failures:
         request["status"], request["decidedAt"] = REFUSED, now_ms
         return [ReturnRefused(decl, request, tuple(failures))]
-    return [ReturnAccepted(decl, request)] + _match_parcels(decl, now_ms, windows)
+    return [ReturnAccepted(decl, request)] + _match_parcels(decl, now_ms, windows, rates)
 
 
 # --- parcels at the returns-centre warehouse -------------------------------------------------
 
-def take_parcel(bucket: dict, parcel: dict, now_ms: int, windows: Windows) -> list:
+def take_parcel(bucket: dict, parcel: dict, now_ms: int, windows: Windows, rates: RateTable) -> list:
     decl = find_by_waybill(bucket, parcel.get("logisticsCode"), parcel["logisticsNo"])
     if decl is None:
         return [Unknown()]
@@ -304,7 +305,7 @@ def take_parcel(bucket: dict, parcel: dict, now_ms: int, windows: Windows) -> li
         return [ParcelRefused(decl, parcel, Failure(codes.RETURN_NOT_RELEASED, "logisticsNo",
                                                     f"declaration {decl['declarationId']} was cancelled"))]
     decl["parcels"].append(parcel)
-    events = _match_parcels(decl, now_ms, windows)
+    events = _match_parcels(decl, now_ms, windows, rates)
     if parcel in decl["parcels"]:  # no request took it
         refusal = _unclaimable(decl, parcel, windows)
         if refusal is not None:
@@ -338,13 +339,13 @@ def _request_for(decl: dict, parcel: dict) -> dict | None:
     return None
 
 
-def _match_parcels(decl: dict, now_ms: int, windows: Windows) -> list:
+def _match_parcels(decl: dict, now_ms: int, windows: Windows, rates: RateTable) -> list:
     events: list = []
     for parcel in sorted(decl["parcels"], key=lambda p: (p["arrivedAt"], p["arrivalId"])):
         request = _request_for(decl, parcel)
         if request is not None:
             decl["parcels"].remove(parcel)
-            events.append(_settle(decl, request, parcel, now_ms, windows))
+            events.append(_settle(decl, request, parcel, now_ms, windows, rates))
     return events
 
 
@@ -356,7 +357,7 @@ def _returning(request: dict, parcel: dict) -> Quantities:
     return {g: min(q, arrived[g]) for g, q in asked.items() if arrived.get(g, ZERO) > ZERO}
 
 
-def _settle(decl: dict, request: dict, parcel: dict, now_ms: int, windows: Windows):
+def _settle(decl: dict, request: dict, parcel: dict, now_ms: int, windows: Windows, rates: RateTable):
     """The goods of a waiting request arrived: complete the return or refuse it."""
     request["parcelId"], request["decidedAt"] = parcel["arrivalId"], now_ms
     if not policy.arrived_in_time(decl["releasedAt"], parcel["arrivedAt"], windows):
@@ -370,7 +371,7 @@ def _settle(decl: dict, request: dict, parcel: dict, now_ms: int, windows: Windo
     tax_before, quota_before = voided(decl)
     refund = policy.refund_amounts(decl["lines"], returned(decl), returning, tax_total=decl["taxTotal"],
                                    taxable_value=decl["taxableValue"], voided_before=tax_before,
-                                   restored_before=quota_before)
+                                   restored_before=quota_before, rates=rates)
     request.update(status=COMPLETED, voided=refund.tax, quotaRestored=refund.quota,
                    returned=[{"gnum": g, "qty": q} for g, q in sorted(returning.items())])
     return ReturnCompleted(decl, request, parcel)

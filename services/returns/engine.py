@@ -27,6 +27,7 @@ from services.common.money import ZERO, fen_str
 from services.common.outputs import Output
 from services.common.quota.contract import QuotaRelease
 from services.common.quota.store import PartReleases, QuotaStore
+from services.common.rates import RateTable, load_rates
 from services.common.verdict import Failure
 from services.returns import bucket as state
 from services.common import codes
@@ -74,11 +75,14 @@ class Settings:
     windows: Windows = Windows()
     hold_ms: int = 3600 * 1000              # how long an input waits for its declaration
     retention_ms: int = 30 * 24 * 3600 * 1000  # how long a closed declaration is remembered
+    # the match's rate table: a declaration's tax is split over its lines by it, so that a return
+    # voids its own lines' tax (the same split as the tax bill's lines)
+    rates: RateTable = field(default_factory=load_rates)
 
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(Windows.from_env(), config.get_int("SANDAN_RETURNS_HOLD") * 1000,
-                   config.get_int("SANDAN_RETURNS_RETENTION") * 1000)
+                   config.get_int("SANDAN_RETURNS_RETENTION") * 1000, load_rates())
 
 
 def bucket_key(record: dict) -> str:
@@ -128,9 +132,10 @@ class ReturnsEngine:
             return state.take_cancel(bucket, record, now_ms)
         if source == "documents.refund":
             inputs.check_refund(record)
-            return state.take_refund(bucket, record, inputs.receipt_document(record), now_ms, windows)
+            return state.take_refund(bucket, record, inputs.receipt_document(record), now_ms, windows,
+                                     self.settings.rates)
         if source == "returns.arrivals":
-            return state.take_parcel(bucket, inputs.parcel_from_arrival(record), now_ms, windows)
+            return state.take_parcel(bucket, inputs.parcel_from_arrival(record), now_ms, windows, self.settings.rates)
         raise ValueError(f"{source} is not an input of a returns bucket")
 
     def _hold(self, bucket: dict, source: str, record: dict, payload: bytes, until: int) -> None:

@@ -77,7 +77,8 @@ def declaration_from_verdict(verdict: dict) -> dict:
             raise InputError(INVALID_FIELD, f"{where}/gnum", f"gnum {gnum} appears twice")
         gnums.add(gnum)
         lines.append({"gnum": gnum, "qty": _amount(line, "qty", where, positive=True),
-                      "totalPrice": _amount(line, "totalPrice", where)})
+                      "totalPrice": _amount(line, "totalPrice", where),
+                      "gcode": (line.get("gcode") or "").strip()})
     if not lines:
         raise InputError(INVALID_FIELD, "inventory/InventoryList", "the inventory has no lines")
     assure = (verdict.get("assureCode") or inventory.get("assureCode") or "").strip()

@@ -8,27 +8,33 @@ one on day 31 is ``RETURN_LATE``; goods arriving on day 45 pass and on day 46 ar
 ``RETURN_ARRIVAL_LATE``; a request whose goods have not arrived expires at the first moment of
 day 46 (China midnight). Both limits are settings (30 and 45 by default).
 
-**Amounts.** A return gives back the share of the declaration's tax and taxable value P that
-its lines are worth: Σ line ``totalPrice`` × returned qty / declared qty over Σ line
-``totalPrice``, each amount rounded half-up to the fen. A partial amount never exceeds what is
-left, and the return that brings every line back takes exactly what is left, so the parts of
-a fully returned declaration add up to the bill to the fen (and to P to the 0.00001).
+**Amounts.** A return voids its lines' own tax: each returned line's exact tax (its pro-rata
+share of P at its own rates, ``services/common/tax_lines.py``: a make-up line carries
+consumption tax, a shirt beside it none) × returned qty / declared qty. It gives back to the buyer's quota
+the share of the taxable value P its lines are worth: Σ line ``totalPrice`` × returned qty /
+declared qty over Σ line ``totalPrice``. Both are summed exactly and rounded half-up to the fen
+once. A partial amount never exceeds what is left, and the return that brings every line back
+takes exactly what is left, so the parts of a fully returned declaration add up to the bill to
+the fen (and to P to the 0.00001).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from decimal import Context, Decimal, localcontext
+from decimal import Decimal
+from fractions import Fraction
 
 from services.common import config
 from services.common.clock import CHINA, parse_app_time
-from services.common.money import ZERO, plain, round_fen
+from services.common.money import ZERO, plain
+from services.common.rates import RateTable
+from services.common.tax_lines import exact_line_taxes
 from services.common.verdict import Failure
 from services.common import codes
 
 DAY_MS = 24 * 3600 * 1000
-_PRECISE = Context(prec=34)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 Quantities = dict[int, Decimal]
@@ -139,34 +145,52 @@ class Refund:
     quota: Decimal  # taxable value to give back to the buyer's annual quota
 
 
-def returned_value(lines: Iterable[Mapping], returning: Mapping[int, Decimal]) -> tuple[Decimal, Decimal]:
-    """(value of the returning goods, value of all declared goods) by line ``totalPrice``.
+def returned_value(lines: Iterable[Mapping], returning: Mapping[int, Decimal]) -> tuple[Fraction, Fraction]:
+    """(value of the returning goods, value of all declared goods) by line ``totalPrice``, exact.
 
     When every line is free (gifts) the value cannot weigh them, so each line counts as 1.
     """
     lines = list(lines)
-    with localcontext(_PRECISE):
-        total = sum((line["totalPrice"] for line in lines), ZERO)
-        weight = (lambda line: line["totalPrice"]) if total > ZERO else (lambda line: Decimal(1))
-        value = sum((weight(line) * returning[line["gnum"]] / line["qty"]
-                     for line in lines if returning.get(line["gnum"])), ZERO)
-        return value, (total if total > ZERO else Decimal(len(lines)))
+    total = sum((Fraction(line["totalPrice"]) for line in lines), Fraction(0))
+    weight = (lambda line: Fraction(line["totalPrice"])) if total > 0 else (lambda line: Fraction(1))
+    value = sum((weight(line) * Fraction(returning[line["gnum"]]) / Fraction(line["qty"])
+                 for line in lines if returning.get(line["gnum"])), Fraction(0))
+    return value, (total if total > 0 else Fraction(len(lines)))
 
 
-def _part(whole: Decimal, given: Decimal, value: Decimal, total: Decimal, last: bool) -> Decimal:
+def returned_tax(lines: Iterable[Mapping], returning: Mapping[int, Decimal], taxable_value: Decimal,
+                 rates: RateTable) -> Fraction | None:
+    """The returning goods' own tax, exact: each line's exact tax (its share of P at its own
+    rates) × returned qty / declared qty. None when a line has no HS code on record (learned
+    before lines kept theirs): the tax is then shared by value like the quota."""
+    lines = list(lines)
+    if any(line.get("gcode") is None for line in lines):
+        return None
+    own = exact_line_taxes(lines, taxable_value, rates)
+    return sum((own[line["gnum"]] * Fraction(returning[line["gnum"]]) / Fraction(line["qty"])
+                for line in lines if returning.get(line["gnum"])), Fraction(0))
+
+
+def _half_up_fen(amount: Fraction) -> Decimal:
+    """A non-negative exact amount rounded half-up to 0.01 CNY (once, from the exact value)."""
+    return Decimal(math.floor(amount * 100 + Fraction(1, 2))).scaleb(-2)
+
+
+def _part(whole: Decimal, given: Decimal, exact: Fraction, last: bool) -> Decimal:
     left = whole - given
     if last:
         return left
-    with localcontext(_PRECISE):
-        share = round_fen(whole * value / total)
-    return max(ZERO, min(share, left))
+    return max(ZERO, min(_half_up_fen(exact), left))
 
 
 def refund_amounts(lines: list[Mapping], returned_before: Quantities, returning: Quantities, *,
                    tax_total: Decimal, taxable_value: Decimal, voided_before: Decimal,
-                   restored_before: Decimal) -> Refund:
+                   restored_before: Decimal, rates: RateTable) -> Refund:
     """Tax and quota a completed return gives back (see the module note on rounding)."""
     value, total = returned_value(lines, returning)
+    tax = returned_tax(lines, returning, taxable_value, rates)
+    if tax is None:
+        tax = Fraction(tax_total) * value / total
     last = fully_returned(quantities(lines), add(dict(returned_before), returning))
-    return Refund(tax=_part(tax_total, voided_before, value, total, last),
-                  quota=_part(taxable_value, restored_before, value, total, last))
+    return Refund(tax=_part(tax_total, voided_before, tax, last),
+                  quota=_part(taxable_value, restored_before, Fraction(taxable_value) * value / total, last))

@@ -21,6 +21,10 @@ RELEASE_TEXT = "20250310100000"
 RELEASE = app_time_ms(RELEASE_TEXT)
 CLEARED = app_time_ms("20250303140000")
 
+from services.common.rates import load_rates
+
+RATES = load_rates()  # the shipped table: 13% VAT; 3304 make-up also 15% consumption tax
+
 
 def at(text: str) -> int:
     return app_time_ms(text)

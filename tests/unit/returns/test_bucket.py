@@ -32,11 +32,11 @@ def released(bucket) -> dict:
 
 def refund(b, when="20250315090000", **kw):
     doc = s.refund(app_time=when, **kw)
-    return state.take_refund(b, doc, receipt_document(doc), s.at(when), W)
+    return state.take_refund(b, doc, receipt_document(doc), s.at(when), W, s.RATES)
 
 
 def parcel(b, when="20250320100000", **kw):
-    return state.take_parcel(b, parcel_from_arrival(s.arrival(arrived=when, **kw)), s.at(when), W)
+    return state.take_parcel(b, parcel_from_arrival(s.arrival(arrived=when, **kw)), s.at(when), W, s.RATES)
 
 
 def kinds(events):

@@ -24,8 +24,8 @@ def test_a_cleared_verdict_becomes_a_declaration_summary():
     assert decl["declarationId"] == f"{s.EBP}:{s.ORDER}"
     assert (decl["logisticsCode"], decl["logisticsNo"], decl["assureCode"]) == (s.CARRIER, s.WAYBILL, s.AGENT)
     assert (decl["taxTotal"], decl["taxableValue"], decl["clearedAt"]) == (D("28.21"), D("310.00"), s.CLEARED)
-    assert decl["lines"] == [{"gnum": 1, "qty": D(2), "totalPrice": D("200.00")},
-                             {"gnum": 2, "qty": D(1), "totalPrice": D("100.00")}]
+    assert decl["lines"] == [{"gnum": 1, "qty": D(2), "totalPrice": D("200.00"), "gcode": "1901101000"},
+                             {"gnum": 2, "qty": D(1), "totalPrice": D("100.00"), "gcode": "1901101000"}]
 
 
 @pytest.mark.parametrize("bend, code, field", [

@@ -11,7 +11,7 @@ from services.common import codes
 from services.returns import policy
 from services.returns.policy import Windows
 
-from .samples import at
+from .samples import RATES, at
 
 D = Decimal
 W = Windows()
@@ -112,10 +112,11 @@ def test_every_failing_line_is_named():
 
 def _refund(returned_before, returning, tax="28.21", taxable="310.00", voided=D(0), restored=D(0), lines=LINES):
     return policy.refund_amounts(lines, returned_before, returning, tax_total=D(tax), taxable_value=D(taxable),
-                                 voided_before=voided, restored_before=restored)
+                                 voided_before=voided, restored_before=restored, rates=RATES)
 
 
 def test_a_partial_return_gives_back_its_lines_share_rounded_to_the_fen():
+    # LINES keep no HS code (a declaration learned by bucket version 2): the tax is shared by value
     refund = _refund({}, {1: D(1)})  # 100 of 300
     assert refund == policy.Refund(tax=D("9.40"), quota=D("103.33"))  # 9.4033..., 103.333...
 
@@ -149,6 +150,23 @@ def test_free_lines_share_by_line_count():
     assert _refund({}, {1: D(1)}, tax="1.30", taxable="10.00", lines=gifts) == policy.Refund(D("0.65"), D("5.00"))
 
 
+def _return_everything(declared: list[dict], tax: D, taxable: D, seed) -> tuple[D, D]:
+    """Every line returned in random parts, each part a completed return: (tax voided, quota restored)."""
+    left = {line["gnum"]: int(line["qty"]) for line in declared}
+    returned, voided, restored = {}, D(0), D(0)
+    while any(left.values()):
+        gnum = seed.choice([g for g, q in left.items() if q])
+        qty = seed.randint(1, left[gnum])
+        left[gnum] -= qty
+        refund = policy.refund_amounts(declared, dict(returned), {gnum: D(qty)}, tax_total=tax, taxable_value=taxable,
+                                       voided_before=voided, restored_before=restored, rates=RATES)
+        assert refund.tax >= 0 and refund.quota >= 0
+        voided, restored = voided + refund.tax, restored + refund.quota
+        assert voided <= tax and restored <= taxable, "a part exceeded what was left"
+        returned[gnum] = returned.get(gnum, D(0)) + D(qty)
+    return voided, restored
+
+
 line_st = st.tuples(st.integers(1, 5), st.integers(1, 500000))  # qty, price in fen
 
 
@@ -158,16 +176,74 @@ line_st = st.tuples(st.integers(1, 5), st.integers(1, 500000))  # qty, price in 
 def test_partial_returns_of_a_whole_declaration_add_up_to_the_bill_exactly(lines, tax_fen, extra_fen, seed):
     declared = [{"gnum": g, "qty": D(q), "totalPrice": D(p).scaleb(-2)} for g, (q, p) in enumerate(lines, 1)]
     tax, taxable = D(tax_fen).scaleb(-2), sum((line["totalPrice"] for line in declared), D(extra_fen).scaleb(-2))
-    left = {line["gnum"]: int(line["qty"]) for line in declared}
-    returned, voided, restored = {}, D(0), D(0)
-    while any(left.values()):
-        gnum = seed.choice([g for g, q in left.items() if q])
-        qty = seed.randint(1, left[gnum])
-        left[gnum] -= qty
-        refund = policy.refund_amounts(declared, dict(returned), {gnum: D(qty)}, tax_total=tax, taxable_value=taxable,
-                                       voided_before=voided, restored_before=restored)
-        assert refund.tax >= 0 and refund.quota >= 0
-        voided, restored = voided + refund.tax, restored + refund.quota
-        assert voided <= tax and restored <= taxable
-        returned[gnum] = returned.get(gnum, D(0)) + D(qty)
-    assert (voided, restored) == (tax, taxable)
+    assert _return_everything(declared, tax, taxable, seed) == (tax, taxable)
+
+
+# --- a return voids its own lines' tax (DOMAIN §5) -------------------------------------------
+
+MAKEUP_AND_FOOD = [{"gnum": 1, "qty": D(1), "totalPrice": D("1000.00"), "gcode": "3304990099"},
+                   {"gnum": 2, "qty": D(4), "totalPrice": D("1000.00"), "gcode": "1901101000"}]
+# DOMAIN §3: the make-up line alone is consumption 123.53 + VAT 107.06 = 230.59; the food line
+# 1000 × 13% × 0.7 = 91.00; the declaration's head: consumption 123.53, VAT 198.06, total 321.59
+MIXED_TAX, MIXED_P = "321.59", "2000.00"
+
+
+def test_returning_the_make_up_line_voids_its_own_consumption_tax_and_vat_not_a_value_share():
+    refund = _refund({}, {1: D(1)}, tax=MIXED_TAX, taxable=MIXED_P, lines=MAKEUP_AND_FOOD)
+    assert refund == policy.Refund(tax=D("230.59"), quota=D("1000.00"))  # a value share would be 160.80
+    last = _refund({1: D(1)}, {2: D(4)}, tax=MIXED_TAX, taxable=MIXED_P, voided=refund.tax, restored=refund.quota,
+                   lines=MAKEUP_AND_FOOD)
+    assert last == policy.Refund(tax=D("91.00"), quota=D("1000.00"))
+
+
+def test_a_part_of_a_line_voids_that_part_of_the_lines_exact_tax_rounded_once():
+    # one of four food units: 91.00 / 4 = 22.75 exactly; the make-up line untouched
+    assert _refund({}, {2: D(1)}, tax=MIXED_TAX, taxable=MIXED_P, lines=MAKEUP_AND_FOOD).tax == D("22.75")
+    # a third of the make-up line's exact 230.588235…: 76.862745… → 76.86 (not a third of 230.59, 76.863…)
+    three = [{**MAKEUP_AND_FOOD[0], "qty": D(3)}, MAKEUP_AND_FOOD[1]]
+    assert _refund({}, {1: D(1)}, tax=MIXED_TAX, taxable=MIXED_P, lines=three).tax == D("76.86")
+
+
+def test_freight_shares_follow_the_line_into_its_tax():
+    # goods 300 + freight 10 (DOMAIN §3 worked example), one make-up line of 100 beside 200 of food:
+    # the make-up line's P share is 310 × 100/300 = 103.333…: consumption 103.333…/0.85 × 0.15 × 0.7
+    # = 12.7647… and VAT (103.333… + 18.2352…) × 0.13 × 0.7 = 11.0627…: 23.8274… (head 12.76 + 29.87)
+    lines = [{"gnum": 1, "qty": D(1), "totalPrice": D("100.00"), "gcode": "3304100000"},
+             {"gnum": 2, "qty": D(1), "totalPrice": D("200.00"), "gcode": "1901101000"}]
+    assert _refund({}, {1: D(1)}, tax="42.63", taxable="310.00", lines=lines).tax == D("23.83")
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=st.lists(st.tuples(st.integers(1, 5), st.integers(0, 500000), st.sampled_from(
+    ["3304990099", "7113110000", "1901101000", "6109100010"])), min_size=1, max_size=5),
+       freight_fen=st.integers(0, 5000), seed=st.randoms(use_true_random=False))
+def test_returns_by_own_lines_of_a_whole_declaration_add_up_to_its_tax_exactly(lines, freight_fen, seed):
+    from services.common.tax import compute_tax
+    declared = [{"gnum": g, "qty": D(q), "totalPrice": D(p).scaleb(-2), "gcode": code}
+                for g, (q, p, code) in enumerate(lines, 1)]
+    head = compute_tax(declared, D(freight_fen).scaleb(-2), D(0), RATES)
+    assert _return_everything(declared, head.total, head.taxable_value, seed) == (head.total, head.taxable_value)
+
+
+def test_a_bucket_written_by_version_2_reads_back_without_hs_codes_and_shares_the_tax_by_value():
+    import io
+
+    import fastavro
+
+    from services.common.avro import codec
+    from services.returns.inputs import declaration_from_verdict
+    from . import samples as s
+
+    wire = codec()
+    old = next(e for e in wire._superseded["sandan.ReturnsBucket"] if e.version == 2)
+    decl = declaration_from_verdict(s.verdict())
+    for line in decl["lines"]:
+        del line["gcode"]
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, old.parsed, old.to_wire({"orderNo": s.ORDER, "declarations": [decl], "held": []}))
+    name, bucket = wire.decode(old.header + body.getvalue())
+    lines = bucket["declarations"][0]["lines"]
+    assert name == "sandan.ReturnsBucket" and [line["gcode"] for line in lines] == [None, None]
+    assert policy.returned_tax(lines, {1: D(1)}, D("310.00"), RATES) is None
+    assert _refund({}, {1: D(1)}, lines=lines).tax == D("9.40")  # 28.21 × 100/300
+    assert wire.decode(wire.encode("sandan.ReturnsBucket", bucket)) == (name, bucket)  # written as version 3

@@ -17,6 +17,7 @@ from services.common.avro import codec
 from services.common.money import FEN, round_fen
 from services.common.quota.store import MemoryQuotaStore
 from services.common.rates import RateTable, load_rates
+from services.common import tax_lines
 from services.tax_guarantee import tax_bill
 from services.tax_guarantee.processor import GuaranteeProcessor
 from services.tax_guarantee.store import MemoryAccountStore
@@ -73,7 +74,7 @@ def test_the_issue_example_lines_add_up_to_the_exact_half_fen_head():
     # a 3304 line of 120 and a 6109 line of 160, freight 298.85: exact consumption tax 30.645 → 30.65
     v = billed_verdict("1", [(MAKE_UP, "120"), (SHIRT, "160")], freight="298.85")
     assert v["consumptionTax"] == Decimal("30.65")
-    lines = tax_bill.line_taxes(v, RATES)
+    lines = tax_lines.line_taxes(v, RATES)
     assert column(lines, "consumptionTax") == [Decimal("30.65"), Decimal("0.00")]  # the shirt bears none
     assert sum(column(lines, "valueAddedTax")) == v["valueAddedTax"]
     assert column(lines, "taxPrice") == [Decimal("248.08"), Decimal("330.77")]  # 248.0786 : 330.7714
@@ -83,15 +84,15 @@ def test_the_issue_example_lines_add_up_to_the_exact_half_fen_head():
 
 def test_the_left_over_fen_goes_to_the_largest_remainder_and_a_tie_to_the_lower_gnum():
     # exact amounts 0.033, 0.033, 0.034 CNY (thousandths)
-    assert tax_bill.apportion(Decimal("0.10"), [33, 33, 34], 1000) == [Decimal("0.03"), Decimal("0.03"),
+    assert tax_lines.apportion(Decimal("0.10"), [33, 33, 34], 1000) == [Decimal("0.03"), Decimal("0.03"),
                                                                        Decimal("0.04")]
-    assert tax_bill.apportion(Decimal("0.10"), [35, 35, 30], 1000) == [Decimal("0.04"), Decimal("0.03"),
+    assert tax_lines.apportion(Decimal("0.10"), [35, 35, 30], 1000) == [Decimal("0.04"), Decimal("0.03"),
                                                                        Decimal("0.03")]
     # a total the exact amounts do not round to: split in proportion to them, or evenly
-    assert tax_bill.apportion(Decimal("0.10"), [1, 1, 1], 1) == [Decimal("0.04"), Decimal("0.03"), Decimal("0.03")]
-    assert tax_bill.apportion(Decimal("1.00"), [1, 2, 0], 1) == [Decimal("0.33"), Decimal("0.67"), Decimal("0.00")]
-    assert tax_bill.apportion(Decimal("0.02"), [0, 0], 1) == [Decimal("0.01"), Decimal("0.01")]
-    assert tax_bill.apportion(Decimal("0.00001"), [1, 3], 1) == [Decimal(0), Decimal("0.00001")]
+    assert tax_lines.apportion(Decimal("0.10"), [1, 1, 1], 1) == [Decimal("0.04"), Decimal("0.03"), Decimal("0.03")]
+    assert tax_lines.apportion(Decimal("1.00"), [1, 2, 0], 1) == [Decimal("0.33"), Decimal("0.67"), Decimal("0.00")]
+    assert tax_lines.apportion(Decimal("0.02"), [0, 0], 1) == [Decimal("0.01"), Decimal("0.01")]
+    assert tax_lines.apportion(Decimal("0.00001"), [1, 3], 1) == [Decimal(0), Decimal("0.00001")]
 
 
 @settings(max_examples=200, deadline=None)
@@ -101,7 +102,7 @@ def test_the_left_over_fen_goes_to_the_largest_remainder_and_a_tie_to_the_lower_
 def test_every_line_is_within_a_fen_of_its_exact_tax_and_the_lines_add_up_to_the_head(lines, freight_fen):
     lines = [(gcode, str(Decimal(fen) / 100)) for gcode, fen in lines]
     v = billed_verdict("1", lines, freight=str(Decimal(freight_fen) / 100))
-    taxed = tax_bill.line_taxes(v, RATES)
+    taxed = tax_lines.line_taxes(v, RATES)
     for name in ("customsTax", "valueAddedTax", "consumptionTax", "taxPrice"):
         assert sum(column(taxed, name)) == v[{"taxPrice": "taxableValue"}.get(name, name)]
         assert all(value == round_fen(value) and value >= 0 for value in column(taxed, name))
@@ -118,7 +119,7 @@ def test_every_line_is_within_a_fen_of_its_exact_tax_and_the_lines_add_up_to_the
 def test_a_head_that_disagrees_with_the_rates_is_still_split_exactly():
     # the match used another rate table: the head is what was deducted and the lines follow it
     v = billed_verdict("1", [(SHIRT, "100"), (SHIRT, "100")], consumption="3.01")
-    assert sum(column(tax_bill.line_taxes(v, RATES), "consumptionTax")) == Decimal("3.01")
+    assert sum(column(tax_lines.line_taxes(v, RATES), "consumptionTax")) == Decimal("3.01")
 
 
 def test_the_bill_is_addressed_to_the_assure_code_and_numbered_from_the_invt_no():
