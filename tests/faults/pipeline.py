@@ -244,29 +244,72 @@ class Desk(parties.CustomsDesk):
             reporters = [asyncio.create_task(self._reporter(gw, queue)) for _ in range(self.REPORTERS)]
             try:
                 while not stop.is_set():
+                    streamed = 0
                     async for item in gw.subscribe(cursor, idle_timeout=1.0):
                         cursor = item.cursor
+                        streamed += 1
                         self.deliveries += 1
                         self.delivered[item.declaration_id] = item
                         if item.declaration_id not in self.released and item.declaration_id not in reporting:
                             reporting.add(item.declaration_id)
-                            await queue.put(item)
+                            await _put(queue, item, reporters)
                         _raise_failed(reporters)
+                    self.note(f"stream ended after {streamed} items (idle 1 s or end); queue {queue.qsize()},"
+                              f" reporters alive {sum(not t.done() for t in reporters)}")
                     _raise_failed(reporters)
             finally:
                 for task in reporters:
                     task.cancel()
                 await asyncio.gather(*reporters, return_exceptions=True)
 
+    def note(self, line: str) -> None:
+        """The desk's journal (``desk.log`` in the run folder): how its streams ended, for a look
+        after a run where customs did not get everything. Repeats of a line are counted, not written."""
+        journal = getattr(self, "journal", None)
+        if journal is None:
+            return
+        if line == getattr(self, "_last_note", None):
+            self._repeats = getattr(self, "_repeats", 0) + 1
+            return
+        if getattr(self, "_repeats", 0):
+            journal.write(f"{time.strftime('%H:%M:%S')} (the line before, {self._repeats} times more)\n")
+        self._last_note, self._repeats = line, 0
+        journal.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+        journal.flush()
+
     async def _reporter(self, gw: GatewayClient, queue: asyncio.Queue) -> None:
         while True:
             item = await queue.get()
             # accepted and numbered (120); released (800) unless held back for a cancellation
             held = item.declaration_id in self.hold
-            await gw.report(ebp_code=item.ebp_code, order_no=item.order_no, status="120" if held else "800",
-                            decided_at=parties._china_now(), invt_no=parties.invt_no(item),
-                            report_id=f"{'accept' if held else 'release'}:{item.declaration_id}")
+            while True:
+                try:
+                    await gw.report(ebp_code=item.ebp_code, order_no=item.order_no, status="120" if held else "800",
+                                    decided_at=parties._china_now(), invt_no=parties.invt_no(item),
+                                    report_id=f"{'accept' if held else 'release'}:{item.declaration_id}")
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    # "send the report again", as the gateway says (Redis or Kafka away, the rate
+                    # limit); anything else ends the desk's run, which reconnects
+                    if exc.code() not in RETRY_REPORT:
+                        raise
+                    await asyncio.sleep(0.2)
             self.released.add(item.declaration_id)
+
+
+RETRY_REPORT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+async def _put(queue: asyncio.Queue, item, reporters: list[asyncio.Task]) -> None:
+    """Onto the reporters' queue; a full queue whose reporters have failed raises their error
+    (waiting on it would hold the desk's stream for ever: soak SOAK_SEED=20261205, chunk 36)."""
+    while True:
+        try:
+            async with asyncio.timeout(1.0):
+                await queue.put(item)
+            return
+        except TimeoutError:
+            _raise_failed(reporters)
 
 
 def _raise_failed(tasks: list[asyncio.Task]) -> None:
@@ -279,12 +322,17 @@ async def keep_desk(desk: parties.CustomsDesk, stop: asyncio.Event) -> int:
     """The demo's customs desk, started again whenever its gateway stream breaks; returns the reconnects.
     It resumes from the beginning of the topic: a desk de-duplicates by declaration id."""
     reconnects = 0
+    note = getattr(desk, "note", lambda line: None)
     while not stop.is_set():
         try:
             await desk.run(stop)
-        except grpc.aio.AioRpcError:
+        except grpc.aio.AioRpcError as exc:
+            note(f"reconnecting after {exc.code().name}: {(exc.details() or '')[:160]}")
             reconnects += 1
             await asyncio.sleep(0.5)
+        except BaseException as exc:
+            note(f"the desk stopped: {exc!r}"[:300])
+            raise
     return reconnects
 
 
@@ -546,6 +594,7 @@ class Pipeline:
         amounts, short = parties.guarantee_plan(sets)
         after_plan = returns_stage.AfterSales.choose(sets, short, plan.after_sales)
         desk = Desk(self.customs)
+        desk.journal = (self.run_dir / "desk.log").open("a", encoding="utf-8")
         desk.delivered = Deliveries()
         desk.hold = after_plan.held()
         await self.wait_gateway()
