@@ -309,8 +309,7 @@ class PartitionWorker:
         transaction request met (ProducerFenced, OutOfOrderSequenceNumber, an authorization
         failure): that producer then fails every record it holds and sends nothing more, and a
         send waiting for room in its buffer waits for ever."""
-        producers = [(f"partition {task}'s producer", p) for task, p in sorted(self._tasks.items())]
-        for name, producer in [*producers, ("the plain producer", getattr(self, "producer", None))]:
+        for producer in [*self._tasks.values(), self.producer]:
             routine = getattr(getattr(producer, "_sender", None), "sender_task", None)  # aiokafka's, not public
             # running, or stopped on purpose (a task closed, the worker stopping: aiokafka's routine
             # then ends without an error, its cancellation swallowed)
@@ -539,21 +538,21 @@ class PartitionWorker:
         aiokafka would commit it without a refused batch: one expired while its partition had no
         leader, and every later one of that producer, refused OutOfOrderSequenceNumber."""
         for delivery in self._task_deliveries.pop(task, ()):
-            if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
-                exc = (delivery.exception() if delivery.done() and not delivery.cancelled()
-                       else RuntimeError("a record was not delivered by the flush"))
-                if isinstance(exc, ProducerFenced):
-                    raise exc  # another worker owns the task: left as fenced
-                self.guard.on_output_lost(exc)
-                raise OutputRefused(f"partition {task}'s transaction: {exc!r}") from exc
+            exc = _refusal(delivery)
+            if exc is None:
+                continue
+            if isinstance(exc, ProducerFenced):
+                raise exc  # another worker owns the task: left as fenced
+            self.guard.on_output_lost(exc)
+            raise OutputRefused(f"partition {task}'s transaction: {exc!r}") from exc
 
     def _check_deliveries(self, delivered: list[asyncio.Future],
                           changes: list[tuple[ChangelogTable, int, asyncio.Future]]) -> None:
         """After a flush: exits (``worker_exit``) if Kafka refused any record; notes the changelog offsets."""
         for delivery in delivered + [d for _, _, d in changes]:
-            if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
-                self.guard.on_output_lost(delivery.exception() if delivery.done() and not delivery.cancelled()
-                                          else RuntimeError("a record was not delivered by the flush"))
+            exc = _refusal(delivery)
+            if exc is not None:
+                self.guard.on_output_lost(exc)
         for table, partition, delivery in changes:
             table.sent(partition, delivery.result().offset)
 
@@ -577,3 +576,10 @@ class PartitionWorker:
                 position = await self.consumer.position(tp)
                 gauge.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, highwater - position))
                 self._lag_shown.add(tp)
+
+
+def _refusal(delivery: asyncio.Future) -> BaseException | None:
+    """Why a record was not taken after its producer's flush (None: it was)."""
+    if not delivery.done() or delivery.cancelled():
+        return RuntimeError("a record was not delivered by the flush")
+    return delivery.exception()

@@ -123,7 +123,7 @@ def test_a_worker_paused_mid_transaction_and_woken_after_a_takeover_gets_no_writ
     inputs_read = read(inputs, "read_committed")
     committed = read(outputs, "read_committed")
     everything = read(outputs, "read_uncommitted")
-    expected = Counter(b"%d:%d" % (r.partition, r.offset) for r in inputs_read)
+    expected = Counter(b"%d:%d:" % (r.partition, r.offset) + r.value for r in inputs_read)
     seen = Counter(r.value for r in committed)
     assert len(inputs_read) == len(sent) == 701
     assert seen == expected, (f"missing {sorted(expected - seen)[:5]}, duplicated "

@@ -42,8 +42,8 @@ def test_an_output_kafka_refuses_stops_the_worker_before_its_transaction_commits
                "SANDAN_SESSION_TIMEOUT": "6", "SANDAN_COMMIT_INTERVAL_MS": "300",
                "SANDAN_PROCESSING_GUARANTEE": "exactly_once", "SANDAN_LOCAL_DIR": str(tmp_path)}
         with log.open("wb") as out:
-            process = subprocess.Popen([sys.executable, "-m", "tests.runtime.refusal_worker", inputs, outputs,
-                                        changelog, str(tmp_path / f"state-{index}")],
+            process = subprocess.Popen([sys.executable, "-m", "tests.runtime.fencing_worker", inputs, outputs,
+                                        changelog, str(tmp_path / f"state-{index}"), "runtime-refusal"],
                                        cwd=config.PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         return process, log
 

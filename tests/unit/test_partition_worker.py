@@ -261,33 +261,35 @@ class FakeTaskProducer(FakeProducer):
         self.calls.append("commit")
 
 
+async def _task_batch_then_commit(w: PartitionWorker, table: ChangelogTable) -> None:
+    """One batch of input partition 2 handled in its task's transaction, then the commit."""
+    from services.common import partition_worker
+    token = partition_worker._TASK.set(2)
+    try:
+        await _one_batch(w, table)
+    finally:
+        partition_worker._TASK.reset(token)
+    await w._commit()
+
+
 @pytest.mark.parametrize("refusal", ["OutOfOrderSequenceNumber", "MessageSizeTooLargeError", None])
 def test_a_transaction_with_a_record_kafka_refused_is_never_committed(tmp_path, monkeypatch, caplog, refusal):
     # aiokafka commits a transaction without its refused batches (soak SOAK_SEED=20261205, chunk 36:
     # a batch expired with no leader, then every later one OutOfOrderSequenceNumber): the worker
     # looks at each delivery of the task before its offsets and commit go in
     import aiokafka.errors
-    from services.common import partition_worker
     monkeypatch.setenv("SANDAN_PROCESSING_GUARANTEE", "exactly_once")
     w, codes, table = worker(tmp_path, fail=False)
     task = FakeTaskProducer(getattr(aiokafka.errors, refusal)() if refusal else None)
     w._tasks = {2: task}
 
-    async def main():
-        token = partition_worker._TASK.set(2)
-        try:
-            await _one_batch(w, table)
-        finally:
-            partition_worker._TASK.reset(token)
-        await w._commit()
-
     if refusal:
         with pytest.raises(Exited):
-            asyncio.run(main())
+            asyncio.run(_task_batch_then_commit(w, table))
         assert codes == [CRASHED] and task.calls == ["begin", "flush"], "a refused record's transaction went on"
         assert any(r.levelname == "CRITICAL" and refusal in r.getMessage() for r in caplog.records)
     else:
-        asyncio.run(main())
+        asyncio.run(_task_batch_then_commit(w, table))
         assert codes == [] and task.calls == ["begin", "flush", "offsets", "commit"]
         assert [s[0] for s in task.sent] == ["out", "t-changelog"] and w._task_deliveries == {}
     table.close()
@@ -295,21 +297,12 @@ def test_a_transaction_with_a_record_kafka_refused_is_never_committed(tmp_path, 
 
 def test_a_fenced_record_leaves_as_fenced_not_as_a_lost_output(tmp_path, monkeypatch):
     from aiokafka.errors import ProducerFenced
-    from services.common import partition_worker
     monkeypatch.setenv("SANDAN_PROCESSING_GUARANTEE", "exactly_once")
     w, codes, table = worker(tmp_path, fail=False)
     task = FakeTaskProducer(ProducerFenced())
     w._tasks = {2: task}
 
-    async def main():
-        token = partition_worker._TASK.set(2)
-        try:
-            await _one_batch(w, table)
-        finally:
-            partition_worker._TASK.reset(token)
-        await w._commit()
-
     with pytest.raises(ProducerFenced):  # the batch loop then leaves through on_fenced
-        asyncio.run(main())
+        asyncio.run(_task_batch_then_commit(w, table))
     assert codes == [] and "commit" not in task.calls
     table.close()
