@@ -102,6 +102,8 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_WORKER_ID", "", "Static consumer-group identity of this worker (default: host-app-index); keep it across restarts"),
     Setting("SANDAN_SESSION_TIMEOUT", "10", "Seconds before Kafka gives a silent worker's partitions to the others"),
     Setting("SANDAN_KAFKA_LINGER_MS", "5", "Milliseconds a worker's producer waits to fill a batch (fewer, larger requests)"),
+    Setting("SANDAN_KAFKA_PUBLISH_TIMEOUT", "60",
+            "Seconds the gateway waits for Kafka to acknowledge a call's records before answering UNAVAILABLE (paydata waits SANDAN_PAYDATA_HTTP_TIMEOUT)"),
     Setting("SANDAN_KAFKA_BATCH_BYTES", "262144", "Largest batch a worker's producer sends to one partition, in bytes"),
     Setting("SANDAN_ROCKSDB_MEMORY_MB", "64",
             "Memory of a worker's table stores (one RocksDB per input partition, sharing this budget): half block"

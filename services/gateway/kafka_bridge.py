@@ -1,8 +1,8 @@
 """The gateway's two ways to Kafka: a safe publisher and a resumable topic reader.
 
 The publisher waits for every record to be acknowledged by all in-sync replicas (acks=all,
-idempotent producer) before it returns, so the gateway answers "accepted" only for what is
-on the log. The reader is a plain consumer with manual assignment and seeks (no consumer
+idempotent producer, ``AckedProducer``) before it returns, so the gateway answers "accepted"
+only for what is on the log, and "unavailable" within SANDAN_KAFKA_PUBLISH_TIMEOUT otherwise. The reader is a plain consumer with manual assignment and seeks (no consumer
 group: each subscriber reads independently and its position lives in its cursor). It
 takes a small batch at a time and the next one only after the caller has taken the last,
 so a slow subscriber holds the gateway's buffer at one batch plus what the consumer
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.common import kafka_security, topics
+from services.common import config, kafka_security, topics
+from services.common.acked_producer import AckedProducer
 from services.common.avro import codec
 from services.common.outputs import Output
 from services.gateway import cursor
@@ -27,10 +28,14 @@ POLL_MS = 500  # how often an idle stream looks up from Kafka (to notice a shutd
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap: str, max_request_bytes: int = 4 * 1024 * 1024) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                                         linger_ms=2, client_id="sandan-gateway", max_request_size=max_request_bytes,
-                                         **kafka_security.aiokafka_kwargs())
+    def __init__(self, bootstrap: str, max_request_bytes: int = 4 * 1024 * 1024,
+                 deadline_s: float | None = None) -> None:
+        def make() -> AIOKafkaProducer:
+            return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                                    linger_ms=2, client_id="sandan-gateway", max_request_size=max_request_bytes,
+                                    **kafka_security.aiokafka_kwargs())
+
+        self.producer = AckedProducer(make, deadline_s or config.get_int("SANDAN_KAFKA_PUBLISH_TIMEOUT"), "gateway")
         self.wire = codec()
 
     async def start(self) -> None:
@@ -43,8 +48,7 @@ class KafkaPublisher:
         """Every output on its topic, acknowledged, or UNAVAILABLE (then nothing may be assumed)."""
         encoded = [(topics.name(o.topic), o.key, self.wire.encode(o.schema, o.record)) for o in outputs]
         try:
-            pending = [await self.producer.send(topic, value=value, key=key) for topic, key, value in encoded]
-            await asyncio.gather(*pending)
+            await self.producer.send_all(encoded)
         except KafkaError as exc:
             raise CallError(UNAVAILABLE, f"Kafka did not acknowledge the records ({type(exc).__name__}); "
                                          f"nothing of this request is acknowledged, send it again") from exc

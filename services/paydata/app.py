@@ -15,6 +15,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from services.common import config, kafka_security, pii, redis_client, streaming, topics
+from services.common.acked_producer import AckedProducer
 from services.common.avro import WireError, codec
 from services.common.clock import now_ms
 from services.common.deadletter import dead_letter
@@ -52,16 +53,19 @@ async def serve() -> None:
     redis = redis_client.connect()
     store = PaydataStore(redis, namespace(config.get("SANDAN_TOPIC_PREFIX")), config.get_int("SANDAN_PAYDATA_RETENTION"))
     wire = codec()
-    producer = AIOKafkaProducer(bootstrap_servers=config.get("SANDAN_KAFKA_BOOTSTRAP"), acks="all",
+
+    def make_producer() -> AIOKafkaProducer:
+        return AIOKafkaProducer(bootstrap_servers=config.get("SANDAN_KAFKA_BOOTSTRAP"), acks="all",
                                 enable_idempotence=True, request_timeout_ms=timeout_s * 1000,
                                 **kafka_security.aiokafka_kwargs())
+
+    # an upload is answered within the HTTP timeout: so is its wait for Kafka
+    producer = AckedProducer(make_producer, timeout_s, "paydata")
     names = {t.name: t.full_name for t in topics.TOPICS}
 
     async def publish(outputs: list[Output]) -> None:
-        """Returns once Kafka has every record (acks=all)."""
-        deliveries = [await producer.send(names[o.topic], key=o.key, value=wire.encode(o.schema, o.record))
-                      for o in outputs]
-        await asyncio.gather(*deliveries)
+        """Returns once Kafka has every record (acks=all); a KafkaError otherwise."""
+        await producer.send_all([(names[o.topic], o.key, wire.encode(o.schema, o.record)) for o in outputs])
 
     opener = Opener(timeout_s, m)
     follower = certificates.CertificateFollower()

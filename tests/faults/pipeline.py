@@ -89,6 +89,12 @@ class Plan:
         return self.count / self.rate if self.rate else self.load_s
 
 
+def load_bound_s(plan: Plan) -> float:
+    """How long a load may take to be acknowledged whole: its own length, the settling time, and
+    ten minutes for faults to delay it (the slowest scenarios catch up in a few)."""
+    return plan.duration_s + max(plan.settle_s, plan.duration_s) + 600
+
+
 def environment(prefix: str, run_dir: Path, **extra: str) -> dict:
     """The environment of a scenario's services: its topics and keys, its folder, no metrics ports."""
     return service_env(prefix, **{"SANDAN_LOCAL_DIR": str(run_dir), "SANDAN_RETURNS_TICK_SECONDS": "1",
@@ -163,6 +169,7 @@ class Submitter:
         self._stop_at: float | None = None  # a burst's end: items not sent by then never are
         self.refused: list[str] = []
         self.reconnects = 0
+        self.last_error = ""                # the last refusal of a whole stream, for a load that never ends
         self._more = asyncio.Event()
         self._closed = False
 
@@ -194,6 +201,7 @@ class Submitter:
                 if exc.code() not in RETRYABLE:
                     raise
                 self.reconnects += 1
+                self.last_error = f"{exc.code().name}: {exc.details()}"
                 await asyncio.sleep(0.5)
 
     async def _items(self):
@@ -618,6 +626,9 @@ class Pipeline:
             guids_of[_set_decl(s)] = {d["guid"] for d in s.documents}
         submitted: set[str] = set()
         seen = 0
+        # A load the gateway never takes whole ends the run as a finding, not a wait for ever.
+        give_up_at = time.monotonic() + load_bound_s(plan)
+        unacknowledged: list[str] = []
         try:
             deadline = None
             while True:
@@ -632,6 +643,12 @@ class Pipeline:
                         raise task.exception()
                 submitted.update(decl_of[g] for g in load.acked[seen:] if g in decl_of)
                 seen = len(load.acked)
+                if not tasks[0].done() and time.monotonic() > give_up_at:
+                    unacknowledged = [f"item {item}: never acknowledged within {load_bound_s(plan):.0f} s of the "
+                                      f"load's start ({load.reconnects} reconnects, last: {load.last_error or '-'})"
+                                      for item in sorted(load.pending)]
+                    (self.run_dir / "load-timeout.txt").write_text("\n".join(unacknowledged) + "\n")
+                    break
                 if faults.done() and tasks[0].done():
                     deadline = deadline or time.monotonic() + max(plan.settle_s, plan.duration_s)
                     if plan.burst_s and _burst_done(submitted, load.acked_at, guids_of, tracker):
@@ -659,10 +676,13 @@ class Pipeline:
                             refused=[], receipts=[], ledger=[], delivered=set(desk.delivered), after_sales={},
                             accounts={}, quotas={}, entered_at=entered_at,
                             left_at=_left_at(tracker, desk), faults=[], crashed=list(self.services.crashes),
-                            logs=self.services.logs(), complete=_complete(load.acked_at, guids_of))
+                            logs=self.services.logs(), complete=_complete(load.acked_at, guids_of),
+                            not_acted_on={"gateway": unacknowledged} if unacknowledged else {})
         evidence = await self._evidence(sets, expected, entered_at, desk, tracker, after,
                                         load.refused + extra.refused, load.reconnects + extra.reconnects)
         evidence.offered = plan.rate
+        if unacknowledged:
+            evidence.not_acted_on["gateway"] = unacknowledged
         return evidence
 
     async def _evidence(self, sets, expected, entered_at, desk, tracker, after, refused, reconnects) -> Evidence:

@@ -142,7 +142,7 @@ def producer_settings() -> dict[str, tuple]:
             cli.close()
         worker = PartitionWorker("cluster-probe", ["unused"])
         aio = {"worker": worker._producer(), "worker task": worker._producer("cluster-probe-0"),
-               "gateway": KafkaPublisher(kafka_io.bootstrap()).producer}
+               "gateway": KafkaPublisher(kafka_io.bootstrap()).producer.make()}
         for name, producer in aio.items():  # never started: only what they were built with
             found[name] = (producer._sender._acks, producer._txn_manager is not None)
         return found

@@ -211,7 +211,7 @@ def test_every_client_sandan_builds_takes_the_settings(monkeypatch, pems):
         assert kwargs["ssl_cafile"] == pems["ca.pem"] and kwargs["bootstrap_servers"] == kafka_io.bootstrap()
 
     async def aiokafka_clients() -> list:
-        clients = [KafkaPublisher("127.0.0.1:1").producer, TopicReader("127.0.0.1:1", 8, 1024)._consumer("c"),
+        clients = [KafkaPublisher("127.0.0.1:1").producer.make(), TopicReader("127.0.0.1:1", 8, 1024)._consumer("c"),
                    ChangelogTable._restore_consumer("127.0.0.1:1")]
         inner = [getattr(c, "client", None) or c._client for c in clients]  # the producer's is public
         return [(i._security_protocol, i._sasl_mechanism, i._sasl_plain_password, i._ssl_context is not None)

@@ -155,7 +155,7 @@ def test_every_producer_waits_for_all_in_sync_replicas_and_is_idempotent():
 
     async def made() -> list:
         worker = PartitionWorker("replication-check", ["in"])
-        producers = [worker._producer(), KafkaPublisher("127.0.0.1:1").producer]
+        producers = [worker._producer(), KafkaPublisher("127.0.0.1:1").producer.make()]
         try:
             return [(p._sender._acks, p._txn_manager is not None) for p in producers]
         finally:
