@@ -39,7 +39,7 @@ from services.order_match.processor import MatchProcessor
 from services.common.quota.store import RedisQuotaStore
 from services.common.rates import load_rates
 from services.order_match.rules import RuleSettings
-from services.order_match.stream_clock import StreamClock
+from services.order_match.stream_clock import StreamClock, monotonic_ms
 from services.order_match.wakeup_store import WakeupStore
 from services.order_match.waybills import RedisWaybillRegistry
 
@@ -164,7 +164,8 @@ class MatchWorker:
             self.m.documents.labels(kind="unknown", outcome="undecodable").inc()
             return dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, "UNDECODABLE", None, str(exc))
         arrived = msg.timestamp if msg.timestamp and msg.timestamp > 0 else now
-        self.clock.read(msg.topic, msg.partition, arrived, self.broker_time(msg))
+        self.broker_time(msg)
+        self.clock.read(msg.topic, msg.partition, arrived, monotonic_ms())
         return Arrival(key, doc, msg.value, f"{msg.topic}:{msg.partition}:{msg.offset}", arrived, msg)
 
     # --- buckets and their wake-ups ----------------------------------------------------------
@@ -207,7 +208,7 @@ class MatchWorker:
         partition, position = msg.partition, f"{msg.topic}:{msg.partition}:{msg.offset}"
         self.rescan_if_reassigned(self.worker.partitions)
         wall = now_ms()
-        now = self.clock.now(partition, self.broker_time(msg))  # not past what has been read: see stream_clock
+        now = self.clock.now(partition, self.broker_time(msg), monotonic_ms())  # not past what has been read
         for key in self.tick_decisions.pop(position, []):
             bucket = self.store.take(key)
             if bucket is not None:
