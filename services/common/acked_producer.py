@@ -74,7 +74,8 @@ class AckedProducer:
             self._retire(producer, KafkaTimeoutError())
             raise KafkaTimeoutError(f"Kafka did not acknowledge {len(records)} record(s) within "
                                     f"{self.deadline_s:g} s") from None
-        lost = next((d.exception() for d in deliveries if d.exception() is not None), None)
+        # every failure read (asyncio logs those never retrieved); the first is the call's answer
+        lost = next((exc for exc in [d.exception() for d in deliveries] if exc is not None), None)
         if lost is not None:
             self._retire(producer, lost)
             raise lost

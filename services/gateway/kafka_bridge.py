@@ -2,11 +2,12 @@
 
 The publisher waits for every record to be acknowledged by all in-sync replicas (acks=all,
 idempotent producer, ``AckedProducer``) before it returns, so the gateway answers "accepted"
-only for what is on the log, and "unavailable" within SANDAN_KAFKA_PUBLISH_TIMEOUT otherwise. The reader is a plain consumer with manual assignment and seeks (no consumer
-group: each subscriber reads independently and its position lives in its cursor). It
-takes a small batch at a time and the next one only after the caller has taken the last,
-so a slow subscriber holds the gateway's buffer at one batch plus what the consumer
-fetches ahead (``fetch_bytes``), never the whole topic.
+only for what is on the log, and "unavailable" within SANDAN_KAFKA_PUBLISH_TIMEOUT otherwise.
+The reader is a plain consumer with manual assignment and seeks (no consumer group: each
+subscriber reads independently and its position lives in its cursor). It takes a small batch
+at a time and the next one only after the caller has taken the last, so a slow subscriber
+holds the gateway's buffer at one batch plus what the consumer fetches ahead
+(``fetch_bytes``), never the whole topic.
 """
 from __future__ import annotations
 
