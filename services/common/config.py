@@ -104,6 +104,9 @@ SETTINGS: list[Setting] = [
     Setting("SANDAN_KAFKA_LINGER_MS", "5", "Milliseconds a worker's producer waits to fill a batch (fewer, larger requests)"),
     Setting("SANDAN_KAFKA_PUBLISH_TIMEOUT", "60",
             "Seconds the gateway waits for Kafka to acknowledge a call's records before answering UNAVAILABLE (paydata waits SANDAN_PAYDATA_HTTP_TIMEOUT)"),
+    Setting("SANDAN_KAFKA_DELIVERY_TIMEOUT", "120",
+            "Seconds a stream worker waits for Kafka to take an output (a partition without a leader while a"
+            " broker restarts) before it exits 70 and is started again from its last commit (at most 600)"),
     Setting("SANDAN_KAFKA_BATCH_BYTES", "262144", "Largest batch a worker's producer sends to one partition, in bytes"),
     Setting("SANDAN_ROCKSDB_MEMORY_MB", "64",
             "Memory of a worker's table stores (one RocksDB per input partition, sharing this budget): half block"

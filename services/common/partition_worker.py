@@ -13,7 +13,8 @@ machinery cost more CPU than sandan's own work, bench/RESULTS.md). It gives:
   (fenced), so a worker that lost its partitions cannot write for them. Readers read committed.
 * at-least-once (``at_least_once``): at each commit the producer is flushed (outputs and changelog
   records), then the offsets of the records processed before the flush are committed;
-* either way, an output Kafka refuses makes the worker exit (70) before its input is committed;
+* either way, an output Kafka refuses, or does not take within ``SANDAN_KAFKA_DELIVERY_TIMEOUT``,
+  makes the worker exit (70) before its input is committed;
   records of timers (ticks, warnings) go through a plain producer, flushed at each commit;
 * static group membership (a restarted worker takes its old place without a rebalance), and
   the range assignor, so a worker gets the same partition numbers of every input topic
@@ -64,9 +65,8 @@ class OutputRefused(Exception):
 
 LAG_INTERVAL_S = 5.0
 SENDER_CHECK_S = 2.0
-# a transaction call answered by nobody for this long never will be (aiokafka's own default
-# transaction timeout: by then the coordinator has aborted the transaction anyway)
-TXN_CALL_S = 60.0
+# Kafka's own bound on a transaction's timeout (broker transaction.max.timeout.ms, 15 min by default)
+DELIVERY_TIMEOUT_MAX_S = 600
 GUARANTEES = ("exactly_once", "at_least_once")
 # the task (input partition number) whose records the batch loop is handling: its sends join
 # that task's transaction; a timer's task has none
@@ -107,6 +107,14 @@ class PartitionWorker:
                              f"{', '.join(GUARANTEES)}")
         self.exactly_once = self.guarantee == "exactly_once"
         self.commit_interval_s = max(config.get_int("SANDAN_COMMIT_INTERVAL_MS"), 10) / 1000
+        # aiokafka gives up on a record whose partition has had no leader for its request timeout
+        # (40 s by default, shorter than a broker restart on a loaded machine): that bound is this one
+        self.delivery_timeout_s = config.get_int("SANDAN_KAFKA_DELIVERY_TIMEOUT")
+        if not 1 <= self.delivery_timeout_s <= DELIVERY_TIMEOUT_MAX_S:
+            raise SystemExit(f"setting SANDAN_KAFKA_DELIVERY_TIMEOUT={self.delivery_timeout_s} must be between 1 "
+                             f"and {DELIVERY_TIMEOUT_MAX_S} seconds")
+        # a flush, the offsets or a commit answered by nobody past its records' own bound never will be
+        self.txn_call_s = self.delivery_timeout_s + 10.0
         skew_ms = config.get_int("SANDAN_STREAM_ALIGN_MS")
         self.alignment = Alignment(aligned, skew_ms) if aligned and skew_ms > 0 else None
         # made in ``run`` (aiokafka wants a running loop): the plain producer (timers' records, and
@@ -209,10 +217,13 @@ class PartitionWorker:
 
     def _producer(self, transactional_id: str | None = None) -> AIOKafkaProducer:
         batch_bytes = config.get_int("SANDAN_KAFKA_BATCH_BYTES")
+        delivery_ms = self.delivery_timeout_s * 1000
         return AIOKafkaProducer(
             # idempotent: a retry after a lost acknowledgement (a leader that died) writes no duplicate
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-            transactional_id=transactional_id,
+            transactional_id=transactional_id, request_timeout_ms=delivery_ms,
+            # the coordinator must not abort a transaction whose records are still within their bound
+            transaction_timeout_ms=max(60_000, int(self.commit_interval_s * 1000) + delivery_ms + 30_000),
             linger_ms=config.get_int("SANDAN_KAFKA_LINGER_MS"),
             max_batch_size=batch_bytes, max_request_size=max(batch_bytes * 4, 1_000_000),
             **kafka_security.aiokafka_kwargs())
@@ -517,12 +528,12 @@ class PartitionWorker:
                 continue
             producer = await self._transaction(task)
             try:
-                await asyncio.wait_for(producer.flush(), TXN_CALL_S)
+                await asyncio.wait_for(producer.flush(), self.txn_call_s)
                 self._check_task_deliveries(task)
                 if by_task.get(task):
                     await asyncio.wait_for(producer.send_offsets_to_transaction(by_task[task], self.group),
-                                           TXN_CALL_S)
-                await asyncio.wait_for(producer.commit_transaction(), TXN_CALL_S)
+                                           self.txn_call_s)
+                await asyncio.wait_for(producer.commit_transaction(), self.txn_call_s)
             except ProducerFenced:
                 raise
             except (KafkaError, asyncio.TimeoutError) as exc:

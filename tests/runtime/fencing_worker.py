@@ -3,7 +3,10 @@ input record gives one output (``partition:offset:`` then the input's value, so 
 makes an output its topic may refuse) and adds one to its key's count in the worker's table. The
 process whose SANDAN_TEST_PAUSE_ON names a record's value stops itself (SIGSTOP) after that
 record's output has reached the broker inside its open transaction: a worker paused
-mid-transaction, the zombie the test wakes once the group has moved on.
+mid-transaction, the zombie the test wakes once the group has moved on. With
+SANDAN_TEST_LEADERLESS=VALUE:SECONDS, from the record whose value is VALUE on, the worker's
+producers see no leader for the output topic's partitions for SECONDS (what a client sees while
+a restarted broker has not taken its partitions back yet), its outputs waiting in their batches.
 
     python -m tests.runtime.fencing_worker INPUT OUTPUT CHANGELOG STATE_FOLDER [NAME]
 
@@ -16,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from services.common.changelog_table import ChangelogTable
@@ -25,6 +29,7 @@ from services.common.partition_worker import PartitionWorker
 def main(inputs: str, outputs: str, changelog: str, folder: str, name: str = "runtime-fencing") -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     pause_on = os.environ.get("SANDAN_TEST_PAUSE_ON", "").encode()
+    leaderless_on, _, leaderless_s = os.environ.get("SANDAN_TEST_LEADERLESS", "").encode().partition(b":")
     table = ChangelogTable(changelog, Path(folder))
     worker = PartitionWorker(name, [inputs], tables=[table])
 
@@ -32,6 +37,8 @@ def main(inputs: str, outputs: str, changelog: str, folder: str, name: str = "ru
         for r in records:
             count = int(table.get(r.key, r.partition) or b"0") + 1
             table.put(r.partition, r.key, b"%d" % count)
+            if leaderless_on and r.value == leaderless_on:
+                no_leader(worker, outputs, float(leaderless_s))
             await worker.send(outputs, r.key, b"%d:%d:" % (r.partition, r.offset) + r.value)
             if pause_on and r.value == pause_on:
                 await worker._send_changes()
@@ -40,6 +47,21 @@ def main(inputs: str, outputs: str, changelog: str, folder: str, name: str = "ru
                 os.kill(os.getpid(), signal.SIGSTOP)
 
     asyncio.run(worker.run(handle))
+
+
+def no_leader(worker: PartitionWorker, topic: str, seconds: float) -> None:
+    """The producers' metadata answers "no leader" (-1) for ``topic`` until ``seconds`` from now:
+    aiokafka's accumulator keeps such a partition's batches, and gives up on them past its bound."""
+    until = time.monotonic() + seconds
+    logging.getLogger("fencing").warning("no leader for %s for %.0f s", topic, seconds)
+    for producer in [worker.producer, *worker._tasks.values()]:
+        cluster = producer.client.cluster
+        known = cluster.leader_for_partition
+
+        def leader(tp, known=known):
+            return -1 if tp.topic == topic and time.monotonic() < until else known(tp)
+
+        cluster.leader_for_partition = leader
 
 
 if __name__ == "__main__":

@@ -306,3 +306,27 @@ def test_a_fenced_record_leaves_as_fenced_not_as_a_lost_output(tmp_path, monkeyp
         asyncio.run(_task_batch_then_commit(w, table))
     assert codes == [] and "commit" not in task.calls
     table.close()
+
+
+@pytest.mark.parametrize("seconds", ["0", "601"])
+def test_a_delivery_timeout_kafka_cannot_keep_is_refused_at_start(tmp_path, monkeypatch, seconds):
+    """Past 600 s the transaction timeout it implies is near Kafka's own bound (15 min) and the
+    producer would be refused at start; 0 gives up on every record at once."""
+    monkeypatch.setenv("SANDAN_KAFKA_DELIVERY_TIMEOUT", seconds)
+    with pytest.raises(SystemExit, match=f"SANDAN_KAFKA_DELIVERY_TIMEOUT={seconds} must be between 1 and 600"):
+        PartitionWorker("unit", ["in"], tables=[ChangelogTable("t-changelog", tmp_path / "t")])
+
+
+def test_the_producers_keep_a_record_and_its_transaction_for_the_delivery_timeout(tmp_path, monkeypatch):
+    monkeypatch.setenv("SANDAN_KAFKA_DELIVERY_TIMEOUT", "200")
+    monkeypatch.setenv("SANDAN_PROCESSING_GUARANTEE", "exactly_once")
+    w = PartitionWorker("unit", ["in"], tables=[ChangelogTable("t-changelog", tmp_path / "t")])
+
+    async def made() -> tuple[float, int, float]:
+        producer = w._producer("unit-0")
+        batch_ttl = producer._message_accumulator._batch_ttl  # aiokafka's expiry of a leaderless batch
+        return batch_ttl, producer._txn_manager.transaction_timeout_ms, w.txn_call_s
+
+    batch_ttl, transaction_ms, call_s = asyncio.run(made())
+    assert batch_ttl == 200
+    assert transaction_ms > 200_000 and call_s > 200
