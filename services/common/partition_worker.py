@@ -14,7 +14,10 @@ machinery cost more CPU than sandan's own work, bench/RESULTS.md). It gives:
 * at-least-once (``at_least_once``): at each commit the producer is flushed (outputs and changelog
   records), then the offsets of the records processed before the flush are committed;
 * either way, an output Kafka refuses, or does not take within ``SANDAN_KAFKA_DELIVERY_TIMEOUT``,
-  makes the worker exit (70) before its input is committed;
+  makes the worker exit (70) before its input is committed; in exactly_once a task's producer
+  that fails before its commit is asked for (a refused record, a sender ended by
+  InvalidProducerIdMapping after a broker restart) is first replaced once and its open
+  transaction sent again by the new one (``_renew_task``);
   records of timers (ticks, warnings) go through a plain producer, flushed at each commit;
 * static group membership (a restarted worker takes its old place without a rebalance), and
   the range assignor, so a worker gets the same partition numbers of every input topic
@@ -44,12 +47,14 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, ProducerFenced
 
 from services.common import aiokafka_fixes, config, kafka_security, streaming
+from services.common.acked_producer import RENEWALS
 from services.common.changelog_table import ChangelogTable
 from services.common.input_alignment import Alignment
 from services.common.worker_exit import WorkerExit
@@ -137,6 +142,11 @@ class PartitionWorker:
         # exactly_once: each open transaction's deliveries, looked at before it commits (aiokafka
         # commits a transaction whose batch was refused, without that batch)
         self._task_deliveries: dict[int, list[asyncio.Future]] = {}
+        # exactly_once: each open transaction's records, sent again by a new producer when the
+        # task's producer fails before its commit was asked for (``_renew_task``)
+        self._txn_records: dict[int, list[_Sent]] = {}
+        self._renewed: set[int] = set()  # tasks whose producer was replaced since their last commit
+        self._seen_dead: dict[int, tuple[AIOKafkaProducer, float]] = {}  # task -> its dead producer, since when
         self._changelog_in_flight: list[tuple[ChangelogTable, int, asyncio.Future]] = []
         self._lag_shown: set[TopicPartition] = set()
         self._lock = asyncio.Lock()  # a batch, a commit and a revocation never interleave
@@ -156,9 +166,15 @@ class PartitionWorker:
             delivery = await self.producer.send(topic, value=value, key=key, partition=partition)
             self._in_flight.append(delivery)
             return delivery
+        return await self._send_in_transaction(task, _Sent(topic, key, value, partition, None))
+
+    async def _send_in_transaction(self, task: int, record: _Sent) -> asyncio.Future:
         producer = await self._transaction(task)
-        delivery = await producer.send(topic, value=value, key=key, partition=partition)
+        delivery = await producer.send(record.topic, value=record.value, key=record.key, partition=record.partition)
         self._task_deliveries.setdefault(task, []).append(delivery)
+        self._txn_records.setdefault(task, []).append(record)
+        if record.table is not None:
+            self._changelog_in_flight.append((record.table, task, delivery))
         return delivery
 
     async def deliver_outputs(self) -> bool:
@@ -171,10 +187,16 @@ class PartitionWorker:
         return True
 
     async def _transaction(self, task: int) -> AIOKafkaProducer:
-        """The task's producer, inside a transaction (begun at its first record after a commit)."""
+        """The task's producer, inside a transaction (begun at its first record after a commit).
+        A producer that has failed for good, fenced aside, is replaced first (``_renew_task``)."""
         producer = self._tasks.get(task)
         if producer is None:  # only owned, started tasks have records to handle or changes to send
             raise RuntimeError(f"no transactional producer for partition {task}: it is not this worker's")
+        failure = _failure(producer)
+        if failure is not None:
+            if isinstance(failure, ProducerFenced):
+                raise failure
+            return await self._renew_task(task, failure)
         if task not in self._open:
             await producer.begin_transaction()
             self._open.add(task)
@@ -252,6 +274,8 @@ class PartitionWorker:
         for t in closing:
             self._open.discard(t)
             self._task_deliveries.pop(t, None)
+            self._txn_records.pop(t, None)
+            self._renewed.discard(t)
         await asyncio.gather(*(producer.stop() for producer in closing.values()), return_exceptions=True)
 
     def _consumer(self) -> AIOKafkaConsumer:
@@ -321,24 +345,31 @@ class PartitionWorker:
         failure): that producer then fails every record it holds and sends nothing more, and a
         send waiting for room in its buffer waits for ever."""
         for producer in [*self._tasks.values(), self.producer]:
-            routine = getattr(getattr(producer, "_sender", None), "sender_task", None)  # aiokafka's, not public
-            # running, or stopped on purpose (a task closed, the worker stopping: aiokafka's routine
-            # then ends without an error, its cancellation swallowed)
-            if routine is None or not routine.done() or routine.cancelled() or routine.exception() is None:
-                continue
-            return routine.exception()
+            exc = _sender_end(producer)
+            if exc is not None:
+                return exc
         return None
 
     async def _watch_senders(self) -> None:
-        """A timer, outside the batch loop (which may be the one waiting on that producer)."""
-        exc = self.dead_sender()
-        if exc is None:
-            return
-        fenced = self.fencing(exc)
-        if fenced is not None:
-            self.guard.on_fenced(fenced)
-        else:
-            self.guard.on_output_lost(exc)
+        """A timer, outside the batch loop (which may be the one waiting on that producer). A task's
+        producer is replaced by the batch loop at the task's next send or commit (``_transaction``):
+        one still dead a commit's bound after it was seen means the loop is stuck on it."""
+        now = time.monotonic()
+        seen, self._seen_dead = self._seen_dead, {}
+        for task, producer in [*self._tasks.items(), (None, self.producer)]:
+            exc = _sender_end(producer)
+            if exc is None:
+                continue
+            fenced = self.fencing(exc)
+            if fenced is not None:
+                self.guard.on_fenced(fenced)
+            if task is None:
+                self.guard.on_output_lost(exc)
+            was, since = seen.get(task, (None, now))
+            since = since if was is producer else now
+            if now - since > self.txn_call_s:
+                self.guard.on_output_lost(exc)
+            self._seen_dead[task] = (producer, since)
 
     def _stop(self) -> None:
         self._stopping = True  # nothing is committed from now on
@@ -357,6 +388,7 @@ class PartitionWorker:
                     log.warning("%s: transaction of partition %d not aborted (%s); Kafka ends it", self.group, task, exc)
             self._open.clear()
             self._task_deliveries.clear()
+            self._txn_records.clear()
 
     async def _loop(self, handle: Handler) -> None:
         next_commit = time.monotonic() + self.commit_interval_s
@@ -476,12 +508,10 @@ class PartitionWorker:
         for table in self.tables:
             for partition, key, value in table.changes():
                 if self.exactly_once:
-                    producer = await self._transaction(partition)
-                    delivery = await producer.send(table.topic, value=value, key=key, partition=partition)
-                    self._task_deliveries.setdefault(partition, []).append(delivery)
+                    await self._send_in_transaction(partition, _Sent(table.topic, key, value, partition, table))
                 else:
                     delivery = await self.producer.send(table.topic, value=value, key=key, partition=partition)
-                self._changelog_in_flight.append((table, partition, delivery))
+                    self._changelog_in_flight.append((table, partition, delivery))
 
     async def _commit(self) -> None:
         if self._stopping or not (self._done or self._in_flight or self._changelog_in_flight or self._open):
@@ -495,7 +525,7 @@ class PartitionWorker:
         changes, self._changelog_in_flight = self._changelog_in_flight, []
         await self.producer.flush()  # every output and table change of those records is in Kafka
         if self.exactly_once:
-            if not await self._commit_transactions(offsets):
+            if not await self._commit_transactions(offsets, changes):
                 return  # a stop came: the transactions left open are aborted by it
             self._check_deliveries(delivered, changes)
             for table in self.tables:
@@ -514,10 +544,13 @@ class PartitionWorker:
         for table in self.tables:
             table.save_offsets()
 
-    async def _commit_transactions(self, offsets: dict[TopicPartition, int]) -> bool:
+    async def _commit_transactions(self, offsets: dict[TopicPartition, int],
+                                   changes: list[tuple[ChangelogTable, int, asyncio.Future]]) -> bool:
         """Each task's offsets join its transaction, which is committed: outputs, table changes and
-        offsets become visible together. Fenced (another worker owns the task now) or refused: the
-        worker exits before anything later is handled. False: a stop came first."""
+        offsets become visible together. A producer that fails before the commit is asked for is
+        replaced once and the transaction sent again (``_renew_task``; ``changes`` then holds the
+        new deliveries); fenced (another worker owns the task now), refused again or failing at the
+        commit itself: the worker exits before anything later is handled. False: a stop came first."""
         by_task: dict[int, dict[TopicPartition, int]] = {}
         for tp, offset in offsets.items():
             by_task.setdefault(tp.partition, {})[tp] = offset
@@ -526,35 +559,103 @@ class PartitionWorker:
                 return False
             if task not in self._tasks:  # taken away meanwhile: its records are the new owner's
                 continue
-            producer = await self._transaction(task)
             try:
-                await asyncio.wait_for(producer.flush(), self.txn_call_s)
-                self._check_task_deliveries(task)
-                if by_task.get(task):
-                    await asyncio.wait_for(producer.send_offsets_to_transaction(by_task[task], self.group),
-                                           self.txn_call_s)
+                producer = await self._for_commit(task, changes, self._transaction(task))
+                try:
+                    await self._prepare_commit(task, producer, by_task.get(task))
+                except ProducerFenced:
+                    raise
+                except (KafkaError, OutputRefused) as exc:
+                    fenced = self.fencing(exc)
+                    if fenced is not None:
+                        raise fenced from exc
+                    why = _cause(exc) or self.dead_sender() or exc
+                    producer = await self._for_commit(task, changes, self._renew_task(task, why))
+                    await self._prepare_commit(task, producer, by_task.get(task))
+                # Not renewed past this point: a commit Kafka took but did not answer would be sent twice
                 await asyncio.wait_for(producer.commit_transaction(), self.txn_call_s)
+                self._renewed.discard(task)
             except ProducerFenced:
                 raise
-            except (KafkaError, asyncio.TimeoutError) as exc:
-                self.guard.on_output_lost(self.dead_sender() or exc)
+            except (KafkaError, OutputRefused, asyncio.TimeoutError) as exc:
+                fenced = self.fencing(exc)
+                if fenced is not None:
+                    raise fenced from exc
+                self.guard.on_output_lost(_cause(exc) or self.dead_sender() or exc)
                 raise
             finally:
                 self._open.discard(task)
+                self._txn_records.pop(task, None)
         return True
 
+    async def _for_commit(self, task: int, changes: list[tuple[ChangelogTable, int, asyncio.Future]],
+                          step: Awaitable[AIOKafkaProducer]) -> AIOKafkaProducer:
+        """``step`` (the task's producer, renewed if it failed) during a commit: the table changes a
+        renewal sends again replace the task's in ``changes``, the commit's, not the next one's."""
+        held, self._changelog_in_flight = self._changelog_in_flight, []
+        try:
+            return await step
+        finally:
+            resent, self._changelog_in_flight = self._changelog_in_flight, held
+            if resent:
+                changes[:] = [c for c in changes if c[1] != task] + resent
+
+    async def _prepare_commit(self, task: int, producer: AIOKafkaProducer,
+                              offsets: dict[TopicPartition, int] | None) -> None:
+        await asyncio.wait_for(producer.flush(), self.txn_call_s)
+        self._check_task_deliveries(task)
+        if offsets:
+            await asyncio.wait_for(producer.send_offsets_to_transaction(offsets, self.group), self.txn_call_s)
+
+    async def _renew_task(self, task: int, why: BaseException) -> AIOKafkaProducer:
+        """A new producer for the task, its open transaction's records sent again in a new one.
+        Starting it fences the failed producer and aborts that one's transaction (Kafka never
+        committed it: its commit was not asked for), so the new transaction holds those records
+        once; the state the worker built from them stands as it is. For a producer aiokafka gave
+        up on: the coordinator no longer knowing it after a broker restart
+        (InvalidProducerIdMapping), a batch expired and every later one refused."""
+        if task in self._renewed:  # a new producer failed too: what fails is not the producer
+            self.guard.on_output_lost(why)
+            raise OutputRefused(f"partition {task}'s transaction, sent again: {why!r}") from why
+        self._renewed.add(task)
+        reason = type(why).__name__
+        log.warning("%s: partition %d's producer failed (%s: %s); a new producer sends its transaction again",
+                    self.group, task, reason, why)
+        RENEWALS.labels(client=self.name, reason=reason).inc()
+        old = self._tasks.pop(task)
+        records = self._txn_records.pop(task, [])
+        self._open.discard(task)
+        self._task_deliveries.pop(task, None)
+        self._changelog_in_flight = [c for c in self._changelog_in_flight if c[1] != task]
+        try:
+            await asyncio.wait_for(old.stop(), self.txn_call_s)
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            log.warning("%s: the failed producer of partition %d did not stop cleanly (%s)", self.group, task,
+                        type(exc).__name__)
+        producer = self._producer(f"{self.group}-{task}")
+        try:
+            await asyncio.wait_for(producer.start(), self.txn_call_s)
+        except BaseException:
+            await asyncio.gather(producer.stop(), return_exceptions=True)
+            raise
+        self._tasks[task] = producer
+        await producer.begin_transaction()
+        self._open.add(task)
+        for record in records:
+            await self._send_in_transaction(task, record)
+        return producer
+
     def _check_task_deliveries(self, task: int) -> None:
-        """Before a task's transaction commits: every record sent in it was taken, or the worker
-        exits (70) and the transaction stays uncommitted (the next owner's producer aborts it).
-        aiokafka would commit it without a refused batch: one expired while its partition had no
-        leader, and every later one of that producer, refused OutOfOrderSequenceNumber."""
+        """Before a task's transaction commits: every record sent in it was taken, else
+        OutputRefused and the transaction stays uncommitted. aiokafka would commit it without a
+        refused batch: one expired while its partition had no leader, and every later one of
+        that producer, refused OutOfOrderSequenceNumber."""
         for delivery in self._task_deliveries.pop(task, ()):
             exc = _refusal(delivery)
             if exc is None:
                 continue
             if isinstance(exc, ProducerFenced):
                 raise exc  # another worker owns the task: left as fenced
-            self.guard.on_output_lost(exc)
             raise OutputRefused(f"partition {task}'s transaction: {exc!r}") from exc
 
     def _check_deliveries(self, delivered: list[asyncio.Future],
@@ -587,6 +688,43 @@ class PartitionWorker:
                 position = await self.consumer.position(tp)
                 gauge.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, highwater - position))
                 self._lag_shown.add(tp)
+
+
+class _Sent(NamedTuple):
+    """A record of an open transaction, as it was handed to the producer."""
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None
+    table: ChangelogTable | None  # the table whose change it carries
+
+
+def _sender_end(producer: AIOKafkaProducer | None) -> BaseException | None:
+    """The error that ended the producer's sender routine, if it has ended on one."""
+    routine = getattr(getattr(producer, "_sender", None), "sender_task", None)  # aiokafka's, not public
+    # running, or stopped on purpose (a task closed, the worker stopping: aiokafka's routine then
+    # ends without an error, its cancellation swallowed)
+    if routine is None or not routine.done() or routine.cancelled():
+        return None
+    return routine.exception()
+
+
+def _failure(producer: AIOKafkaProducer) -> BaseException | None:
+    """What ended a transactional producer for good (aiokafka then refuses it every call), if anything."""
+    manager = getattr(producer, "_txn_manager", None)  # aiokafka's, not public: looked up defensively
+    if manager is None or not manager.is_fatal_error():
+        return None
+    ended = manager.wait_for_transaction_end()
+    if not ended.done() or ended.cancelled() or ended.exception() is None:
+        return KafkaError("the transactional producer failed")
+    exc = ended.exception()
+    # aiokafka's sender wraps what ended it in a plain KafkaError ("Unexpected error during batch delivery")
+    return exc.__cause__ if type(exc) is KafkaError and exc.__cause__ is not None else exc
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """The refusal behind an OutputRefused."""
+    return exc.__cause__ if isinstance(exc, OutputRefused) else None
 
 
 def _refusal(delivery: asyncio.Future) -> BaseException | None:

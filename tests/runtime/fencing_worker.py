@@ -7,6 +7,9 @@ mid-transaction, the zombie the test wakes once the group has moved on. With
 SANDAN_TEST_LEADERLESS=VALUE:SECONDS, from the record whose value is VALUE on, the worker's
 producers see no leader for the output topic's partitions for SECONDS (what a client sees while
 a restarted broker has not taken its partitions back yet), its outputs waiting in their batches.
+With SANDAN_TEST_FORGET_PRODUCER_ON=VALUE, once that record's output is sent, its task's producer
+calls itself by a producer id its transaction coordinator does not know (what a coordinator that
+lost the transaction's state answers: InvalidProducerIdMapping), once per process.
 
     python -m tests.runtime.fencing_worker INPUT OUTPUT CHANGELOG STATE_FOLDER [NAME]
 
@@ -30,6 +33,8 @@ def main(inputs: str, outputs: str, changelog: str, folder: str, name: str = "ru
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     pause_on = os.environ.get("SANDAN_TEST_PAUSE_ON", "").encode()
     leaderless_on, _, leaderless_s = os.environ.get("SANDAN_TEST_LEADERLESS", "").encode().partition(b":")
+    forget_on = os.environ.get("SANDAN_TEST_FORGET_PRODUCER_ON", "").encode()
+    forgotten = []
     table = ChangelogTable(changelog, Path(folder))
     worker = PartitionWorker(name, [inputs], tables=[table])
 
@@ -40,6 +45,11 @@ def main(inputs: str, outputs: str, changelog: str, folder: str, name: str = "ru
             if leaderless_on and r.value == leaderless_on:
                 no_leader(worker, outputs, float(leaderless_s))
             await worker.send(outputs, r.key, b"%d:%d:" % (r.partition, r.offset) + r.value)
+            if forget_on and r.value == forget_on and not forgotten:
+                forgotten.append(r.offset)
+                manager = worker._tasks[r.partition]._txn_manager  # aiokafka's, reached into on purpose
+                manager._pid_and_epoch = manager._pid_and_epoch._replace(pid=manager._pid_and_epoch.pid + 1000)
+                logging.getLogger("fencing").warning("partition %d's producer id changed", r.partition)
             if pause_on and r.value == pause_on:
                 await worker._send_changes()
                 await asyncio.sleep(1.0)  # past the linger: the open transaction's records are on the broker

@@ -188,9 +188,11 @@ def _with_sender(producer, routine):
     return producer
 
 
-def test_a_task_producer_whose_sender_died_stops_the_worker(tmp_path, caplog):
+def test_a_task_producer_whose_sender_died_and_is_not_replaced_stops_the_worker(tmp_path, caplog):
     # aiokafka's sender routine ends on an error a transaction request met (it re-raises
-    # OutOfOrderSequenceNumber, ProducerFenced): that producer sends nothing more
+    # OutOfOrderSequenceNumber, ProducerFenced): that producer sends nothing more. The batch loop
+    # replaces it at the task's next send or commit; still there past a commit's bound, the loop
+    # is stuck on it
     from aiokafka.errors import OutOfOrderSequenceNumber
 
     async def died() -> None:
@@ -207,6 +209,10 @@ def test_a_task_producer_whose_sender_died_stops_the_worker(tmp_path, caplog):
         await w._watch_senders()  # every sender running: nothing happens
         assert codes == [] and w.dead_sender() is None
         w._tasks[2] = _with_sender(_task_producer(None), dead)
+        w.txn_call_s = 0.05
+        await w._watch_senders()  # seen dead: the batch loop has its commit's bound to replace it
+        assert codes == []
+        await asyncio.sleep(0.1)
         with pytest.raises(Exited):
             await w._watch_senders()
         alive.cancel()
@@ -215,6 +221,31 @@ def test_a_task_producer_whose_sender_died_stops_the_worker(tmp_path, caplog):
     codes, [exc] = asyncio.run(go())
     assert codes == [CRASHED] and isinstance(exc, OutOfOrderSequenceNumber)
     assert any(r.levelname == "CRITICAL" and "OutOfOrderSequenceNumber" in r.getMessage() for r in caplog.records)
+
+
+def test_a_dead_task_producer_the_batch_loop_replaced_in_time_stops_nothing(tmp_path):
+    from aiokafka.errors import InvalidProducerIdMapping
+
+    async def died() -> None:
+        raise InvalidProducerIdMapping()
+
+    async def running() -> None:
+        await asyncio.sleep(3600)
+
+    async def go() -> list[int]:
+        w, codes, _ = worker(tmp_path, fail=False)
+        dead, alive = asyncio.ensure_future(died()), asyncio.ensure_future(running())
+        await asyncio.sleep(0)
+        w.txn_call_s = 0.05
+        w._tasks = {2: _with_sender(_task_producer(None), dead)}
+        await w._watch_senders()
+        w._tasks = {2: _with_sender(_task_producer(None), alive)}  # the renewal
+        await asyncio.sleep(0.1)
+        await w._watch_senders()
+        alive.cancel()
+        return codes
+
+    assert asyncio.run(go()) == []
 
 
 def test_a_sender_stopped_on_purpose_is_not_a_death(tmp_path):
@@ -241,9 +272,9 @@ def test_a_sender_stopped_on_purpose_is_not_a_death(tmp_path):
 
 class FakeTaskProducer(FakeProducer):
     """A task's transactional producer: what the worker asks of it, in order."""
-    def __init__(self, refusal: BaseException | None = None) -> None:
+    def __init__(self, refusal: BaseException | None = None, first_offset: int = 0) -> None:
         super().__init__()
-        self.refusal, self.calls = refusal, []
+        self.refusal, self.calls, self.first_offset = refusal, [], first_offset
 
     async def begin_transaction(self):
         self.calls.append("begin")
@@ -252,13 +283,20 @@ class FakeTaskProducer(FakeProducer):
         self.calls.append("flush")
         for n, (_, _, _, _, delivery) in enumerate(self.sent):
             if not delivery.done():
-                delivery.set_exception(self.refusal) if self.refusal and n == 0 else delivery.set_result(Delivered(n))
+                delivery.set_exception(self.refusal) if self.refusal and n == 0 else delivery.set_result(
+                    Delivered(self.first_offset + n))
 
     async def send_offsets_to_transaction(self, offsets, group):
         self.calls.append("offsets")
 
     async def commit_transaction(self):
         self.calls.append("commit")
+
+    async def start(self):
+        self.calls.append("start")
+
+    async def stop(self):
+        self.calls.append("stop")
 
 
 async def _task_batch_then_commit(w: PartitionWorker, table: ChangelogTable) -> None:
@@ -276,22 +314,47 @@ async def _task_batch_then_commit(w: PartitionWorker, table: ChangelogTable) -> 
 def test_a_transaction_with_a_record_kafka_refused_is_never_committed(tmp_path, monkeypatch, caplog, refusal):
     # aiokafka commits a transaction without its refused batches (soak SOAK_SEED=20261205, chunk 36:
     # a batch expired with no leader, then every later one OutOfOrderSequenceNumber): the worker
-    # looks at each delivery of the task before its offsets and commit go in
+    # looks at each delivery of the task before its offsets and commit go in. A refusal gets the
+    # transaction sent again by a new producer once; refused again, the worker exits uncommitted.
     import aiokafka.errors
     monkeypatch.setenv("SANDAN_PROCESSING_GUARANTEE", "exactly_once")
     w, codes, table = worker(tmp_path, fail=False)
-    task = FakeTaskProducer(getattr(aiokafka.errors, refusal)() if refusal else None)
+    exc = getattr(aiokafka.errors, refusal)() if refusal else None
+    task, renewed = FakeTaskProducer(exc), FakeTaskProducer(exc)
     w._tasks = {2: task}
+    w._producer = lambda transactional_id: renewed
 
     if refusal:
         with pytest.raises(Exited):
             asyncio.run(_task_batch_then_commit(w, table))
-        assert codes == [CRASHED] and task.calls == ["begin", "flush"], "a refused record's transaction went on"
+        assert codes == [CRASHED] and task.calls == ["begin", "flush", "stop"], "a refused record's transaction went on"
+        assert renewed.calls == ["start", "begin", "flush"], "the transaction sent again was committed"
         assert any(r.levelname == "CRITICAL" and refusal in r.getMessage() for r in caplog.records)
     else:
         asyncio.run(_task_batch_then_commit(w, table))
-        assert codes == [] and task.calls == ["begin", "flush", "offsets", "commit"]
+        assert codes == [] and task.calls == ["begin", "flush", "offsets", "commit"] and renewed.calls == []
         assert [s[0] for s in task.sent] == ["out", "t-changelog"] and w._task_deliveries == {}
+    table.close()
+
+
+def test_a_transaction_whose_producer_failed_is_sent_again_by_a_new_one_and_committed(tmp_path, monkeypatch, caplog):
+    # the coordinator no longer knew the task's producer after a broker restart (soak chunks 13 and
+    # 15: InvalidProducerIdMapping ended aiokafka's sender): the worker went on with a new producer
+    from aiokafka.errors import InvalidProducerIdMapping
+    monkeypatch.setenv("SANDAN_PROCESSING_GUARANTEE", "exactly_once")
+    w, codes, table = worker(tmp_path, fail=False)
+    task, renewed = FakeTaskProducer(InvalidProducerIdMapping()), FakeTaskProducer(first_offset=100)
+    w._tasks = {2: task}
+    w._producer = lambda transactional_id: renewed
+
+    asyncio.run(_task_batch_then_commit(w, table))
+    assert codes == []
+    assert task.calls == ["begin", "flush", "stop"]
+    assert renewed.calls == ["start", "begin", "flush", "offsets", "commit"]
+    assert [(s[0], s[1], s[2]) for s in renewed.sent] == [(s[0], s[1], s[2]) for s in task.sent]
+    assert w._tasks == {2: renewed} and w._txn_records == {} and w._renewed == set()
+    assert table._written == {2: 101} and table.get(b"bucket", 2) == b"state", "the changelog offset is the new delivery's"
+    assert any("a new producer sends its transaction again" in r.getMessage() for r in caplog.records)
     table.close()
 
 
