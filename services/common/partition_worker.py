@@ -331,12 +331,9 @@ class PartitionWorker:
         if isinstance(exc, ProducerFenced):
             return exc
         for producer in self._tasks.values():
-            manager = getattr(producer, "_txn_manager", None)  # aiokafka's, not public: looked up defensively
-            if manager is None or not manager.is_fatal_error():
-                continue
-            ended = manager.wait_for_transaction_end()
-            if ended.done() and not ended.cancelled() and isinstance(ended.exception(), ProducerFenced):
-                return ended.exception()
+            failure = _failure(producer)
+            if isinstance(failure, ProducerFenced):
+                return failure
         return None
 
     def dead_sender(self) -> BaseException | None:
