@@ -1,8 +1,9 @@
 """WAYBILL_REUSED: one carrier's waybill number may name only one orderNo within 6 months.
 
 Waybills of different orders sit on different partitions, so the registry is in Redis:
-``SET key orderNo NX PXAT <six months on>`` claims a number atomically, and a claim by the
-same order again is a no-op (redelivery). ``MemoryWaybillRegistry`` is the offline twin.
+``SET key orderNo NX GET PXAT <six months on>`` claims a number atomically and answers who
+held it before (one command; Redis 7.0 or later), and a claim by the same order again is a
+no-op (redelivery). ``MemoryWaybillRegistry`` is the offline twin.
 ``claim_many`` claims in one round trip, in order: first the numbers the inventories taken
 since the last decisions name (the first orderNo whose inventory names a number holds it,
 whatever its declaration's verdict), then those of the declarations being decided, whose
@@ -49,15 +50,14 @@ class RedisWaybillRegistry:
             return []
         pipe = self._redis.pipeline(transaction=False)
         for code, number, order_no, _, at_ms in claims:
-            key = f"{self._ns}waybill:{code}:{number}"
-            # a claim already six months old (a replay of old input) expires at once: it holds nothing
-            pipe.set(key, order_no, nx=True, pxat=months_after_ms(now_ms() if at_ms is None else at_ms, HELD_MONTHS))
-            pipe.get(key)  # after a refused SET: who holds it
-        answers = await pipe.execute()
+            # the answer is the holder before: None when this SET took the number. A claim already
+            # six months old (a replay of old input) expires at once: it holds nothing
+            pipe.set(f"{self._ns}waybill:{code}:{number}", order_no, nx=True, get=True,
+                     pxat=months_after_ms(now_ms() if at_ms is None else at_ms, HELD_MONTHS))
         holders = []
-        for (_, _, order_no, _, _), claimed, holder in zip(claims, answers[::2], answers[1::2]):
+        for (_, _, order_no, _, _), holder in zip(claims, await pipe.execute()):
             holder = holder.decode() if isinstance(holder, bytes) else holder
-            holders.append(None if claimed or holder in (None, order_no) else holder)
+            holders.append(None if holder in (None, order_no) else holder)
         return holders
 
 
