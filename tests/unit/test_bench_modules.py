@@ -11,7 +11,7 @@ import pytest
 from services.common import config
 
 MODULES = sorted(p.stem for p in (config.PROJECT_ROOT / "bench").glob("*.py") if p.stem != "__init__")
-RUNNABLE = ["codec", "engine", "kafka_clients", "memory", "pipeline", "signatures"]
+RUNNABLE = ["codec", "engine", "kafka_clients", "memory", "pipeline", "redis_claims", "signatures"]
 
 
 @pytest.mark.parametrize("name", MODULES)
