@@ -26,6 +26,7 @@ from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
 from services.common import config
 from services.common.clock import months_after_ms, now_ms
 from services.order_match.waybills import HELD_MONTHS, RedisWaybillRegistry
+from services.tools import runs
 
 
 class TwoCommandRegistry(RedisWaybillRegistry):
@@ -73,19 +74,15 @@ async def one_round(url: str, registry_class, parser, namespace: str, batch: int
 async def run(args) -> dict:
     url = config.get("SANDAN_REDIS_URL")
     run_id = time.strftime("%Y%m%d%H%M%S")
-    prefix = f"sandan:bench-claims-{run_id}:"
+    prefix = f"bench-claims-{run_id}:"  # under sandan:, as runs.delete_redis_keys expects
     cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
     try:
         for r in range(args.rounds):
             for name, (registry_class, parser) in VARIANTS.items():
-                cpu[name].append(await one_round(url, registry_class, parser, f"{prefix}{name}:{r}:",
+                cpu[name].append(await one_round(url, registry_class, parser, f"sandan:{prefix}{name}:{r}:",
                                                  args.batch, args.batches))
     finally:
-        client = aioredis.from_url(url)
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-        for start in range(0, len(keys), 500):
-            await client.delete(*keys[start:start + 500])
-        await client.aclose()
+        runs.delete_redis_keys(prefix)
     medians = {name: round(statistics.median(values), 2) for name, values in cpu.items()}
     return {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
             "load_average_at_start": round(os.getloadavg()[0], 2), "batch": args.batch,
