@@ -11,7 +11,10 @@ writer's schema resolved to the current one.
 ``sandan`` (the framing before the registry, and the one used without a registry):
 ``0xA5, len(tag), tag, avro-body`` where tag is ``b"<schema full name>/<version>"``.
 
-Either way the body is fastavro's schemaless encoding, and ``decode`` reads both framings
+Either way the body is Avro's binary encoding, written and read by code compiled from each
+schema (``services.common.avro_compiled``; ``SANDAN_AVRO_CODEC=fastavro`` uses fastavro's
+interpreter instead, which also reads every record written with an earlier schema version: the
+bytes are the same), and ``decode`` reads both framings
 (it picks by the first byte), so records already on the topics stay readable. When a schema
 gains fields its ``sandan.version`` goes up and the version before is kept in
 ``schemas/avro/superseded/<file>.v<N>.avsc``; records written with it are read with Avro
@@ -35,6 +38,7 @@ from typing import Callable
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
+from services.common import avro_compiled
 from services.common.money import SCALE, AmountError
 from services.common.schema_registry import RegistryClient, RegistryError
 
@@ -47,6 +51,9 @@ MAX_UNITS = 2**63 - 1
 SCHEMA_DIR = Path(os.environ.get("SANDAN_SCHEMA_DIR", Path(__file__).resolve().parents[2] / "schemas" / "avro"))
 _FACTOR = 10**SCALE
 SUPERSEDED = "superseded"  # folder of SCHEMA_DIR holding earlier versions, read but never written
+CODECS = ("compiled", "fastavro")
+_ENCODE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError)
+_DECODE_ERRORS = (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError, OverflowError)
 
 
 class WireError(ValueError):
@@ -234,6 +241,8 @@ class _Entry:
     reader: dict | None = None  # the current schema, for a superseded version's records
     registered: str = ""        # the self-contained schema JSON a registry gets
     out: bytes | None = None    # the header encode writes: sandan's tag, or 0x00 + registry id once known
+    write: avro_compiled.Encoder | None = None  # compiled from the schema; None: fastavro's
+    read: avro_compiled.Decoder | None = None   # likewise, for records of this very schema
 
 
 @dataclass
@@ -249,6 +258,7 @@ class AvroCodec:
     wire_format: str = "sandan"
     registry: RegistryClient | None = None
     subjects: Callable[[str], list[str]] = field(default=lambda name: [name])
+    codec: str = field(default_factory=lambda: os.environ.get("SANDAN_AVRO_CODEC") or "compiled")
     _by_name: dict[str, _Entry] = field(default_factory=dict)
     _by_tag: dict[bytes, _Entry] = field(default_factory=dict)
     _by_id: dict[int, _Entry] = field(default_factory=dict)
@@ -257,6 +267,8 @@ class AvroCodec:
     def __post_init__(self) -> None:
         if self.wire_format not in FORMATS:
             raise WireError(f"wire format {self.wire_format!r} is not one of {', '.join(FORMATS)}")
+        if self.codec not in CODECS:
+            raise WireError(f"SANDAN_AVRO_CODEC={self.codec!r} is not one of {', '.join(CODECS)}")
         if self.wire_format == "confluent" and self.registry is None:
             raise WireError("the confluent wire format needs a schema registry (SANDAN_SCHEMA_REGISTRY_URL)")
         raws = [json.loads(p.read_text(encoding="utf-8")) for p in self.schema_dir.glob("*.avsc")]
@@ -275,10 +287,16 @@ class AvroCodec:
             raw_named[full] = raw
             version = int(raw.get("sandan.version", 1))
             tag = f"{full}/{version}".encode()
+            whole = expanded(raw, raw_named)
             entry = _Entry(full, version, raw.get("sandan.message"), parsed,
                            bytes([MAGIC, len(tag)]) + tag,
                            _converters(raw, raw_named, _to_units), _converters(raw, raw_named, _from_units, True),
-                           registered=json.dumps(expanded(raw, raw_named), separators=(",", ":")))
+                           registered=json.dumps(whole, separators=(",", ":")))
+            if self.codec == "compiled":
+                try:
+                    entry.write, entry.read = avro_compiled.compile_schema(whole)
+                except avro_compiled.Unsupported:
+                    pass  # this schema stays with fastavro
             entry.out = entry.header if self.wire_format == "sandan" else None
             self._by_name[full] = entry
             self._by_name.setdefault(raw["name"], entry)
@@ -348,13 +366,17 @@ class AvroCodec:
         if header is None:  # confluent, first record of this schema in this process
             self.register(name)
             header = entry.out
-        buf = io.BytesIO()
-        buf.write(header)
         try:
+            if entry.write is not None:
+                out = bytearray(header)
+                entry.write(out, entry.to_wire(record))
+                return bytes(out)
+            buf = io.BytesIO()
+            buf.write(header)
             fastavro.schemaless_writer(buf, entry.parsed, entry.to_wire(record))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return buf.getvalue()
+        except _ENCODE_ERRORS as exc:
             raise WireError(f"{name}: record does not fit the schema: {exc}") from exc
-        return buf.getvalue()
 
     def _by_schema_id(self, schema_id: int) -> _Entry:
         """The entry for a registry id not seen yet: the writer's schema from the registry, read
@@ -397,11 +419,14 @@ class AvroCodec:
         else:
             raise WireError("not a sandan Avro record (bad header)")
         try:
-            # The body is read in place (a BytesIO over bytes shares them) rather than sliced off.
-            body = io.BytesIO(data)
-            body.seek(start)
-            record = fastavro.schemaless_reader(body, entry.parsed, entry.reader)
-        except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError, OverflowError) as exc:
+            if entry.read is not None and entry.reader is None:
+                record = entry.read(data if type(data) is bytes else bytes(data), start)[0]
+            else:
+                # The body is read in place (a BytesIO over bytes shares them) rather than sliced off.
+                body = io.BytesIO(data)
+                body.seek(start)
+                record = fastavro.schemaless_reader(body, entry.parsed, entry.reader)
+        except _DECODE_ERRORS as exc:
             raise WireError(f"{entry.name}: corrupt Avro body: {exc}") from exc
         try:
             return entry.name, entry.from_wire(record)

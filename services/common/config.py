@@ -68,6 +68,8 @@ SETTINGS: list[Setting] = [
             "Address the services' /metrics endpoints listen on (0.0.0.0 in docker compose, for Prometheus)"),
     Setting("SANDAN_SCHEMA_REGISTRY_URL", "",
             "Confluent-compatible schema registry (e.g. http://127.0.0.1:18081/apis/ccompat/v7); set, records are written in the Confluent wire format"),
+    Setting("SANDAN_AVRO_CODEC", "compiled",
+            "What writes and reads the Avro bodies: compiled (Python compiled from each schema at start, services/common/avro_compiled.py) or fastavro (its schema interpreter); the bytes are the same either way"),
     Setting("SANDAN_WIRE_FORMAT", "auto",
             "Framing of written Kafka records: confluent (0x00 + registry schema id), sandan (0xA5 + schema tag), or auto (confluent when SANDAN_SCHEMA_REGISTRY_URL is set); both are always read"),
     Setting("SANDAN_TOPIC_PARTITIONS", "4", "Partitions of every document topic (all co-partitioned)"),
