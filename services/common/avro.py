@@ -241,7 +241,9 @@ class _Entry:
     reader: dict | None = None  # the current schema, for a superseded version's records
     registered: str = ""        # the self-contained schema JSON a registry gets
     out: bytes | None = None    # the header encode writes: sandan's tag, or 0x00 + registry id once known
-    write: avro_compiled.Encoder | None = None  # compiled from the schema; None: fastavro's
+    # compiled from the schema, amounts and document shape included (to_wire and from_wire
+    # are for fastavro's path); None: fastavro's
+    write: avro_compiled.Encoder | None = None
     read: avro_compiled.Decoder | None = None   # likewise, for records of this very schema
 
 
@@ -294,7 +296,7 @@ class AvroCodec:
                            registered=json.dumps(whole, separators=(",", ":")))
             if self.codec == "compiled":
                 try:
-                    entry.write, entry.read = avro_compiled.compile_schema(whole)
+                    entry.write, entry.read = avro_compiled.compile_schema(whole, _to_units, _from_units)
                 except avro_compiled.Unsupported:
                     pass  # this schema stays with fastavro
             entry.out = entry.header if self.wire_format == "sandan" else None
@@ -369,7 +371,7 @@ class AvroCodec:
         try:
             if entry.write is not None:
                 out = bytearray(header)
-                entry.write(out, entry.to_wire(record))
+                entry.write(out, record)
                 return bytes(out)
             buf = io.BytesIO()
             buf.write(header)
@@ -420,12 +422,13 @@ class AvroCodec:
             raise WireError("not a sandan Avro record (bad header)")
         try:
             if entry.read is not None and entry.reader is None:
-                record = entry.read(data if type(data) is bytes else bytes(data), start)[0]
-            else:
-                # The body is read in place (a BytesIO over bytes shares them) rather than sliced off.
-                body = io.BytesIO(data)
-                body.seek(start)
-                record = fastavro.schemaless_reader(body, entry.parsed, entry.reader)
+                return entry.name, entry.read(data if type(data) is bytes else bytes(data), start)[0]
+            # The body is read in place (a BytesIO over bytes shares them) rather than sliced off.
+            body = io.BytesIO(data)
+            body.seek(start)
+            record = fastavro.schemaless_reader(body, entry.parsed, entry.reader)
+        except AmountError as exc:  # a long beyond the amounts' range, read by the compiled reader
+            raise WireError(f"{entry.name}: {exc}") from exc
         except _DECODE_ERRORS as exc:
             raise WireError(f"{entry.name}: corrupt Avro body: {exc}") from exc
         try:

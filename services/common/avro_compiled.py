@@ -74,7 +74,8 @@ _PY_TYPE = {"null": "NoneType", "boolean": "bool", "int": "int", "long": "int", 
 class _Gen:
     """Source for the functions of one schema: one encoder and one decoder per record type."""
 
-    def __init__(self) -> None:
+    def __init__(self, amounts: bool) -> None:
+        self.amounts = amounts  # scaled longs to and from Decimal, CEB documents' shape on reading
         self.defs: list[str] = []
         self.done: set[str] = set()
         self.named: dict[str, dict] = {}
@@ -197,6 +198,8 @@ class _Gen:
                 lines.append(f"    {v} = r.get({fname!r})")
             else:
                 lines.append(f"    {v} = r[{fname!r}]")
+            if self.amounts and f.get("sandan.scale"):
+                lines.append(f"    if {v} is not None: {v} = to_units({v})")
             lines += self.enc(f["type"], v, "    ", ns)
         if len(lines) == 1:
             lines.append("    pass")
@@ -211,8 +214,10 @@ class _Gen:
                 f"{ind}if {x} & 0x80: {target}, p = long_rest(b, p, {x})",
                 f"{ind}else: {target} = ({x} >> 1) ^ -({x} & 1)"]
 
-    def dec(self, t, target: str, ind: str, ns: str) -> list[str]:
-        """Lines reading a value of type ``t`` from ``b`` at ``p`` into local ``target``."""
+    def dec(self, t, target: str, ind: str, ns: str, ceb: bool = False) -> list[str]:
+        """Lines reading a value of type ``t`` from ``b`` at ``p`` into local ``target``; ``ceb``:
+        a record read here is part of a CEB document (array items inherit it, as in
+        services.common.avro's converters)."""
         t = self.resolve(t, ns)
         k = self.kind(t)
         if k == "null":
@@ -229,7 +234,7 @@ class _Gen:
                     f"{ind}{target} = b[p:p + {n}]{conv}",
                     f"{ind}p += {n}"]
         if k == "record":
-            return [f"{ind}{target}, p = {self.decoder(t)}(b, p, end)"]
+            return [f"{ind}{target}, p = {self.decoder(t, ceb)}(b, p, end)"]
         if k in ("array", "map"):
             n, item, key = self.var("n"), self.var("i"), self.var("k")
             lines = [f"{ind}{target} = {'[]' if k == 'array' else '{}'}",
@@ -241,7 +246,7 @@ class _Gen:
                      f"{ind}        p = skip_block_size(b, p)",
                      f"{ind}    for _ in range({n}):"]
             if k == "array":
-                lines += self.dec(t["items"], item, ind + "        ", ns)
+                lines += self.dec(t["items"], item, ind + "        ", ns, ceb)
                 lines.append(f"{ind}        {target}.append({item})")
             else:
                 lines += self.dec("string", key, ind + "        ", ns)
@@ -255,18 +260,20 @@ class _Gen:
                         f"{ind}p += 1",
                         f"{ind}if {index} == 0: {target} = None",
                         f"{ind}elif {index} == 2:",
-                        *self.dec(t[1], target, ind + "    ", ns),
+                        *self.dec(t[1], target, ind + "    ", ns, ceb),
                         f"{ind}else: raise IndexError(f'union branch byte {{{index}}} of 2 branches')"]
             lines = self.read_long(index, ind)
             for i, branch in enumerate(t):
                 lines.append(f"{ind}{'if' if i == 0 else 'elif'} {index} == {i}:")
-                lines += self.dec(branch, target, ind + "    ", ns)
+                lines += self.dec(branch, target, ind + "    ", ns, ceb)
             lines.append(f"{ind}else: raise IndexError(f'union branch {{{index}}} of {len(t)}')")
             return lines
         raise Unsupported(f"type {k!r}")
 
-    def decoder(self, t: dict) -> str:
-        name = "dec_" + t["_full"].replace(".", "_")
+    def decoder(self, t: dict, in_ceb: bool = False) -> str:
+        message = t.get("sandan.message") if self.amounts else None
+        shape = self.amounts and (in_ceb or bool(message))  # absent optional fields: no key
+        name = "dec_" + t["_full"].replace(".", "_") + ("_ceb" if shape else "")
         if name in self.done:
             return name
         self.done.add(name)
@@ -275,23 +282,41 @@ class _Gen:
         names = []
         for f in t["fields"]:
             v = self.var("v")
-            names.append((f["name"], v))
-            lines += self.dec(f["type"], v, "    ", ns)
-        lines.append("    return {" + ", ".join(f"{n!r}: {v}" for n, v in names) + "}, p")
+            names.append((f["name"], v, isinstance(f["type"], list) and "null" in f["type"]))
+            # a record field is a document's part only as an array's items (the converters' rule)
+            lines += self.dec(f["type"], v, "    ", ns, shape and self.kind(self.resolve(f["type"], ns)) == "array")
+            if self.amounts and f.get("sandan.scale"):
+                lines.append(f"    if {v} is not None: {v} = from_units({v})")
+        if not shape:
+            lines.append("    return {" + ", ".join(f"{n!r}: {v}" for n, v, _ in names) + "}, p")
+        else:
+            lines.append("    d = {}")
+            for n, v, nullable in names:
+                lines.append(f"    if {v} is not None: d[{n!r}] = {v}" if nullable else f"    d[{n!r}] = {v}")
+            if message:
+                lines.append(f"    d['message'] = {message!r}")
+            lines.append("    return d, p")
         self.defs.append("\n".join(lines))
         return name
 
 
-def compile_schema(schema: dict) -> tuple[Encoder, Decoder]:
+def compile_schema(schema: dict, to_units: Callable | None = None, from_units: Callable | None = None
+                   ) -> tuple[Encoder, Decoder]:
     """An encoder ``(bytearray, record)`` and a decoder ``(bytes, start) -> (record, end)`` for a
-    self-contained record schema (named types defined inline at their first use)."""
+    self-contained record schema (named types defined inline at their first use).
+
+    With ``to_units``/``from_units`` they also do what services.common.avro's converters do
+    around fastavro: fields marked ``sandan.scale`` go through them (Decimal to wire long and
+    back), and a CEB document (a record with ``sandan.message``, and its array items) is read
+    without keys for absent optional fields, with its ``"message"``: one pass instead of two."""
     if not isinstance(schema, dict) or schema.get("type") != "record":
         raise Unsupported("not a record schema")
-    gen = _Gen()
+    amounts = to_units is not None and from_units is not None
+    gen = _Gen(amounts)
     top = gen.resolve(schema, schema.get("namespace", ""))
     enc_name, dec_name = gen.encoder(top), gen.decoder(top)
     scope = {"put_long": put_long, "long_rest": long_rest, "skip_block_size": skip_block_size,
-             "NoneType": type(None)}
+             "NoneType": type(None), "to_units": to_units, "from_units": from_units}
     exec(compile("\n\n".join(gen.defs), f"<avro {top['_full']}>", "exec"), scope)  # noqa: S102 - our own source
     encode, decode = scope[enc_name], scope[dec_name]
 
