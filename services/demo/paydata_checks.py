@@ -18,6 +18,7 @@ from services.common.clock import now_ms
 from services.common.signing import registry
 from services.common.signing.crypto import Certificate, PrivateKey, test_identity
 from services.common.signing.paydata import compact_json
+from services.demo.ports import free_port
 from services.paydata_platform.app import Responder, serve
 from services.paydata_platform.source import PaydataFile
 
@@ -25,10 +26,6 @@ CERTIFICATES = topics.BY_NAME.get(registry.TOPIC) or topics.TopicSpec(
     registry.TOPIC, "certificate number", registry.SCHEMA, retention_ms=-1, compacted=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def raw_payment_data(order: dict, payment: dict, **head_changes) -> dict:

@@ -31,6 +31,7 @@ from services.common.ceb.writer import write_message
 from services.common.documents import MESSAGE_OF_KIND, kind_of
 from services.tools.generator import generate
 from services.demo import parties as parties_mod
+from services.demo.ports import free_port
 from services.demo import paydata_checks, returns_stage, scrape, signatures_stage
 from services.tools.signing_parties import SigningParties
 from services.demo.receipts_desk import ReceiptsDesk
@@ -97,12 +98,6 @@ def write_inbox(docs: list[dict], inbox: Path, sign=_unsigned) -> list[Path]:
 def port_free(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def wait_serving(address: str, service: ServiceProcess, timeout_s: float = 60) -> None:

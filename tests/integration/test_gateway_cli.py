@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common import config
 from services.common.ceb.writer import write_message
+from services.demo.ports import free_port
 from services.tools.generator import generate
 from tests.gateway_harness import gateway_topics  # noqa: F401 - a fixture
 from tests.gateway_harness import produce, receipt_bytes, verdict_bytes
@@ -22,10 +23,6 @@ from tests.gateway_harness import produce, receipt_bytes, verdict_bytes
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sandan(*args: str, env: dict) -> subprocess.CompletedProcess:
