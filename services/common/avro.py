@@ -260,7 +260,7 @@ class AvroCodec:
     wire_format: str = "sandan"
     registry: RegistryClient | None = None
     subjects: Callable[[str], list[str]] = field(default=lambda name: [name])
-    codec: str = field(default_factory=lambda: os.environ.get("SANDAN_AVRO_CODEC") or "compiled")
+    codec: str = "compiled"     # or "fastavro"; codec() takes it from SANDAN_AVRO_CODEC
     _by_name: dict[str, _Entry] = field(default_factory=dict)
     _by_tag: dict[bytes, _Entry] = field(default_factory=dict)
     _by_id: dict[int, _Entry] = field(default_factory=dict)
@@ -478,5 +478,5 @@ def codec() -> AvroCodec:
         if chosen == "confluent" and not url:
             raise SystemExit("setting SANDAN_WIRE_FORMAT=confluent needs SANDAN_SCHEMA_REGISTRY_URL")
         _shared = AvroCodec(wire_format=chosen, registry=RegistryClient(url) if url else None,
-                            subjects=topic_subjects)
+                            subjects=topic_subjects, codec=config.get("SANDAN_AVRO_CODEC").strip().lower())
     return _shared

@@ -171,9 +171,12 @@ class _Gen:
             lines.append(f"{ind}    {v} = {v}[1]")
         first = True
         for i, (k, t) in enumerate(zip(kinds, resolved)):
-            test = f"{v} is None" if k == "null" else f"type({v}) is {py[i]}"
-            if k == "long" or k == "int":  # an int subclass other than bool (fastavro writes those too)
-                test = f"(type({v}) is int or (isinstance({v}, int) and type({v}) is not bool))"
+            if k == "null":
+                test = f"{v} is None"
+            elif k in ("int", "long"):  # any int but a bool, subclasses too (fastavro writes those)
+                test = f"isinstance({v}, int) and type({v}) is not bool"
+            else:
+                test = f"type({v}) is {py[i]}"
             lines.append(f"{ind}{'if' if first else 'elif'} {test}:")
             lines.append(f"{ind}    w.append({i << 1})")
             body = self.enc(t, v, ind + "    ", ns) if k != "null" else []

@@ -26,8 +26,6 @@ CERTIFICATES = topics.BY_NAME.get(registry.TOPIC) or topics.TopicSpec(
     registry.TOPIC, "certificate number", registry.SCHEMA, retention_ms=-1, compacted=True)
 
 
-
-
 def raw_payment_data(order: dict, payment: dict, **head_changes) -> dict:
     """The platform's raw payment data of a declared order (what its payment firm exchanged)."""
     head = {"guid": f"{order['guid'][:36]}", "initalRequest": f"out_trade_no={order['orderNo']}&total_fee={payment['amountPaid']}",
