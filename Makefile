@@ -33,7 +33,7 @@ help:
 	@echo "make reset    down, then delete the Kafka, Redis and Prometheus data"
 	@echo "make test     up, then pytest (PYTEST_ARGS='$(PYTEST_ARGS)')"
 	@echo "make test-faults  crash, outage, fuzz and security tests on a private stack; ends with the fault table"
-	@echo "make test-faults-long  the long tier at load: Redis restart/wipe, rebalance, each service killed 3 times (not CI)"
+	@echo "make test-faults-long  the long tier at load: three Kafka nodes, Redis restart/wipe, rebalance, each service killed 3 times (not CI)"
 	@echo "make soak     1,000,000 declarations through the pipeline, a random fault every 30 s, audited (hours; not CI)"
 	@echo "              [SOAK_DECLARATIONS=1000000 SOAK_RATE=<measured> SOAK_FAULT_EVERY=30 SOAK_SEED=N SOAK_RESUME=1]"
 	@echo "make ledger-sim SEED=N [SEEDS=1 STEPS=30]  replay seeds of the simulated money ledger (tests/sim)"
@@ -86,8 +86,8 @@ test: up
 
 # Its own Kafka and Redis (tests/faults/stack.env: other ports, .local/faults), which it stops,
 # restarts and wipes; never the shared stack of `make up`. The long tier (tests marked `long`:
-# Redis restart and wipe and the rebalance at load, each service killed three times in a run of
-# its own) is test-faults-long, not CI.
+# the three-node cluster's faults, Redis restart and wipe and the rebalance at load, each service
+# killed three times in a run of its own) is test-faults-long, not CI.
 test-faults: setup
 	$(VENV_PY) -m pytest tests/faults -m "not long" $(PYTEST_ARGS)
 

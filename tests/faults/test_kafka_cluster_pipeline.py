@@ -150,12 +150,18 @@ def producer_settings() -> dict[str, tuple]:
     return asyncio.run(built())
 
 
-def test_three_nodes_broker_killed_mid_load_loses_nothing_acknowledged(cluster, on_cluster, topic_prefix, rnd):
+# The small run's paced load: long enough for both faults and the killed node's return (each
+# `stack up kafka` waits for all three nodes) to fall within it.
+SMALL = dict(count=600, load_s=60.0)
+
+
+@pytest.mark.parametrize("size", scenario.SIZES)
+def test_three_nodes_broker_killed_mid_load_loses_nothing_acknowledged(size, cluster, on_cluster, topic_prefix, rnd):
     killed: list[tuple[int, int]] = []  # (node, partitions of the run it led)
     controller_restarts: list[int] = []
     runs = private_stack.PrivateStack(private_stack.settings())  # its folder, not its servers
-    # the session's offered rate; measured here, on the cluster, when no scenario measured it before
-    plan = scenario.at_load(runs, topic_prefix, **scenario.LONG_OUTAGE)
+    # at load: the session's offered rate, measured here, on the cluster, when no scenario measured it before
+    plan = scenario.sized(size, runs, topic_prefix, **scenario.LONG_OUTAGE, **({} if size == "at-load" else SMALL))
 
     async def inject(p):
         loop = asyncio.get_running_loop()
@@ -176,8 +182,8 @@ def test_three_nodes_broker_killed_mid_load_loses_nothing_acknowledged(cluster, 
         controller_restarts.append(leader)
         await asyncio.to_thread(stack, cluster, "up", "kafka")
 
-    pipeline = Pipeline("kafka-3-nodes", topic_prefix, runs.runs_dir(), plan)
-    findings = scenario.run("three Kafka nodes: leader kill -9, controller restart", pipeline, inject)
+    pipeline = Pipeline(f"kafka-3-nodes-{size}", topic_prefix, runs.runs_dir(), plan)
+    findings = scenario.run(f"three Kafka nodes: leader kill -9, controller restart [{size}]", pipeline, inject)
     assert not findings, findings.text()
     assert len(killed) == 1 and killed[0][1] > 0, killed
     assert len(controller_restarts) == 1, controller_restarts
