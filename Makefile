@@ -1,7 +1,9 @@
 # sandan developer entry points. Every target is idempotent and quick when already done.
 # The local stack (Kafka, Redis, Prometheus) is driven by scripts/stack.sh; see deploy/README.md.
 
-PY ?= python3
+# The interpreter the venv is built on: scripts/pick-python.sh says which and why (README,
+# "Which Python"); `make PY=/path/to/python3.11 setup` picks another.
+PY ?= $(shell scripts/pick-python.sh)
 VENV = .venv
 VENV_PY = $(VENV)/bin/python
 STAMP = $(VENV)/.stamp
@@ -47,6 +49,9 @@ help:
 	@echo "make clean    remove .venv and build output (keeps .local data, see reset, and the Kafka jars in .cache)"
 
 venv: $(STAMP) $(PROTO_GEN)
+	@base=$$($(VENV_PY) -c 'import os, sys; print(os.path.realpath(sys._base_executable))'); \
+	want=$$(realpath "$$(command -v $(PY))" 2>/dev/null); \
+	[ -z "$$want" ] || [ "$$base" = "$$want" ] || echo "note: $(VENV) runs on $$base, not on $$want: 'make clean setup' builds it there (README, \"Which Python\")"
 
 # Reinstall only when the dependency list changed; the editable install picks up code
 # changes by itself.
@@ -133,7 +138,7 @@ demo: up
 	SANDAN_SCHEMA_REGISTRY_URL="$${SANDAN_SCHEMA_REGISTRY_URL:-$(DEMO_REGISTRY_URL)}" CEB_XSD_DIR="$(DEMO_XSD_DIR)" $(VENV)/bin/sandan demo
 
 bench-codec: venv
-	$(VENV_PY) bench/codec.py
+	$(VENV_PY) -m bench.codec
 
 bench-signatures: venv
 	$(VENV_PY) -m bench.signatures

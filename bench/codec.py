@@ -9,12 +9,11 @@ import argparse
 import copy
 import io
 import json
-import os
-import platform
 import time
 
 import fastavro
 
+from bench import machine
 from services.common.avro import SCHEMA_OF_KIND, AvroCodec, codec
 from services.common.ceb.reader import parse_message
 from services.common.ceb.writer import write_message
@@ -55,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     sets = generate(args.records, fault_share=0, seed=1)
     wire = codec()
-    result: dict = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+    result: dict = {"machine": machine.describe(),
                     "records": args.records, "unit": "microseconds per record (best of %d rounds)" % args.rounds,
                     "avro": {}, "avro_fastavro": {}}
     # "avro": the codec the services use (SANDAN_AVRO_CODEC, compiled by default); "avro_fastavro":

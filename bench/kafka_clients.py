@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ import sys
 import time
 import uuid
 
+from bench import machine
 from services.common import config
 
 VARIANTS = ("aiokafka", "aiokafka-batch", "confluent", "confluent-aio", "aiokafka-read", "confluent-read")
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         ref = summary["aiokafka-read"] if v.endswith("-read") and "aiokafka-read" in summary else base
         if ref:
             s["cpu_over_aiokafka"] = round(s["cpu_us_per_record"] / ref["cpu_us_per_record"], 3)
-    print(json.dumps({"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+    print(json.dumps({"machine": machine.describe(),
                       "load_average_at_start": os.getloadavg()[0], "records": args.records,
                       "partitions": args.partitions, "batch": args.batch, "record_bytes": RECORD_BYTES,
                       "summary": summary, "runs": runs}, indent=1))

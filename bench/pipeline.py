@@ -25,13 +25,13 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import machine
 from services.common import config, kafka_io
 from services.tools import runs
 from services.common.worker_exit import CRASHED
@@ -276,7 +276,7 @@ def run(plan: Plan) -> dict:
             "machine_cpu_busy_pct": round(100 * (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1]),
                                           1),
             "load_average_at_start": round(load_before, 2),
-            "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+            "machine": machine.describe(),
         }
     finally:
         if subscriber is not None:

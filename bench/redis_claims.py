@@ -16,13 +16,13 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import time
 
 import redis.asyncio as aioredis
 from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
 
+from bench import machine
 from services.common import config
 from services.common.clock import months_after_ms, now_ms
 from services.order_match.waybills import HELD_MONTHS, RedisWaybillRegistry
@@ -84,7 +84,7 @@ async def run(args) -> dict:
     finally:
         runs.delete_redis_keys(prefix)
     medians = {name: round(statistics.median(values), 2) for name, values in cpu.items()}
-    return {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+    return {"machine": machine.describe(),
             "load_average_at_start": round(os.getloadavg()[0], 2), "batch": args.batch,
             "claims_per_round": 2 * args.batch * args.batches, "rounds": args.rounds,
             "cpu_us_per_claim": medians,
