@@ -23,8 +23,6 @@ from tests.gateway_harness import produce, receipt_bytes, verdict_bytes
 pytestmark = pytest.mark.integration
 
 
-
-
 def sandan(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "services.cli", "gateway", *args], env=env, capture_output=True,
                           text=True, timeout=60, cwd=config.PROJECT_ROOT)
