@@ -513,6 +513,10 @@ class PartitionWorker:
     async def _commit(self) -> None:
         if self._stopping or not (self._done or self._in_flight or self._changelog_in_flight or self._open):
             return
+        with streaming.commit_histogram().time():
+            await self._commit_now()
+
+    async def _commit_now(self) -> None:
         offsets, self._done = dict(self._done), {}
         for step in self.before_commit:
             step()
@@ -551,50 +555,60 @@ class PartitionWorker:
         by_task: dict[int, dict[TopicPartition, int]] = {}
         for tp, offset in offsets.items():
             by_task.setdefault(tp.partition, {})[tp] = offset
-        for task in sorted(set(by_task) | self._open):
-            if self._stopping:
-                return False
-            if task not in self._tasks:  # taken away meanwhile: its records are the new owner's
-                continue
+        if self._stopping:
+            return False
+        # taken away meanwhile: their records are the new owner's
+        tasks = [task for task in sorted(set(by_task) | self._open) if task in self._tasks]
+        # Side by side: each task's flush, offsets and commit are round trips of its own producer,
+        # and one after another they held the batch loop (and every task's outputs) for all of them
+        ended = await asyncio.gather(*(self._commit_task(task, by_task.get(task), changes) for task in tasks),
+                                     return_exceptions=True)
+        failures = [exc for exc in ended if exc is not None]
+        if failures:
+            raise next((exc for exc in failures if isinstance(exc, ProducerFenced)), failures[0])
+        return True
+
+    async def _commit_task(self, task: int, offsets: dict[TopicPartition, int] | None,
+                           changes: list[tuple[ChangelogTable, int, asyncio.Future]]) -> None:
+        try:
+            producer = await self._for_commit(task, changes, self._transaction(task))
             try:
-                producer = await self._for_commit(task, changes, self._transaction(task))
-                try:
-                    await self._prepare_commit(task, producer, by_task.get(task))
-                except ProducerFenced:
-                    raise
-                except (KafkaError, OutputRefused) as exc:
-                    fenced = self.fencing(exc)
-                    if fenced is not None:
-                        raise fenced from exc
-                    why = _cause(exc) or self.dead_sender() or exc
-                    producer = await self._for_commit(task, changes, self._renew_task(task, why))
-                    await self._prepare_commit(task, producer, by_task.get(task))
-                # Not renewed past this point: a commit Kafka took but did not answer would be sent twice
-                await asyncio.wait_for(producer.commit_transaction(), self.txn_call_s)
-                self._renewed.discard(task)
+                await self._prepare_commit(task, producer, offsets)
             except ProducerFenced:
                 raise
-            except (KafkaError, OutputRefused, asyncio.TimeoutError) as exc:
+            except (KafkaError, OutputRefused) as exc:
                 fenced = self.fencing(exc)
                 if fenced is not None:
                     raise fenced from exc
-                self.guard.on_output_lost(_cause(exc) or self.dead_sender() or exc)
-                raise
-            finally:
-                self._open.discard(task)
-                self._txn_records.pop(task, None)
-        return True
+                why = _cause(exc) or self.dead_sender() or exc
+                producer = await self._for_commit(task, changes, self._renew_task(task, why))
+                await self._prepare_commit(task, producer, offsets)
+            # Not renewed past this point: a commit Kafka took but did not answer would be sent twice
+            await asyncio.wait_for(producer.commit_transaction(), self.txn_call_s)
+            self._renewed.discard(task)
+        except ProducerFenced:
+            raise
+        except (KafkaError, OutputRefused, asyncio.TimeoutError) as exc:
+            fenced = self.fencing(exc)
+            if fenced is not None:
+                raise fenced from exc
+            self.guard.on_output_lost(_cause(exc) or self.dead_sender() or exc)
+            raise
+        finally:
+            self._open.discard(task)
+            self._txn_records.pop(task, None)
 
     async def _for_commit(self, task: int, changes: list[tuple[ChangelogTable, int, asyncio.Future]],
                           step: Awaitable[AIOKafkaProducer]) -> AIOKafkaProducer:
         """``step`` (the task's producer, renewed if it failed) during a commit: the table changes a
-        renewal sends again replace the task's in ``changes``, the commit's, not the next one's."""
-        held, self._changelog_in_flight = self._changelog_in_flight, []
+        renewal sends again replace the task's in ``changes``, the commit's, not the next one's.
+        Only this task's entries are moved: the other tasks commit at the same time."""
         try:
             return await step
         finally:
-            resent, self._changelog_in_flight = self._changelog_in_flight, held
+            resent = [c for c in self._changelog_in_flight if c[1] == task]
             if resent:
+                self._changelog_in_flight = [c for c in self._changelog_in_flight if c[1] != task]
                 changes[:] = [c for c in changes if c[1] != task] + resent
 
     async def _prepare_commit(self, task: int, producer: AIOKafkaProducer,

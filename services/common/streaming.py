@@ -117,6 +117,20 @@ def held_counter():
     return _HELD
 
 
+_COMMIT = None
+
+
+def commit_histogram():
+    """``sandan_commit_seconds``: how long a stream worker's commits take (flush, offsets and, in
+    exactly_once, every task's transaction). Outputs stay unseen for the commit interval plus this."""
+    global _COMMIT
+    if _COMMIT is None:
+        from prometheus_client import Histogram
+        _COMMIT = Histogram("sandan_commit_seconds", "Duration of a stream worker's commit (outputs unseen until it ends)",
+                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+    return _COMMIT
+
+
 async def with_retry(step, log: logging.Logger):
     """Redis or Kafka away: wait and try again; good input is never dead-lettered for it."""
     delay = 0.2

@@ -393,3 +393,92 @@ def test_the_producers_keep_a_record_and_its_transaction_for_the_delivery_timeou
     batch_ttl, transaction_ms, call_s = asyncio.run(made())
     assert batch_ttl == 200
     assert transaction_ms > 200_000 and call_s > 200
+
+
+class HeldCommitProducer(FakeTaskProducer):
+    """A task's producer whose commit is answered only when the test lets it go."""
+    def __init__(self, release: asyncio.Event, asked: list[int], task: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.release, self.asked, self.task = release, asked, task
+
+    async def commit_transaction(self):
+        self.asked.append(self.task)
+        await self.release.wait()
+        self.calls.append("commit")
+
+
+async def _two_tasks_then_commit(w: PartitionWorker, table: ChangelogTable) -> None:
+    from services.common import partition_worker
+    for task in (1, 2):
+        token = partition_worker._TASK.set(task)
+        try:
+            await w.send("out", b"k", b"v")
+            table.put(task, b"bucket", b"state")
+            await w._send_changes()
+            w._done[TopicPartition("in", task)] = 8
+        finally:
+            partition_worker._TASK.reset(token)
+    await w._commit()
+
+
+def test_the_tasks_of_one_commit_are_committed_side_by_side(tmp_path, monkeypatch):
+    # each task's commit is a round trip of its own producer: one after another they held the
+    # batch loop for all of them, so both commits must be asked for before either is answered
+    monkeypatch.setenv("SANDAN_PROCESSING_GUARANTEE", "exactly_once")
+    w, codes, table = worker(tmp_path, fail=False)
+
+    async def main() -> list[int]:
+        release, asked = asyncio.Event(), []
+        w._tasks = {task: HeldCommitProducer(release, asked, task) for task in (1, 2)}
+        committing = asyncio.ensure_future(_two_tasks_then_commit(w, table))
+        for _ in range(100):
+            await asyncio.sleep(0)
+            if len(asked) == 2:
+                break
+        both_waiting = sorted(asked)
+        release.set()
+        await asyncio.wait_for(committing, 5)
+        return both_waiting
+
+    assert asyncio.run(main()) == [1, 2], "a task's commit waited for another's answer"
+    assert codes == [] and all(p.calls == ["begin", "flush", "offsets", "commit"] for p in w._tasks.values())
+    assert w._open == set() and w._txn_records == {}
+    table.close()
+
+
+def test_a_task_sent_again_beside_another_keeps_each_tasks_changelog_offsets(tmp_path, monkeypatch):
+    # task 1's producer failed and a new one sends its transaction again while task 2 commits:
+    # only task 1's changelog deliveries are replaced by the new ones
+    from aiokafka.errors import InvalidProducerIdMapping
+    monkeypatch.setenv("SANDAN_PROCESSING_GUARANTEE", "exactly_once")
+    w, codes, table = worker(tmp_path, fail=False)
+    failed, renewed, other = (FakeTaskProducer(InvalidProducerIdMapping()), FakeTaskProducer(first_offset=100),
+                              FakeTaskProducer(first_offset=50))
+    w._tasks = {1: failed, 2: other}
+    w._producer = lambda transactional_id: renewed
+
+    asyncio.run(_two_tasks_then_commit(w, table))
+    assert codes == []
+    assert failed.calls == ["begin", "flush", "stop"] and renewed.calls == ["start", "begin", "flush", "offsets", "commit"]
+    assert other.calls == ["begin", "flush", "offsets", "commit"]
+    assert table._written == {1: 101, 2: 51}, "a changelog offset came from the other task's delivery"
+    table.close()
+
+
+def test_a_task_refused_twice_stops_the_worker_while_the_other_commits(tmp_path, monkeypatch):
+    # transactions of different tasks are independent: the other's commit stands, the refused one
+    # stays uncommitted and the worker exits before anything later is handled
+    import aiokafka.errors
+    monkeypatch.setenv("SANDAN_PROCESSING_GUARANTEE", "exactly_once")
+    w, codes, table = worker(tmp_path, fail=False)
+    refusal = aiokafka.errors.OutOfOrderSequenceNumber()
+    refused, renewed, other = FakeTaskProducer(refusal), FakeTaskProducer(refusal), FakeTaskProducer()
+    w._tasks = {1: refused, 2: other}
+    w._producer = lambda transactional_id: renewed
+
+    with pytest.raises(Exited):
+        asyncio.run(_two_tasks_then_commit(w, table))
+    assert codes == [CRASHED]
+    assert "commit" not in refused.calls and "commit" not in renewed.calls
+    assert other.calls == ["begin", "flush", "offsets", "commit"]
+    table.close()
