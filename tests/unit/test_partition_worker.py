@@ -65,11 +65,11 @@ def worker(tmp_path, fail: bool) -> tuple[PartitionWorker, list[int], ChangelogT
     return w, codes, table
 
 
-async def _one_batch(w: PartitionWorker, table: ChangelogTable) -> None:
+async def _one_batch(w: PartitionWorker, table: ChangelogTable, partition: int = 2) -> None:
     await w.send("out", b"k", b"v")
-    table.put(2, b"bucket", b"state")
+    table.put(partition, b"bucket", b"state")
     await w._send_changes()
-    w._done[TopicPartition("in", 2)] = 8
+    w._done[TopicPartition("in", partition)] = 8
 
 
 def test_a_record_kafka_refused_stops_the_worker_before_the_commit(tmp_path):
@@ -299,14 +299,15 @@ class FakeTaskProducer(FakeProducer):
         self.calls.append("stop")
 
 
-async def _task_batch_then_commit(w: PartitionWorker, table: ChangelogTable) -> None:
-    """One batch of input partition 2 handled in its task's transaction, then the commit."""
+async def _task_batch_then_commit(w: PartitionWorker, table: ChangelogTable, tasks=(2,)) -> None:
+    """One batch of each input partition in ``tasks`` handled in its task's transaction, then the commit."""
     from services.common import partition_worker
-    token = partition_worker._TASK.set(2)
-    try:
-        await _one_batch(w, table)
-    finally:
-        partition_worker._TASK.reset(token)
+    for task in tasks:
+        token = partition_worker._TASK.set(task)
+        try:
+            await _one_batch(w, table, task)
+        finally:
+            partition_worker._TASK.reset(token)
     await w._commit()
 
 
@@ -407,20 +408,6 @@ class HeldCommitProducer(FakeTaskProducer):
         self.calls.append("commit")
 
 
-async def _two_tasks_then_commit(w: PartitionWorker, table: ChangelogTable) -> None:
-    from services.common import partition_worker
-    for task in (1, 2):
-        token = partition_worker._TASK.set(task)
-        try:
-            await w.send("out", b"k", b"v")
-            table.put(task, b"bucket", b"state")
-            await w._send_changes()
-            w._done[TopicPartition("in", task)] = 8
-        finally:
-            partition_worker._TASK.reset(token)
-    await w._commit()
-
-
 def test_the_tasks_of_one_commit_are_committed_side_by_side(tmp_path, monkeypatch):
     # each task's commit is a round trip of its own producer: one after another they held the
     # batch loop for all of them, so both commits must be asked for before either is answered
@@ -430,7 +417,7 @@ def test_the_tasks_of_one_commit_are_committed_side_by_side(tmp_path, monkeypatc
     async def main() -> list[int]:
         release, asked = asyncio.Event(), []
         w._tasks = {task: HeldCommitProducer(release, asked, task) for task in (1, 2)}
-        committing = asyncio.ensure_future(_two_tasks_then_commit(w, table))
+        committing = asyncio.ensure_future(_task_batch_then_commit(w, table, (1, 2)))
         for _ in range(100):
             await asyncio.sleep(0)
             if len(asked) == 2:
@@ -457,7 +444,7 @@ def test_a_task_sent_again_beside_another_keeps_each_tasks_changelog_offsets(tmp
     w._tasks = {1: failed, 2: other}
     w._producer = lambda transactional_id: renewed
 
-    asyncio.run(_two_tasks_then_commit(w, table))
+    asyncio.run(_task_batch_then_commit(w, table, (1, 2)))
     assert codes == []
     assert failed.calls == ["begin", "flush", "stop"] and renewed.calls == ["start", "begin", "flush", "offsets", "commit"]
     assert other.calls == ["begin", "flush", "offsets", "commit"]
@@ -477,7 +464,7 @@ def test_a_task_refused_twice_stops_the_worker_while_the_other_commits(tmp_path,
     w._producer = lambda transactional_id: renewed
 
     with pytest.raises(Exited):
-        asyncio.run(_two_tasks_then_commit(w, table))
+        asyncio.run(_task_batch_then_commit(w, table, (1, 2)))
     assert codes == [CRASHED]
     assert "commit" not in refused.calls and "commit" not in renewed.calls
     assert other.calls == ["begin", "flush", "offsets", "commit"]
