@@ -7,10 +7,14 @@ machinery cost more CPU than sandan's own work, bench/RESULTS.md). It gives:
 * exactly-once (``SANDAN_PROCESSING_GUARANTEE=exactly_once``, the default): the records of one
   input partition number (its "task": the same number of every co-partitioned input) are
   handled together, and their outputs, table changes and input offsets go to Kafka in one
-  transaction of that task's own transactional producer (id ``<group>-<partition>``), committed
-  every ``SANDAN_COMMIT_INTERVAL_MS``. The next owner of a task starts its producer before it
-  reads anything: Kafka aborts the old owner's open transaction and refuses it every later write
-  (fenced), so a worker that lost its partitions cannot write for them. Readers read committed.
+  transaction, committed every ``SANDAN_COMMIT_INTERVAL_MS``. ``SANDAN_TRANSACTION_SCOPE``
+  says whose: ``partition``, the task's own transactional producer (id ``<group>-<partition>``),
+  which the task's next owner starts before it reads anything (Kafka aborts the old owner's open
+  transaction and refuses it every later write: fenced); ``worker``, one transaction for all the
+  worker's tasks (id ``<group>-worker-<instance>``), its offsets sent with the worker's group
+  generation and refused once the group has moved on (``group_transactions``), the next owner
+  reading them stable. Either way a worker that lost its partitions cannot write for them.
+  Readers read committed.
 * at-least-once (``at_least_once``): at each commit the producer is flushed (outputs and changelog
   records), then the offsets of the records processed before the flush are committed;
 * either way, an output Kafka refuses, or does not take within ``SANDAN_KAFKA_DELIVERY_TIMEOUT``,
@@ -53,14 +57,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, ProducerFenced
 
-from services.common import aiokafka_fixes, config, kafka_security, streaming
+from services.common import aiokafka_fixes, config, group_transactions, kafka_security, streaming
 from services.common.acked_producer import RENEWALS
 from services.common.changelog_table import ChangelogTable
+from services.common.group_transactions import GroupFenced
 from services.common.input_alignment import Alignment
 from services.common.worker_exit import WorkerExit
 
 log = logging.getLogger("sandan.worker")
 aiokafka_fixes.apply()  # before any producer exists
+group_transactions.apply()
 
 Handler = Callable[[list], Awaitable[None]]
 
@@ -73,6 +79,8 @@ SENDER_CHECK_S = 2.0
 # Kafka's own bound on a transaction's timeout (broker transaction.max.timeout.ms, 15 min by default)
 DELIVERY_TIMEOUT_MAX_S = 600
 GUARANTEES = ("exactly_once", "at_least_once")
+SCOPES = ("partition", "worker")
+WORKER_LANE = -1  # scope worker: the one transaction every owned partition's records join
 # the task (input partition number) whose records the batch loop is handling: its sends join
 # that task's transaction; a timer's task has none
 _TASK: contextvars.ContextVar[int | None] = contextvars.ContextVar("sandan_task", default=None)
@@ -111,6 +119,9 @@ class PartitionWorker:
             raise SystemExit(f"setting SANDAN_PROCESSING_GUARANTEE={self.guarantee!r} must be one of "
                              f"{', '.join(GUARANTEES)}")
         self.exactly_once = self.guarantee == "exactly_once"
+        self.scope = config.get("SANDAN_TRANSACTION_SCOPE").strip().lower()
+        if self.scope not in SCOPES:
+            raise SystemExit(f"setting SANDAN_TRANSACTION_SCOPE={self.scope!r} must be one of {', '.join(SCOPES)}")
         self.commit_interval_s = max(config.get_int("SANDAN_COMMIT_INTERVAL_MS"), 10) / 1000
         # aiokafka gives up on a record whose partition has had no leader for its request timeout
         # (40 s by default, shorter than a broker restart on a loaded machine): that bound is this one
@@ -120,10 +131,13 @@ class PartitionWorker:
                              f"and {DELIVERY_TIMEOUT_MAX_S} seconds")
         # a flush, the offsets or a commit answered by nobody past its records' own bound never will be
         self.txn_call_s = self.delivery_timeout_s + 10.0
+        # the coordinator must not abort a transaction whose records are still within their bound
+        self.txn_timeout_ms = max(60_000, int(self.commit_interval_s * 1000) + self.delivery_timeout_s * 1000 + 30_000)
         skew_ms = config.get_int("SANDAN_STREAM_ALIGN_MS")
         self.alignment = Alignment(aligned, skew_ms) if aligned and skew_ms > 0 else None
         # made in ``run`` (aiokafka wants a running loop): the plain producer (timers' records, and
-        # everything in at_least_once) and, in exactly_once, one transactional producer per owned task
+        # everything in at_least_once) and, in exactly_once, the transactional producers by lane
+        # (each owned task's, or the worker's one under WORKER_LANE)
         self.producer: AIOKafkaProducer | None = None
         self._tasks: dict[int, AIOKafkaProducer] = {}
         self._open: set[int] = set()  # tasks with a transaction begun and not yet committed
@@ -133,6 +147,9 @@ class PartitionWorker:
         self._restoring: asyncio.Task | None = None
         self._restore_error: BaseException | None = None
         self._done: dict[TopicPartition, int] = {}  # next offset to commit, per input partition
+        # scope worker: the offsets committed, per owned input partition, sent again with every
+        # transaction so that each one is checked against the group's generation
+        self._positions: dict[TopicPartition, int] = {}
         self._timers: list[tuple[float, Callable[[], Awaitable[None]]]] = []
         # called before each commit, in the batch loop: state a service keeps back (write-behind
         # caches) goes into its tables then, and so onto their changelogs before the offsets
@@ -166,15 +183,19 @@ class PartitionWorker:
             delivery = await self.producer.send(topic, value=value, key=key, partition=partition)
             self._in_flight.append(delivery)
             return delivery
-        return await self._send_in_transaction(task, _Sent(topic, key, value, partition, None))
+        return await self._send_in_transaction(self._lane(task), _Sent(topic, key, value, partition, None))
 
-    async def _send_in_transaction(self, task: int, record: _Sent) -> asyncio.Future:
-        producer = await self._transaction(task)
+    def _lane(self, task: int) -> int:
+        """The transaction a task's records join: its own, or the worker's one."""
+        return WORKER_LANE if self.scope == "worker" else task
+
+    async def _send_in_transaction(self, lane: int, record: _Sent) -> asyncio.Future:
+        producer = await self._transaction(lane)
         delivery = await producer.send(record.topic, value=record.value, key=record.key, partition=record.partition)
-        self._task_deliveries.setdefault(task, []).append(delivery)
-        self._txn_records.setdefault(task, []).append(record)
-        if record.table is not None:
-            self._changelog_in_flight.append((record.table, task, delivery))
+        self._task_deliveries.setdefault(lane, []).append(delivery)
+        self._txn_records.setdefault(lane, []).append(record)
+        if record.table is not None:  # a table change goes to the changelog partition of its task
+            self._changelog_in_flight.append((record.table, record.partition, delivery))
         return delivery
 
     async def deliver_outputs(self) -> bool:
@@ -191,7 +212,7 @@ class PartitionWorker:
         A producer that has failed for good, fenced aside, is replaced first (``_renew_task``)."""
         producer = self._tasks.get(task)
         if producer is None:  # only owned, started tasks have records to handle or changes to send
-            raise RuntimeError(f"no transactional producer for partition {task}: it is not this worker's")
+            raise RuntimeError(f"no transactional producer for {_lane_name(task)}: it is not this worker's")
         failure = _failure(producer)
         if failure is not None:
             if isinstance(failure, ProducerFenced):
@@ -221,6 +242,8 @@ class PartitionWorker:
                 self.alignment.forget()  # what is assigned next starts unheld (aiokafka resets pauses)
             for table in self.tables:
                 table.release({tp.partition for tp in revoked})
+            for tp in revoked:
+                self._positions.pop(tp, None)
             await self._close_tasks({tp.partition for tp in revoked})
 
     def assigned(self, assigned) -> None:
@@ -244,38 +267,59 @@ class PartitionWorker:
             # idempotent: a retry after a lost acknowledgement (a leader that died) writes no duplicate
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
             transactional_id=transactional_id, request_timeout_ms=delivery_ms,
-            # the coordinator must not abort a transaction whose records are still within their bound
-            transaction_timeout_ms=max(60_000, int(self.commit_interval_s * 1000) + delivery_ms + 30_000),
+            transaction_timeout_ms=self.txn_timeout_ms,
             linger_ms=config.get_int("SANDAN_KAFKA_LINGER_MS"),
             max_batch_size=batch_bytes, max_request_size=max(batch_bytes * 4, 1_000_000),
             **kafka_security.aiokafka_kwargs())
 
+    def _transactional_id(self, lane: int) -> str:
+        """A task's id is its partition's (its next owner fences it); the worker's one is its
+        instance's (the same worker started again fences its previous run)."""
+        return f"{self.group}-worker-{self.instance}" if lane == WORKER_LANE else f"{self.group}-{lane}"
+
     async def _start_tasks(self, tasks: frozenset[int]) -> None:
-        """exactly_once: each task's transactional producer, started before any of its records is
-        read. Starting it fences the task's earlier producer (Kafka aborts its open transaction
-        and refuses its later writes); then the input offsets are read again, now that no
-        transaction of the old owner can still commit some."""
-        new = sorted(t for t in tasks if t not in self._tasks)
-        producers = {t: self._producer(f"{self.group}-{t}") for t in new}
+        """exactly_once: the transactional producer of each task (or the worker's one), started
+        before any record of the tasks is read. In scope partition, starting it fences the task's
+        earlier producer (Kafka aborts its open transaction and refuses its later writes); then
+        the input offsets are read again, now that no transaction of the old owner can still
+        commit some. In scope worker they are read stable (``group_transactions``): Kafka answers
+        once no transaction holding offsets of the group's partitions is open."""
+        new = sorted({self._lane(t) for t in tasks} - set(self._tasks))
+        producers = {lane: self._producer(self._transactional_id(lane)) for lane in new}
         try:
             await asyncio.gather(*(producer.start() for producer in producers.values()))
         except BaseException:
             await asyncio.gather(*(producer.stop() for producer in producers.values()), return_exceptions=True)
             raise
         self._tasks.update(producers)
-        for tp in self.consumer.assignment():
-            if tp.partition in producers:
-                committed = await self.consumer.committed(tp)
-                if committed is not None:
-                    self.consumer.seek(tp, committed)
+        if self.scope == "worker":
+            reread = [tp for tp in self.consumer.assignment() if tp.partition in tasks]
+            committed = await group_transactions.committed_stable(self.consumer, reread, timeout_s=self._stable_wait_s())
+        else:
+            reread = [tp for tp in self.consumer.assignment() if tp.partition in producers]
+            committed = {tp: await self.consumer.committed(tp) for tp in reread}
+        for tp in reread:
+            if committed.get(tp) is not None:
+                self.consumer.seek(tp, committed[tp])
+
+    def _stable_wait_s(self) -> float:
+        """Longest an open transaction can hold offsets: Kafka aborts it past its timeout."""
+        return self.txn_timeout_ms / 1000 + 30.0
+
+    async def _committed(self, tp: TopicPartition) -> int | None:
+        if self.scope == "worker" and self.exactly_once:
+            found = await group_transactions.committed_stable(self.consumer, [tp], timeout_s=self._stable_wait_s())
+            return found.get(tp)
+        return await self.consumer.committed(tp)
 
     async def _close_tasks(self, tasks: set[int]) -> None:
-        closing = {t: self._tasks.pop(t) for t in sorted(tasks) if t in self._tasks}
-        for t in closing:
-            self._open.discard(t)
-            self._task_deliveries.pop(t, None)
-            self._txn_records.pop(t, None)
-            self._renewed.discard(t)
+        lanes = {self._lane(t) for t in tasks} - {WORKER_LANE}  # the worker's transaction outlives a rebalance
+        closing = {lane: self._tasks.pop(lane) for lane in sorted(lanes) if lane in self._tasks}
+        for lane in closing:
+            self._open.discard(lane)
+            self._task_deliveries.pop(lane, None)
+            self._txn_records.pop(lane, None)
+            self._renewed.discard(lane)
         await asyncio.gather(*(producer.stop() for producer in closing.values()), return_exceptions=True)
 
     def _consumer(self) -> AIOKafkaConsumer:
@@ -305,7 +349,8 @@ class PartitionWorker:
         tasks.append(asyncio.ensure_future(self._every(LAG_INTERVAL_S, self._measure_lag)))
         tasks.append(asyncio.ensure_future(self._every(SENDER_CHECK_S, self._watch_senders)))
         tasks.append(asyncio.ensure_future(self._every(LAG_INTERVAL_S, self._sweep_stores)))
-        log.info("%s: worker %s consuming %s", self.group, self.instance, ", ".join(self.inputs))
+        log.info("%s: worker %s consuming %s (%s%s)", self.group, self.instance, ", ".join(self.inputs),
+                 self.guarantee, f", a transaction per {self.scope}" if self.exactly_once else "")
         try:
             await self._loop(handle)
         except Exception as exc:  # noqa: BLE001 - a bug or an unexpected fault: start again from the commit
@@ -382,7 +427,7 @@ class PartitionWorker:
                 try:
                     await self._tasks[task].abort_transaction()
                 except KafkaError as exc:
-                    log.warning("%s: transaction of partition %d not aborted (%s); Kafka ends it", self.group, task, exc)
+                    log.warning("%s: transaction of %s not aborted (%s); Kafka ends it", self.group, _lane_name(task), exc)
             self._open.clear()
             self._task_deliveries.clear()
             self._txn_records.clear()
@@ -460,7 +505,7 @@ class PartitionWorker:
             if tp.partition in self.partitions:
                 ready[tp] = batch
                 continue
-            committed = await self.consumer.committed(tp)
+            committed = await self._committed(tp)
             self.consumer.seek(tp, batch[0].offset if committed is None else min(committed, batch[0].offset))
         return ready
 
@@ -505,7 +550,8 @@ class PartitionWorker:
         for table in self.tables:
             for partition, key, value in table.changes():
                 if self.exactly_once:
-                    await self._send_in_transaction(partition, _Sent(table.topic, key, value, partition, table))
+                    await self._send_in_transaction(self._lane(partition),
+                                                    _Sent(table.topic, key, value, partition, table))
                 else:
                     delivery = await self.producer.send(table.topic, value=value, key=key, partition=partition)
                     self._changelog_in_flight.append((table, partition, delivery))
@@ -554,9 +600,13 @@ class PartitionWorker:
         commit itself: the worker exits before anything later is handled. False: a stop came first."""
         by_task: dict[int, dict[TopicPartition, int]] = {}
         for tp, offset in offsets.items():
-            by_task.setdefault(tp.partition, {})[tp] = offset
+            by_task.setdefault(self._lane(tp.partition), {})[tp] = offset
         if self._stopping:
             return False
+        if self.scope == "worker" and (WORKER_LANE in by_task or WORKER_LANE in self._open):
+            owned = self.consumer.assignment()
+            by_task[WORKER_LANE] = {**{tp: o for tp, o in self._positions.items() if tp in owned},
+                                    **by_task.get(WORKER_LANE, {})}
         # taken away meanwhile: their records are the new owner's
         tasks = [task for task in sorted(set(by_task) | self._open) if task in self._tasks]
         # Side by side: each task's flush, offsets and commit are round trips of its own producer,
@@ -566,6 +616,8 @@ class PartitionWorker:
         failures = [exc for exc in ended if exc is not None]
         if failures:
             raise next((exc for exc in failures if isinstance(exc, ProducerFenced)), failures[0])
+        if self.scope == "worker":
+            self._positions.update(by_task.get(WORKER_LANE, {}))
         return True
 
     async def _commit_task(self, task: int, offsets: dict[TopicPartition, int] | None,
@@ -586,6 +638,9 @@ class PartitionWorker:
             # Not renewed past this point: a commit Kafka took but did not answer would be sent twice
             await asyncio.wait_for(producer.commit_transaction(), self.txn_call_s)
             self._renewed.discard(task)
+        except GroupFenced:
+            await self._abort(task)  # its records would hold the partitions' readers until its timeout
+            raise
         except ProducerFenced:
             raise
         except (KafkaError, OutputRefused, asyncio.TimeoutError) as exc:
@@ -606,17 +661,28 @@ class PartitionWorker:
         try:
             return await step
         finally:
-            resent = [c for c in self._changelog_in_flight if c[1] == task]
+            resent = [c for c in self._changelog_in_flight if self._lane(c[1]) == task]
             if resent:
-                self._changelog_in_flight = [c for c in self._changelog_in_flight if c[1] != task]
-                changes[:] = [c for c in changes if c[1] != task] + resent
+                self._changelog_in_flight = [c for c in self._changelog_in_flight if self._lane(c[1]) != task]
+                changes[:] = [c for c in changes if self._lane(c[1]) != task] + resent
 
     async def _prepare_commit(self, task: int, producer: AIOKafkaProducer,
                               offsets: dict[TopicPartition, int] | None) -> None:
         await asyncio.wait_for(producer.flush(), self.txn_call_s)
         self._check_task_deliveries(task)
+        if task == WORKER_LANE:  # checked by the group coordinator against the group as it is now
+            group_transactions.commit_as(producer, group_transactions.member_of(self.consumer))
         if offsets:
             await asyncio.wait_for(producer.send_offsets_to_transaction(offsets, self.group), self.txn_call_s)
+
+    async def _abort(self, lane: int) -> None:
+        producer = self._tasks.get(lane)
+        if producer is None:
+            return
+        try:
+            await asyncio.wait_for(producer.abort_transaction(), self.txn_call_s)
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            log.warning("%s: transaction not aborted (%s); Kafka ends it at its timeout", self.group, exc)
 
     async def _renew_task(self, task: int, why: BaseException) -> AIOKafkaProducer:
         """A new producer for the task, its open transaction's records sent again in a new one.
@@ -627,23 +693,23 @@ class PartitionWorker:
         (InvalidProducerIdMapping), a batch expired and every later one refused."""
         if task in self._renewed:  # a new producer failed too: what fails is not the producer
             self.guard.on_output_lost(why)
-            raise OutputRefused(f"partition {task}'s transaction, sent again: {why!r}") from why
+            raise OutputRefused(f"{_lane_name(task)}'s transaction, sent again: {why!r}") from why
         self._renewed.add(task)
         reason = type(why).__name__
-        log.warning("%s: partition %d's producer failed (%s: %s); a new producer sends its transaction again",
-                    self.group, task, reason, why)
+        log.warning("%s: %s's producer failed (%s: %s); a new producer sends its transaction again",
+                    self.group, _lane_name(task), reason, why)
         RENEWALS.labels(client=self.name, reason=reason).inc()
         old = self._tasks.pop(task)
         records = self._txn_records.pop(task, [])
         self._open.discard(task)
         self._task_deliveries.pop(task, None)
-        self._changelog_in_flight = [c for c in self._changelog_in_flight if c[1] != task]
+        self._changelog_in_flight = [c for c in self._changelog_in_flight if self._lane(c[1]) != task]
         try:
             await asyncio.wait_for(old.stop(), self.txn_call_s)
         except (KafkaError, asyncio.TimeoutError) as exc:
-            log.warning("%s: the failed producer of partition %d did not stop cleanly (%s)", self.group, task,
+            log.warning("%s: the failed producer of %s did not stop cleanly (%s)", self.group, _lane_name(task),
                         type(exc).__name__)
-        producer = self._producer(f"{self.group}-{task}")
+        producer = self._producer(self._transactional_id(task))
         try:
             await asyncio.wait_for(producer.start(), self.txn_call_s)
         except BaseException:
@@ -667,7 +733,7 @@ class PartitionWorker:
                 continue
             if isinstance(exc, ProducerFenced):
                 raise exc  # another worker owns the task: left as fenced
-            raise OutputRefused(f"partition {task}'s transaction: {exc!r}") from exc
+            raise OutputRefused(f"{_lane_name(task)}'s transaction: {exc!r}") from exc
 
     def _check_deliveries(self, delivered: list[asyncio.Future],
                           changes: list[tuple[ChangelogTable, int, asyncio.Future]]) -> None:
@@ -708,6 +774,10 @@ class _Sent(NamedTuple):
     value: bytes | None
     partition: int | None
     table: ChangelogTable | None  # the table whose change it carries
+
+
+def _lane_name(lane: int) -> str:
+    return "the worker" if lane == WORKER_LANE else f"partition {lane}"
 
 
 def _sender_end(producer: AIOKafkaProducer | None) -> BaseException | None:

@@ -1,11 +1,14 @@
 """A zombie worker (issue 20): one of two workers of a service paused (SIGSTOP) under load past its
 session timeout, the group gives its partitions to the other worker, then it is woken (SIGCONT).
 
-The new owner's transactional producers fenced it (services/common/partition_worker.py): the
-zombie's open transaction was aborted and whatever it tries after waking is refused, so it exits
-70 saying so, and the supervisor (here the test) starts it again. Which way it goes is read from
-Kafka the moment the zombie is stopped (DescribeTransactions of its tasks' transactional ids): a
-transaction Ongoing there must end in that exit. A zombie stopped between two transactions
+In scope partition the new owner's transactional producers fenced it
+(services/common/partition_worker.py): the zombie's open transaction was aborted and whatever it
+tries after waking is refused. In scope worker (the default) nothing of the new owner's touches the
+zombie's producer: its transaction stays open while it is stopped, and woken, its offsets are
+refused by the group coordinator (its generation is over), it aborts the transaction itself.
+Either way it exits 70 saying so, and the supervisor (here the test) starts it again. Which way it
+goes is read from Kafka the moment the zombie is stopped (DescribeTransactions of its transactional
+ids): a transaction Ongoing there must end in that exit. A zombie stopped between two transactions
 (after a commit, before its next output: the 200 ms commit cycle leaves such gaps at a light
 load) holds nothing Kafka could abort; woken, it either tries a write and is fenced the same
 way, or hears of the takeover from the group first and rejoins with fresh producers, and both
@@ -51,12 +54,20 @@ def _owned(log: Path) -> list[int]:
     return [int(n) for n in found[-1].split(",") if n.strip()] if found else []
 
 
-def _transactions(admin, group: str, tasks: list[int]) -> dict[int, tuple[str, int]]:
-    """Each task's transaction state as its coordinator has it (Ongoing: records written, not
-    ended) and the epoch of its producer (a new owner's producer bumps it: that is the fencing)."""
-    described = admin.describe_transactions([f"{group}-{task}" for task in tasks])
-    return {task: (str(described[f"{group}-{task}"].state.value), described[f"{group}-{task}"].producer_epoch)
-            for task in tasks}
+def _transactional_ids(scope: str, group: str, log: Path) -> dict[str, str]:
+    """The zombie's transactional ids by what they hold: each owned task's, or the worker's one
+    (``<group>-worker-<instance>``, its instance from partition_worker's "worker ... consuming" line)."""
+    if scope == "partition":
+        return {str(task): f"{group}-{task}" for task in _owned(log)}
+    instance = re.findall(r": worker (\S+) consuming ", log.read_text(errors="replace"))[-1]
+    return {"worker": f"{group}-worker-{instance}"}
+
+
+def _transactions(admin, ids: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """Each transaction's state as its coordinator has it (Ongoing: records written, not ended)
+    and the epoch of its producer (a producer started with the same id bumps it: a fencing)."""
+    described = admin.describe_transactions(list(ids.values()))
+    return {key: (str(described[txn].state.value), described[txn].producer_epoch) for key, txn in ids.items()}
 
 
 def _exit_or_rejoin(proc: subprocess.Popen, log: Path, since: int, must_exit: bool) -> int | None:
@@ -79,9 +90,11 @@ def _state(pid: int) -> str:
         return next(line.split()[1] for line in status if line.startswith("State:"))
 
 
+@pytest.mark.parametrize("scope", ["worker", "partition"])
 @pytest.mark.parametrize("service", ["order-match", "tax-guarantee"])
-def test_a_paused_worker_woken_after_a_takeover_gets_no_stale_write_accepted(service, private, topic_prefix, rnd):
-    zombie = f"{service}-2"
+def test_a_paused_worker_woken_after_a_takeover_gets_no_stale_write_accepted(service, scope, private, topic_prefix,
+                                                                              rnd):
+    zombie, heir = f"{service}-2", service
     paused_s = config.get_int("SANDAN_SESSION_TIMEOUT") + 8  # past the session: the group moves on without it
     seen: dict = {}
 
@@ -99,13 +112,17 @@ def test_a_paused_worker_woken_after_a_takeover_gets_no_stale_write_accepted(ser
                 if seen["state"] == "T":
                     break
                 await asyncio.sleep(0.05)
-            group = f"{p.prefix}sandan-{service}"
-            paused = await asyncio.to_thread(_transactions, admin, group, _owned(proc.log))
-            seen["tasks"] = {task: state for task, (state, _) in paused.items()}
+            ids = _transactional_ids(scope, f"{p.prefix}sandan-{service}", proc.log)
+            seen["owned"] = _owned(proc.log)
+            paused = await asyncio.to_thread(_transactions, admin, ids)
+            seen["tasks"] = {key: state for key, (state, _) in paused.items()}
             await asyncio.sleep(paused_s)
-            # the takeover started the tasks' producers elsewhere: each epoch moved past the zombie's
-            after = await asyncio.to_thread(_transactions, admin, group, list(paused))
-            seen["epochs"] = {task: (paused[task][1], after[task][1]) for task in paused}
+            # scope partition: the takeover started the tasks' producers elsewhere, each epoch moved
+            # past the zombie's; scope worker: the zombie's producer is untouched, its partitions
+            # are the other worker's now
+            after = await asyncio.to_thread(_transactions, admin, ids)
+            seen["epochs"] = {key: (paused[key][1], after[key][1]) for key in paused}
+            seen["heir owns"] = _owned(p.services.procs[heir].log)
         finally:
             admin.close()
             p.faults.record(f"SIGCONT {zombie}")
@@ -123,9 +140,10 @@ def test_a_paused_worker_woken_after_a_takeover_gets_no_stale_write_accepted(ser
 
     plan = Plan(count=300, load_s=25.0, workers={**{name: 1 for name in WORKERS}, service: 2},
                 **scenario.LONG_OUTAGE)
-    pipeline = scenario.pipeline(f"zombie-{service}", private, topic_prefix, plan)
-    findings = scenario.run(f"zombie: {service.replace('-', '_')} paused past its session, woken", pipeline,
-                            inject)
+    pipeline = scenario.pipeline(f"zombie-{service}-{scope}", private, topic_prefix, plan,
+                                 SANDAN_TRANSACTION_SCOPE=scope)
+    findings = scenario.run(f"zombie: {service.replace('-', '_')} (a transaction per {scope}) paused past its "
+                            "session, woken", pipeline, inject)
     log = seen.get("log")
     if log is not None:  # the zombie's own log, scanned for personal data with the others
         run = pipeline_mod.RUNS[-1]
@@ -133,12 +151,18 @@ def test_a_paused_worker_woken_after_a_takeover_gets_no_stale_write_accepted(ser
     assert not findings, findings.text()
     assert seen.get("state") == "T", f"{zombie} was not stopped by SIGSTOP: {seen}"
     text = log.read_text(errors="replace")
-    assert seen["tasks"] and all(after > before for before, after in seen["epochs"].values()), \
-        f"{zombie}'s tasks were not taken over while it was stopped (producer epochs before, after): {seen['epochs']}"
+    assert seen["owned"] and set(seen["owned"]) <= set(seen["heir owns"]), \
+        f"{zombie}'s partitions {seen['owned']} were not taken over while it was stopped: {heir} has {seen['heir owns']}"
+    if scope == "partition":
+        assert all(after > before for before, after in seen["epochs"].values()), \
+            f"{zombie}'s tasks' producers were not fenced while it was stopped (epochs before, after): {seen['epochs']}"
+    else:
+        assert all(after == before for before, after in seen["epochs"].values()), \
+            f"{zombie}'s producer was fenced by its id while it was stopped, not by the group: {seen['epochs']}"
     open_at_pause = sorted(t for t, state in seen["tasks"].items() if state == ONGOING)
     woken = f"exit {seen['code']}" if seen["code"] is not None else "rejoined its group"
-    TABLE.notes.append(f"zombie: {service.replace('-', '_')} stopped with its tasks' transactions {seen['tasks']};"
-                       f" woken: {woken}")
+    TABLE.notes.append(f"zombie: {service.replace('-', '_')} (scope {scope}) stopped with its transactions "
+                       f"{seen['tasks']}; woken: {woken}")
     if not open_at_pause and seen["code"] is None:
         # nothing open to abort: it heard of the takeover from the group, gave its partitions
         # back and took some again with new producers (the audit above found no stale write)

@@ -7,9 +7,10 @@ mid-transaction, the zombie the test wakes once the group has moved on. With
 SANDAN_TEST_LEADERLESS=VALUE:SECONDS, from the record whose value is VALUE on, the worker's
 producers see no leader for the output topic's partitions for SECONDS (what a client sees while
 a restarted broker has not taken its partitions back yet), its outputs waiting in their batches.
-With SANDAN_TEST_FORGET_PRODUCER_ON=VALUE, once that record's output is sent, its task's producer
-calls itself by a producer id its transaction coordinator does not know (what a coordinator that
-lost the transaction's state answers: InvalidProducerIdMapping), once per process.
+With SANDAN_TEST_FORGET_PRODUCER_ON=VALUE, once that record's output is sent, the producer of its
+transaction (its task's, or the worker's one) calls itself by a producer id its transaction
+coordinator does not know (what a coordinator that lost the transaction's state answers:
+InvalidProducerIdMapping), once per process.
 
     python -m tests.runtime.fencing_worker INPUT OUTPUT CHANGELOG STATE_FOLDER [NAME]
 
@@ -47,7 +48,7 @@ def main(inputs: str, outputs: str, changelog: str, folder: str, name: str = "ru
             await worker.send(outputs, r.key, b"%d:%d:" % (r.partition, r.offset) + r.value)
             if forget_on and r.value == forget_on and not forgotten:
                 forgotten.append(r.offset)
-                manager = worker._tasks[r.partition]._txn_manager  # aiokafka's, reached into on purpose
+                manager = worker._tasks[worker._lane(r.partition)]._txn_manager  # aiokafka's, reached into on purpose
                 manager._pid_and_epoch = manager._pid_and_epoch._replace(pid=manager._pid_and_epoch.pid + 1000)
                 logging.getLogger("fencing").warning("partition %d's producer id changed", r.partition)
             if pause_on and r.value == pause_on:

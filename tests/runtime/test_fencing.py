@@ -1,7 +1,9 @@
 """A worker paused mid-transaction past its session timeout (SIGSTOP), its partitions taken over,
-then woken (SIGCONT): none of its writes is accepted. The new owner's transactional producer fenced
-it: Kafka aborted its open transaction (outputs and table changes already on the broker) and
-refused what it tried after waking; the zombie exits 70. Audit, as a read_committed reader sees
+then woken (SIGCONT): none of its writes is accepted. In scope partition the new owner's
+transactional producer fenced it: Kafka aborted its open transaction (outputs and table changes
+already on the broker) and refused what it tried after waking. In scope worker the two workers'
+producers have ids of their own: the group coordinator refused the woken one's offsets (its
+generation was over) and it aborted the transaction itself. Either way the zombie exits 70. Audit, as a read_committed reader sees
 the topics: every input record has exactly one output and every key's count in the table is the
 number of its records."""
 from __future__ import annotations
@@ -55,24 +57,26 @@ def stopped(pid: int) -> bool:
     return state.split()[1] == "T"
 
 
+@pytest.mark.parametrize("scope", ["partition", "worker"])
 def test_a_worker_paused_mid_transaction_and_woken_after_a_takeover_gets_no_write_accepted(
-        stack, topic_prefix, tmp_path):
-    inputs, outputs = f"{topic_prefix}fencing-in", f"{topic_prefix}fencing-out"
-    changelog = f"{topic_prefix}fencing-changelog"
+        stack, topic_prefix, tmp_path, scope):
+    inputs, outputs = f"{topic_prefix}fencing-{scope}-in", f"{topic_prefix}fencing-{scope}-out"
+    changelog = f"{topic_prefix}fencing-{scope}-changelog"
     admin = kafka_io.admin()
     admin.create_topics([NewTopic(inputs, 2, 1), NewTopic(outputs, 2, 1)])
     admin.close()
     changelogs.declare_topics({changelog: 2})
-    group = f"{topic_prefix}sandan-runtime-fencing"
+    group = f"{topic_prefix}sandan-runtime-fencing-{scope}"
 
     def start(index: int, **extra: str) -> tuple[subprocess.Popen, Path]:
         log = tmp_path / f"worker-{index}.log"
         env = {**os.environ, "SANDAN_TOPIC_PREFIX": topic_prefix, "SANDAN_WORKER_INDEX": str(index),
                "SANDAN_SESSION_TIMEOUT": "6", "SANDAN_COMMIT_INTERVAL_MS": "300",
-               "SANDAN_PROCESSING_GUARANTEE": "exactly_once", "SANDAN_LOCAL_DIR": str(tmp_path), **extra}
+               "SANDAN_PROCESSING_GUARANTEE": "exactly_once", "SANDAN_TRANSACTION_SCOPE": scope,
+               "SANDAN_LOCAL_DIR": str(tmp_path), **extra}
         with log.open("wb") as out:
             process = subprocess.Popen([sys.executable, "-m", "tests.runtime.fencing_worker", inputs, outputs,
-                                        changelog, str(tmp_path / f"state-{index}")],
+                                        changelog, str(tmp_path / f"state-{index}"), f"runtime-fencing-{scope}"],
                                        cwd=config.PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         return process, log
 

@@ -13,10 +13,11 @@ from tests.runtime.test_fencing import wait
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("scope", ["partition", "worker"])
 def test_a_producer_its_coordinator_no_longer_knows_is_replaced_and_its_transaction_sent_again(
-        stack, topic_prefix, tmp_path):
-    run = FencingRun(topic_prefix, tmp_path, "renewal")
-    worker, log = run.start(SANDAN_TEST_FORGET_PRODUCER_ON="forget")
+        stack, topic_prefix, tmp_path, scope):
+    run = FencingRun(topic_prefix, tmp_path, f"renewal-{scope}")
+    worker, log = run.start(SANDAN_TEST_FORGET_PRODUCER_ON="forget", SANDAN_TRANSACTION_SCOPE=scope)
     caught_up = run.keeps_up(worker, log)
     try:
         run.produce([b"a-%d" % n for n in range(100)])

@@ -1,7 +1,8 @@
-"""The commit step of services/common/partition_worker.py in at_least_once: nothing is committed
-unless every record produced before it is in Kafka. Its effect on running workers is proved by the
-fault suite (tests/faults); these pin the decisions with stand-ins for the two Kafka clients.
-exactly_once (transactions, fencing) is tested on the real broker in tests/runtime."""
+"""The commit step of services/common/partition_worker.py: nothing is committed unless every record
+produced before it is in Kafka (at_least_once), and in exactly_once how a commit's transactions
+(one per task, or the worker's one) are prepared, renewed and refused. Their effect on running
+workers is proved by the fault suite (tests/faults) and on the real broker in tests/runtime; these
+pin the decisions with stand-ins for the Kafka clients."""
 from __future__ import annotations
 
 import asyncio
@@ -50,6 +51,7 @@ class FakeConsumer:
 @pytest.fixture(autouse=True)
 def at_least_once(monkeypatch):
     monkeypatch.setenv("SANDAN_PROCESSING_GUARANTEE", "at_least_once")
+    monkeypatch.setenv("SANDAN_TRANSACTION_SCOPE", "partition")  # the exactly_once tests below say otherwise
 
 
 def worker(tmp_path, fail: bool) -> tuple[PartitionWorker, list[int], ChangelogTable]:
@@ -468,4 +470,95 @@ def test_a_task_refused_twice_stops_the_worker_while_the_other_commits(tmp_path,
     assert codes == [CRASHED]
     assert "commit" not in refused.calls and "commit" not in renewed.calls
     assert other.calls == ["begin", "flush", "offsets", "commit"]
+    table.close()
+
+
+class WorkerScopeProducer(FakeTaskProducer):
+    """The worker's one transactional producer in scope worker: the offsets and the member it sends."""
+    def __init__(self, refusal: BaseException | None = None, offsets_refusal: BaseException | None = None,
+                 first_offset: int = 0) -> None:
+        super().__init__(refusal, first_offset)
+        from types import SimpleNamespace
+        self._sender, self.offsets, self.offsets_refusal = SimpleNamespace(), [], offsets_refusal
+
+    async def send_offsets_to_transaction(self, offsets, group):
+        self.calls.append("offsets")
+        self.offsets.append((dict(offsets), self._sender.sandan_member))
+        if self.offsets_refusal is not None:
+            raise self.offsets_refusal
+
+    async def abort_transaction(self):
+        self.calls.append("abort")
+
+
+class GroupMember:
+    generation, member_id, _group_instance_id = 7, "member-a", "unit-0"
+
+
+def worker_scope(tmp_path, monkeypatch, producer: WorkerScopeProducer, renewed: WorkerScopeProducer | None = None,
+                 owned=(1, 2, 3)):
+    from services.common import partition_worker
+    monkeypatch.setenv("SANDAN_PROCESSING_GUARANTEE", "exactly_once")
+    monkeypatch.setenv("SANDAN_TRANSACTION_SCOPE", "worker")
+    w, codes, table = worker(tmp_path, fail=False)
+    w.consumer._coordinator = GroupMember()
+    w.consumer.assignment = lambda: {TopicPartition("in", p) for p in owned}
+    w._tasks = {partition_worker.WORKER_LANE: producer}
+    w._producer = lambda transactional_id: renewed
+    return w, codes, table
+
+
+def test_scope_worker_commits_every_task_in_one_transaction_with_the_group_member(tmp_path, monkeypatch):
+    # one transaction for the worker's tasks; its offsets name the member and generation, and
+    # carry every owned partition's offset (3's from the commit before) so each commit is checked
+    producer = WorkerScopeProducer()
+    w, codes, table = worker_scope(tmp_path, monkeypatch, producer)
+    w._positions = {TopicPartition("in", 3): 40, TopicPartition("in", 9): 5}  # 9: no longer owned
+
+    asyncio.run(_task_batch_then_commit(w, table, (1, 2)))
+    assert codes == [] and producer.calls == ["begin", "flush", "offsets", "commit"]
+    (offsets, member), = producer.offsets
+    assert offsets == {TopicPartition("in", 1): 8, TopicPartition("in", 2): 8, TopicPartition("in", 3): 40}
+    assert member == (7, "member-a", "unit-0")
+    assert [(s[0], s[3]) for s in producer.sent] == [("out", None), ("t-changelog", 1), ("out", None),
+                                                     ("t-changelog", 2)]
+    assert table._written == {1: 1, 2: 3}, "each task's changelog offset is its own record's"
+    assert w._positions[TopicPartition("in", 1)] == 8
+    table.close()
+
+
+def test_scope_worker_offsets_the_group_refused_abort_the_transaction_and_stop_the_worker_fenced(
+        tmp_path, monkeypatch):
+    from services.common.group_transactions import GroupFenced
+    producer = WorkerScopeProducer(offsets_refusal=GroupFenced("offsets refused by the group coordinator"))
+    w, codes, table = worker_scope(tmp_path, monkeypatch, producer)
+
+    with pytest.raises(GroupFenced):
+        asyncio.run(_task_batch_then_commit(w, table, (1,)))
+    assert producer.calls == ["begin", "flush", "offsets", "abort"], "left open it holds its partitions' readers"
+    assert w.fencing(GroupFenced()) is not None  # the batch loop exits as fenced
+    table.close()
+
+
+def test_scope_worker_without_a_generation_sends_no_offsets(tmp_path, monkeypatch):
+    from services.common.group_transactions import GroupFenced
+    producer = WorkerScopeProducer()
+    w, codes, table = worker_scope(tmp_path, monkeypatch, producer)
+    w.consumer._coordinator.generation = -1  # aiokafka's reset after a heartbeat the group refused
+
+    with pytest.raises(GroupFenced, match="not a member"):
+        asyncio.run(_task_batch_then_commit(w, table, (1,)))
+    assert producer.offsets == [] and producer.calls == ["begin", "flush", "abort"]
+    table.close()
+
+
+def test_scope_worker_renewal_sends_every_task_of_the_transaction_again(tmp_path, monkeypatch):
+    from aiokafka.errors import InvalidProducerIdMapping
+    failed, renewed = WorkerScopeProducer(InvalidProducerIdMapping()), WorkerScopeProducer(first_offset=100)
+    w, codes, table = worker_scope(tmp_path, monkeypatch, failed, renewed)
+
+    asyncio.run(_task_batch_then_commit(w, table, (1, 2)))
+    assert codes == [] and failed.calls == ["begin", "flush", "stop"]
+    assert renewed.calls == ["start", "begin", "flush", "offsets", "commit"]
+    assert len(renewed.sent) == 4 and table._written == {1: 101, 2: 103}
     table.close()
