@@ -36,6 +36,10 @@ async def joined(group: str, topic: str, instance: str | None = None) -> AIOKafk
     return consumer
 
 
+async def stable(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    return (await group_transactions.committed_stable(consumer, [tp], timeout_s=30)).get(tp)
+
+
 def transactional(txn_id: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(bootstrap_servers=kafka_io.bootstrap(), transactional_id=txn_id, acks="all",
                             enable_idempotence=True)
@@ -63,7 +67,8 @@ def test_offsets_sent_with_a_member_the_group_moved_on_from_are_refused_and_the_
             member = group_transactions.member_of(first)
             await commit_offset(producer, member, group, tp, 5, outputs, b"current")
             await producer.commit_transaction()
-            assert await first.committed(tp) == 5, "a current member's offsets are committed"
+            # stable: a commit's markers reach the offsets after commit_transaction has returned
+            assert await stable(first, tp) == 5, "a current member's offsets are committed"
 
             second = await joined(group, inputs, "gt-b")  # the group moves on: a new generation
             while group_transactions.member_of(first).generation_id == member.generation_id:
@@ -71,7 +76,7 @@ def test_offsets_sent_with_a_member_the_group_moved_on_from_are_refused_and_the_
             with pytest.raises(GroupFenced, match="offsets refused by the group coordinator"):
                 await commit_offset(producer, member, group, tp, 9, outputs, b"stale")
             await producer.abort_transaction()
-            assert await first.committed(tp) == 5, "the stale member's offsets were not committed"
+            assert await stable(first, tp) == 5, "the stale member's offsets were not committed"
         finally:
             await producer.stop()
             for consumer in (first, second):
