@@ -42,11 +42,12 @@ def add_parser(sub) -> None:
 def run_serve(args) -> int:
     import asyncio
 
-    from services.common import config, kafka_io, metrics
+    from services.common import config, garbage_collector, kafka_io, metrics
     from services.paydata.app import serve
 
     kafka_io.create_topics()
     metrics.serve(config.get_int("SANDAN_PAYDATA_METRICS_PORT"))
+    garbage_collector.tune()
     asyncio.run(serve())
     return 0
 

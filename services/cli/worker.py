@@ -8,7 +8,7 @@ import time
 
 from kafka.errors import KafkaError
 
-from services.common import changelogs, config, kafka_io, metrics
+from services.common import changelogs, config, garbage_collector, kafka_io, metrics
 from services.common.worker_exit import CRASHED, log
 
 WORKERS = {
@@ -38,6 +38,7 @@ def run(args) -> int:
         return CRASHED
     if worker.tables:  # created and complete before the consumer takes their metadata
         changelogs.declare_topics({t.topic: config.get_int("SANDAN_TOPIC_PARTITIONS") for t in worker.tables})
+    garbage_collector.tune()
     asyncio.run(worker.run(handle))
     return 0
 

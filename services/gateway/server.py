@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError as AioKafkaError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from kafka.errors import KafkaError as SyncKafkaError
 
-from services.common import config, kafka_io, kafka_security, redis_client
+from services.common import config, garbage_collector, kafka_io, kafka_security, redis_client
 from services.common import metrics as common_metrics
 from services.common.signing import own_identity
 from services.gateway import deadletter_watch, metrics, reflection
@@ -234,6 +234,7 @@ async def serve(settings: ServerSettings) -> None:
     signatures.ready.clear()  # until the follower has read the registry
     server = GatewayServer(settings, build_gateway(settings, publisher, reader, RedisDelivered(redis), signatures,
                                                    signer))
+    garbage_collector.tune()
     registry_stop = asyncio.Event()
     registry = asyncio.create_task(CertificateFollower(bootstrap, signatures.book, signatures.ready).run(registry_stop))
     try:
