@@ -255,6 +255,10 @@ class ChangelogTable:
         self._pending = [c for c in self._pending if c[0] in self._partitions()]
         self.sweep()
 
+    def held(self) -> set[int]:
+        """The partitions with an open store or writes not in one yet."""
+        return self._partitions() | self.restoring
+
     def sweep(self) -> list[int]:
         """Deletes the stores revoked more than the grace ago; returns their partitions."""
         now = self.clock()

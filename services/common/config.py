@@ -123,13 +123,13 @@ SETTINGS: list[Setting] = [
             "exactly_once: a stream worker's outputs, table changes and input offsets go to Kafka in one transaction"
             " (`SANDAN_TRANSACTION_SCOPE`; a worker that lost its partitions is fenced); at_least_once: flushed,"
             " then committed"),
-    Setting("SANDAN_TRANSACTION_SCOPE", "partition",
-            "exactly_once: partition, one transaction per input partition and commit, fenced by the partition's"
-            " next owner's producer; worker, one per worker and commit, fenced by the group's generation (fewer"
-            " transactions, faster with many partitions per worker, but a worker that drops out of its group,"
-            " e.g. cut off from the broker past its session, exits 70 to be started again, and one lost for good"
-            " holds its partitions' readers up to the transaction timeout); change it with all of a service's"
-            " workers stopped"),
+    Setting("SANDAN_TRANSACTION_SCOPE", "worker",
+            "exactly_once: worker, one transaction per worker and commit, its offsets checked against the group's"
+            " generation (a worker the group moved on from, e.g. cut off past its session, aborts, drops its"
+            " uncommitted work and rejoins; one lost for good holds its partitions' readers up to the transaction"
+            " timeout); partition, one per input partition and commit, fenced by the partition's next owner's"
+            " producer (more transactions: falls behind with many partitions per worker); change it with all of"
+            " a service's workers stopped"),
     Setting("SANDAN_COMMIT_INTERVAL_MS", "200",
             "Milliseconds between a stream worker's commits (with exactly_once, how long its outputs wait unseen)"),
     Setting("SANDAN_STREAM_BATCH", "500",

@@ -37,10 +37,13 @@ STABLE_RETRY_S = 0.1
 
 
 class GroupFenced(ProducerFenced):
-    """The group coordinator refused a transaction's offsets: another worker owns the partitions now."""
+    """The group coordinator refused a transaction's offsets: another worker owns the partitions now.
+    ``rejoin``: this process may join the group again; not when another process took its static
+    instance id (FENCED_INSTANCE_ID: rejoining would fence that one in turn)."""
 
-    def __init__(self, msg: str = "the consumer group moved on without this worker") -> None:
+    def __init__(self, msg: str = "the consumer group moved on without this worker", *, rejoin: bool = True) -> None:
         super().__init__(msg)
+        self.rejoin = rejoin
 
 
 class Member(NamedTuple):
@@ -185,7 +188,7 @@ class _MemberTxnOffsetCommitHandler(_sender.TxnOffsetCommitHandler):
         if moved_on:
             _refused(self._sender._txn_manager, GroupFenced(
                 f"offsets refused by the group coordinator ({_error_name(min(moved_on))}): "
-                "the group moved on without this worker"))
+                "the group moved on without this worker", rejoin=FENCED_INSTANCE_ID not in moved_on))
             return None
         if kafka_errors.RebalanceInProgressError.errno in codes:
             return self._default_backoff  # sent again, with the same member: refused if the group moved on

@@ -14,7 +14,10 @@ machinery cost more CPU than sandan's own work, bench/RESULTS.md). It gives:
   worker's tasks (id ``<group>-worker-<instance>``), its offsets sent with the worker's group
   generation and refused once the group has moved on (``group_transactions``), the next owner
   reading them stable. Either way a worker that lost its partitions cannot write for them.
-  Readers read committed.
+  Readers read committed. In scope worker a refusal because the group moved on without the
+  worker (its session expired: a pause, a network cut) is not an exit: the transaction is
+  aborted, everything handled since the last commit is dropped, and the worker joins its group
+  again (``_lose_all``), as Kafka Streams does with a task migrated away.
 * at-least-once (``at_least_once``): at each commit the producer is flushed (outputs and changelog
   records), then the offsets of the records processed before the flush are committed;
 * either way, an output Kafka refuses, or does not take within ``SANDAN_KAFKA_DELIVERY_TIMEOUT``,
@@ -154,6 +157,9 @@ class PartitionWorker:
         # called before each commit, in the batch loop: state a service keeps back (write-behind
         # caches) goes into its tables then, and so onto their changelogs before the offsets
         self.before_commit: list[Callable[[], object]] = []
+        # called when the work since the last commit was dropped (``_lose_all``): state a service
+        # keeps of records handled since then goes too, or is rebuilt from the tables
+        self.on_lost: list[Callable[[], object]] = []
         self._stopping = False
         self._in_flight: list[asyncio.Future] = []  # the plain producer's deliveries since the last flush
         # exactly_once: each open transaction's deliveries, looked at before it commits (aiokafka
@@ -345,6 +351,8 @@ class PartitionWorker:
         except KafkaError as exc:
             self.guard.on_start_failed(exc)
             return
+        if self.exactly_once and self.scope == "worker":
+            streaming.lost_counter()  # shown as 0 from the start, not only after a first rejoin
         tasks = [asyncio.ensure_future(self._every(interval, step)) for interval, step in self._timers]
         tasks.append(asyncio.ensure_future(self._every(LAG_INTERVAL_S, self._measure_lag)))
         tasks.append(asyncio.ensure_future(self._every(SENDER_CHECK_S, self._watch_senders)))
@@ -572,8 +580,15 @@ class PartitionWorker:
         changes, self._changelog_in_flight = self._changelog_in_flight, []
         await self.producer.flush()  # every output and table change of those records is in Kafka
         if self.exactly_once:
-            if not await self._commit_transactions(offsets, changes):
-                return  # a stop came: the transactions left open are aborted by it
+            try:
+                if not await self._commit_transactions(offsets, changes):
+                    return  # a stop came: the transactions left open are aborted by it
+            except GroupFenced as exc:
+                if not exc.rejoin:
+                    raise
+                self._check_deliveries(delivered, [])  # the timers' records are outside the transaction
+                await self._lose_all(exc)
+                return
             self._check_deliveries(delivered, changes)
             for table in self.tables:
                 table.save_offsets()
@@ -638,8 +653,11 @@ class PartitionWorker:
             # Not renewed past this point: a commit Kafka took but did not answer would be sent twice
             await asyncio.wait_for(producer.commit_transaction(), self.txn_call_s)
             self._renewed.discard(task)
-        except GroupFenced:
-            await self._abort(task)  # its records would hold the partitions' readers until its timeout
+        except GroupFenced as exc:
+            # left open, its records would hold the partitions' readers until its timeout; a
+            # producer whose abort failed cannot be trusted with the next transaction
+            if not await self._abort(task):
+                exc.rejoin = False
             raise
         except ProducerFenced:
             raise
@@ -675,14 +693,43 @@ class PartitionWorker:
         if offsets:
             await asyncio.wait_for(producer.send_offsets_to_transaction(offsets, self.group), self.txn_call_s)
 
-    async def _abort(self, lane: int) -> None:
+    async def _abort(self, lane: int) -> bool:
+        """False: not aborted (Kafka ends the transaction at its timeout)."""
         producer = self._tasks.get(lane)
         if producer is None:
-            return
+            return False
         try:
             await asyncio.wait_for(producer.abort_transaction(), self.txn_call_s)
         except (KafkaError, asyncio.TimeoutError) as exc:
             log.warning("%s: transaction not aborted (%s); Kafka ends it at its timeout", self.group, exc)
+            return False
+        return True
+
+    async def _lose_all(self, why: GroupFenced) -> None:
+        """Scope worker: the group moved on without this worker and its transaction, everything
+        handled since the last commit, was aborted. That work is dropped here (the tables' unsaved
+        writes, what services keep, the offsets and positions) and the worker joins the group
+        again; what it is assigned then is restored and read from the committed offsets, read
+        stable, as by any new owner."""
+        owned = self.consumer.assignment()
+        log.warning("%s: %s; the work since the last commit is dropped and the worker joins its group again "
+                    "(partitions %s)", self.group, why, sorted({tp.partition for tp in owned}))
+        streaming.lost_counter().inc()
+        await self._stop_restoring()
+        self.partitions = frozenset()  # nothing is handled until partitions are assigned and restored
+        if owned:
+            self.consumer.pause(*owned)  # read again from the committed offsets once assigned
+        if self.alignment is not None:
+            self.alignment.forget()
+        self._done, self._positions, self._changelog_in_flight = {}, {}, []
+        self._task_deliveries.pop(WORKER_LANE, None)
+        self._txn_records.pop(WORKER_LANE, None)
+        self._renewed.discard(WORKER_LANE)
+        for table in self.tables:
+            table.release(table.held())
+        for step in self.on_lost:
+            step()
+        self.consumer._coordinator.request_rejoin()  # aiokafka's, not public: revoked, then assigned
 
     async def _renew_task(self, task: int, why: BaseException) -> AIOKafkaProducer:
         """A new producer for the task, its open transaction's records sent again in a new one.

@@ -117,6 +117,19 @@ def held_counter():
     return _HELD
 
 
+_LOST = None
+
+
+def lost_counter():
+    """``sandan_worker_lost_total``: times a stream worker found its group had moved on without it
+    (scope worker: its session expired) and dropped the work since its last commit to join again."""
+    global _LOST
+    if _LOST is None:
+        from prometheus_client import Counter
+        _LOST = Counter("sandan_worker_lost_total", "Times a stream worker dropped its uncommitted work and rejoined its group")
+    return _LOST
+
+
 _COMMIT = None
 
 

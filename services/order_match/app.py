@@ -84,6 +84,7 @@ class MatchWorker:
             replay_window_ms=self.replay_window_ms, numbers=RedisCustomsNumbers(redis, namespace))
         self.store = BucketStore(table, self.wire)
         self.worker.before_commit.append(self.store.flush)
+        self.worker.on_lost.append(self.lost)
         self.wakeups = WakeupStore(folder / "wakeups")
         self.clock = StreamClock(document_topics, config.get_int("SANDAN_MATCH_IDLE_SECONDS") * 1000)
         # The broker's time of the newest record read (documents and ticks: LogAppendTime): the
@@ -196,6 +197,14 @@ class MatchWorker:
             self.save(key, bucket, arrival.source.partition, self.loaded_wake.pop(key, None))
         self.loaded_wake.clear()
 
+    def lost(self) -> None:
+        """The worker dropped its work since the last commit: buckets and wake-ups built from it go,
+        and the wake-up index is rebuilt from the table at the first tick once assigned again."""
+        self.store.drop()
+        self.loaded_wake.clear()
+        self.scanned_for.clear()
+        self.tick_decisions.clear()
+
     # --- expiry --------------------------------------------------------------------------------
 
     async def tick(self) -> None:
@@ -250,6 +259,7 @@ class MatchWorker:
             return
         self.wakeups.clear()
         self.clock.forget()
+        self.tick_decisions.clear()  # rebuilt below for the partitions owned now
         self.scanned_for.clear()
         self.scanned_for.update(assigned)
         for key, bucket in self.store.items():

@@ -13,7 +13,8 @@ dominate. Here, as in Kafka Streams' record caches:
 * the buckets written last stay decoded (``KEPT``, a clean memo), so the next document of the
   same declaration skips the read and the decode; a clean bucket handed out leaves the memo
   (the caller changes it), so the memo never holds a state the table does not. A table rebuilt
-  from its changelog (partitions assigned) empties the memo.
+  from its changelog (partitions assigned) empties the memo, and so does ``drop`` (the worker
+  dropped its uncommitted work).
 """
 from __future__ import annotations
 
@@ -81,6 +82,12 @@ class BucketStore:
         while len(self._decoded) > self.kept:
             self._decoded.popitem(last=False)
         return len(dirty)
+
+    def drop(self) -> None:
+        """The worker's work since its last commit was dropped: the buckets it wrote are not the
+        table's (dirty ones never were; the memo's may be aborted writes)."""
+        self._dirty.clear()
+        self._decoded.clear()
 
     def items(self) -> Iterator[tuple[str, dict]]:
         """Every bucket of the local table, decoded (a rescan after partitions moved)."""

@@ -102,6 +102,8 @@ class ReturnsWorker:
         self.changed: dict[tuple[str, str], tuple[int, bytes | None, dict]] = {}
         self.sent: list[asyncio.Future] = []  # the batch's output deliveries
         self.worker.timer(config.get_int("SANDAN_RETURNS_TICK_SECONDS"), self.tick)
+        # the work since the last commit dropped: the schedule and counts are rebuilt from the tables
+        self.worker.on_lost.append(lambda: setattr(self, "scanned", None))
 
     # --- a batch of records ------------------------------------------------------------------
 

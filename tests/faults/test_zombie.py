@@ -3,12 +3,13 @@ session timeout, the group gives its partitions to the other worker, then it is 
 
 In scope partition the new owner's transactional producers fenced it
 (services/common/partition_worker.py): the zombie's open transaction was aborted and whatever it
-tries after waking is refused. In scope worker (the default) nothing of the new owner's touches the
-zombie's producer: its transaction stays open while it is stopped, and woken, its offsets are
-refused by the group coordinator (its generation is over), it aborts the transaction itself.
-Either way it exits 70 saying so, and the supervisor (here the test) starts it again. Which way it
-goes is read from Kafka the moment the zombie is stopped (DescribeTransactions of its transactional
-ids): a transaction Ongoing there must end in that exit. A zombie stopped between two transactions
+tries after waking is refused: it exits 70 saying so, and the supervisor (here the test) starts
+it again. In scope worker (the default) nothing of the new owner's touches the zombie's producer:
+its transaction stays open while it is stopped, and woken, its offsets are refused by the group
+coordinator (its generation is over), it aborts the transaction itself, drops what it handled
+since its last commit and joins the group again without exiting. Which way it goes is read from
+Kafka the moment the zombie is stopped (DescribeTransactions of its transactional ids): a
+transaction Ongoing there must end in that exit (partition) or that drop (worker). A zombie stopped between two transactions
 (after a commit, before its next output: the 200 ms commit cycle leaves such gaps at a light
 load) holds nothing Kafka could abort; woken, it either tries a write and is fenced the same
 way, or hears of the takeover from the group first and rejoins with fresh producers, and both
@@ -44,6 +45,7 @@ FENCED = 70
 # met the fencing first and the batch loop's next send, offsets or commit only got aiokafka's
 # IllegalOperation (partition_worker.fencing finds the ProducerFenced behind it).
 FENCING = ("CRITICAL sandan.worker: fenced: ",)
+DROPPED = b"joins its group again"  # scope worker: partition_worker._lose_all's line
 ONGOING = "Ongoing"  # kafka-python's TransactionState value
 EXIT_WAIT_S = 90  # only bounds a failure: a woken zombie learns of the takeover within seconds
 
@@ -70,15 +72,18 @@ def _transactions(admin, ids: dict[str, str]) -> dict[str, tuple[str, int]]:
     return {key: (str(described[txn].state.value), described[txn].producer_epoch) for key, txn in ids.items()}
 
 
-def _exit_or_rejoin(proc: subprocess.Popen, log: Path, since: int, must_exit: bool) -> int | None:
+def _exit_or_rejoin(proc: subprocess.Popen, log: Path, since: int, must_exit: bool, must_drop: bool) -> int | None:
     """The woken zombie's exit code; None once it has been given partitions again (unless it had a
-    transaction Kafka aborted: then only its exit ends the wait), or at the bound."""
+    transaction Kafka aborted: then only its exit ends the wait; or one it must abort itself: then
+    only its drop, then partitions assigned), or at the bound."""
     deadline = time.monotonic() + EXIT_WAIT_S
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
             return code
-        if not must_exit and b"assigned" in log.read_bytes()[since:]:
+        woken = log.read_bytes()[since:]
+        dropped = woken.find(DROPPED) if must_drop else 0
+        if not must_exit and dropped >= 0 and b"assigned" in woken[dropped:]:
             time.sleep(2.0)  # a write it tried meanwhile would be fenced by now: give that exit a chance
             return proc.poll()
         time.sleep(0.2)
@@ -128,10 +133,13 @@ def test_a_paused_worker_woken_after_a_takeover_gets_no_stale_write_accepted(ser
             p.faults.record(f"SIGCONT {zombie}")
             os.kill(proc.proc.pid, signal.SIGCONT)
         woken_at = proc.log.stat().st_size  # bytes of its log before the SIGCONT
-        must_exit = ONGOING in seen["tasks"].values()
-        seen["code"] = await asyncio.to_thread(_exit_or_rejoin, proc.proc, proc.log, woken_at, must_exit)
+        held = ONGOING in seen["tasks"].values()
+        seen["code"] = await asyncio.to_thread(_exit_or_rejoin, proc.proc, proc.log, woken_at,
+                                               held and scope == "partition", held and scope == "worker")
         if seen["code"] is None:  # rejoined (or, a failure asserted below, neither within the bound)
-            seen["rejoined"] = b"assigned" in proc.log.read_bytes()[woken_at:]
+            woken = proc.log.read_bytes()[woken_at:]
+            after = woken.find(DROPPED) if held and scope == "worker" else 0  # assigned after its drop
+            seen["rejoined"] = after >= 0 and b"assigned" in woken[after:]
             proc.stop()
         fenced_log = proc.log.with_name(f"{zombie}.fenced.log")
         proc.log.rename(fenced_log)
@@ -163,6 +171,13 @@ def test_a_paused_worker_woken_after_a_takeover_gets_no_stale_write_accepted(ser
     woken = f"exit {seen['code']}" if seen["code"] is not None else "rejoined its group"
     TABLE.notes.append(f"zombie: {service.replace('-', '_')} (scope {scope}) stopped with its transactions "
                        f"{seen['tasks']}; woken: {woken}")
+    if open_at_pause and scope == "worker":
+        # it aborted the transaction itself (the audit above found none of its writes), dropped
+        # the work and took partitions again, all without exiting
+        assert seen["code"] is None and seen.get("rejoined"), \
+            f"{zombie} exited {seen['code']} instead of dropping its work and rejoining:\n{text[-3000:]}"
+        assert DROPPED.decode() in text and CRASH_MARK not in text, text[-3000:]
+        return
     if not open_at_pause and seen["code"] is None:
         # nothing open to abort: it heard of the takeover from the group, gave its partitions
         # back and took some again with new producers (the audit above found no stale write)

@@ -492,7 +492,11 @@ class WorkerScopeProducer(FakeTaskProducer):
 
 
 class GroupMember:
-    generation, member_id, _group_instance_id = 7, "member-a", "unit-0"
+    def __init__(self) -> None:
+        self.generation, self.member_id, self._group_instance_id, self.rejoins = 7, "member-a", "unit-0", 0
+
+    def request_rejoin(self) -> None:
+        self.rejoins += 1
 
 
 def worker_scope(tmp_path, monkeypatch, producer: WorkerScopeProducer, renewed: WorkerScopeProducer | None = None,
@@ -502,6 +506,7 @@ def worker_scope(tmp_path, monkeypatch, producer: WorkerScopeProducer, renewed: 
     monkeypatch.setenv("SANDAN_TRANSACTION_SCOPE", "worker")
     w, codes, table = worker(tmp_path, fail=False)
     w.consumer._coordinator = GroupMember()
+    w.consumer.pause = lambda *tps: None
     w.consumer.assignment = lambda: {TopicPartition("in", p) for p in owned}
     w._tasks = {partition_worker.WORKER_LANE: producer}
     w._producer = lambda transactional_id: renewed
@@ -527,28 +532,63 @@ def test_scope_worker_commits_every_task_in_one_transaction_with_the_group_membe
     table.close()
 
 
-def test_scope_worker_offsets_the_group_refused_abort_the_transaction_and_stop_the_worker_fenced(
-        tmp_path, monkeypatch):
+def test_scope_worker_offsets_the_group_refused_abort_drop_the_work_and_rejoin(tmp_path, monkeypatch):
+    # the group moved on (a session expired): the transaction is aborted, everything of it the
+    # worker keeps is dropped and it joins the group again, to be assigned and restored anew
     from services.common.group_transactions import GroupFenced
     producer = WorkerScopeProducer(offsets_refusal=GroupFenced("offsets refused by the group coordinator"))
     w, codes, table = worker_scope(tmp_path, monkeypatch, producer)
+    lost, paused = [], []
+    w.on_lost.append(lambda: lost.append(True))
+    w.consumer.pause = lambda *tps: paused.extend(tps)
+    w.partitions = frozenset({1, 2, 3})
+    w._positions = {TopicPartition("in", 3): 40}
+    table.put(3, b"committed-before", b"x")  # a write of an earlier commit, already in its store
+    table.changes()
+    table.save_offsets()
 
-    with pytest.raises(GroupFenced):
-        asyncio.run(_task_batch_then_commit(w, table, (1,)))
-    assert producer.calls == ["begin", "flush", "offsets", "abort"], "left open it holds its partitions' readers"
-    assert w.fencing(GroupFenced()) is not None  # the batch loop exits as fenced
+    asyncio.run(_task_batch_then_commit(w, table, (1,)))
+    assert codes == [] and producer.calls == ["begin", "flush", "offsets", "abort"], "left open it holds readers"
+    assert lost == [True] and w.consumer._coordinator.rejoins == 1
+    assert w.partitions == frozenset() and sorted(tp.partition for tp in paused) == [1, 2, 3]
+    assert w._positions == {} and w._done == {} and w._open == set()
+    assert table.held() == set() and table._unsent == {} and table._sent == {}, "an aborted write is still read"
     table.close()
 
 
-def test_scope_worker_without_a_generation_sends_no_offsets(tmp_path, monkeypatch):
+def test_scope_worker_whose_instance_id_was_taken_or_whose_abort_failed_leaves_fenced(tmp_path, monkeypatch):
+    # FENCED_INSTANCE_ID: another process runs as this worker; rejoining would fence it in turn.
+    # An abort that failed: the producer is not trusted with another transaction.
     from services.common.group_transactions import GroupFenced
+    for refusal, abort_fails in ((GroupFenced("FENCED_INSTANCE_ID", rejoin=False), False), (GroupFenced(), True)):
+        producer = WorkerScopeProducer(offsets_refusal=refusal)
+        if abort_fails:
+            async def abort_transaction(producer=producer):
+                from aiokafka.errors import KafkaConnectionError
+                producer.calls.append("abort")
+                raise KafkaConnectionError("coordinator away")
+            producer.abort_transaction = abort_transaction
+        w, codes, table = worker_scope(tmp_path, monkeypatch, producer)
+        lost = []
+        w.on_lost.append(lambda: lost.append(True))
+
+        with pytest.raises(GroupFenced):
+            asyncio.run(_task_batch_then_commit(w, table, (1,)))
+        assert producer.calls == ["begin", "flush", "offsets", "abort"] and lost == []
+        assert w.consumer._coordinator.rejoins == 0
+        assert w.fencing(refusal) is not None  # the batch loop exits as fenced
+        table.close()
+
+
+def test_scope_worker_without_a_generation_sends_no_offsets_and_rejoins(tmp_path, monkeypatch):
     producer = WorkerScopeProducer()
     w, codes, table = worker_scope(tmp_path, monkeypatch, producer)
     w.consumer._coordinator.generation = -1  # aiokafka's reset after a heartbeat the group refused
+    w.consumer.pause = lambda *tps: None
 
-    with pytest.raises(GroupFenced, match="not a member"):
-        asyncio.run(_task_batch_then_commit(w, table, (1,)))
+    asyncio.run(_task_batch_then_commit(w, table, (1,)))
     assert producer.offsets == [] and producer.calls == ["begin", "flush", "abort"]
+    assert codes == [] and w.consumer._coordinator.rejoins == 1
     table.close()
 
 

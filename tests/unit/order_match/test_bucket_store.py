@@ -107,3 +107,24 @@ def test_the_memo_is_bounded_and_a_delete_or_a_recovery_empties_it():
     assert store.take("C") is not held and store.take("A") == _bucket("A")
     store.put(0, "D", _bucket("D"))  # dirty: a rescan sees it too
     assert dict(store.items()).keys() == {"A", "C", "D"}
+
+
+def test_dropping_the_uncommitted_work_forgets_dirty_and_memo_buckets_alike():
+    # the worker's transaction was aborted (the group moved on without it): a bucket written by
+    # it, in the memo, and one dirty since are not the table's; the next take reads the table
+    table = ChangelogTable("t", None)
+    store = BucketStore(table, codec())
+    store.put(0, "A", _bucket("A"))
+    store.flush()
+    table.changes()
+    table.save_offsets()  # A, as committed
+    aborted = _bucket("A")
+    aborted["waybills"].append({"doc": b"w", "guid": "G-aborted", "key": ["L", "1"], "fingerprint": "f", "at": 1})
+    store.put(0, "A", aborted)
+    store.flush()  # into the table's overlay and the memo: the aborted transaction's write
+    store.put(0, "B", _bucket("B"))  # dirty, never written
+    table.release(table.held())  # what the worker does with its tables
+    table._stores[0] = table._open(0)  # assigned again: the committed store reopened
+    store.drop()
+    assert store.take("A") == _bucket("A"), "a bucket of the aborted transaction was read back"
+    assert store.take("B") is None
