@@ -22,6 +22,7 @@ Decoder = Callable[[bytes, int], tuple[dict, int]]
 
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 LONG_OVERFLOW = "an Avro long beyond 64 bits"
+NEGATIVE_BRANCH = "a negative union branch"  # fastavro indexes its branch list with it (Python wraps)
 
 
 class Unsupported(Exception):
@@ -264,11 +265,13 @@ class _Gen:
                         f"{ind}if {index} == 0: {target} = None",
                         f"{ind}elif {index} == 2:",
                         *self.dec(t[1], target, ind + "    ", ns, ceb),
+                        f"{ind}elif {index} & 1: raise IndexError(f'{NEGATIVE_BRANCH} (byte {{{index}}})')",
                         f"{ind}else: raise IndexError(f'union branch byte {{{index}}} of 2 branches')"]
             lines = self.read_long(index, ind)
             for i, branch in enumerate(t):
                 lines.append(f"{ind}{'if' if i == 0 else 'elif'} {index} == {i}:")
                 lines += self.dec(branch, target, ind + "    ", ns, ceb)
+            lines.append(f"{ind}elif {index} < 0: raise IndexError(f'{NEGATIVE_BRANCH} ({{{index}}})')")
             lines.append(f"{ind}else: raise IndexError(f'union branch {{{index}}} of {len(t)}')")
             return lines
         raise Unsupported(f"type {k!r}")

@@ -47,6 +47,11 @@ CLEARED, RECEIPTS = "declarations.cleared", "receipts"
 PAYDATA = "paydata.outcomes"
 SHUTTING_DOWN = "the gateway is shutting down; reconnect (subscribers: resume with your last cursor)"
 REGISTRY_WAIT_S = 10.0  # how long a Submit waits for the certificate registry after a start
+# A Submit ended by a refusal mid-stream reads (and drops) what the client is still sending, up
+# to this long or this many items, before its status goes out: grpcio's asyncio client reports a
+# write that meets an ended stream as INTERNAL in place of the server's status (grpc/grpc#36066)
+DRAIN_S = 0.5
+DRAIN_ITEMS = 1_000
 
 
 class Publisher(Protocol):
@@ -133,18 +138,23 @@ class Gateway(pb_grpc.GatewayServicer):
             # the call is accepted: headers now, so a client may wait for them before it writes
             # (a refusal above comes before any, with its own status: see GatewayClient.submit)
             await context.send_initial_metadata(())
-            async with aclosing(self._until_stopping(request_iterator)) as items:
-                async for item in items:
-                    self.limiter.take(client.id)
-                    sequence += 1
-                    submission = await asyncio.to_thread(examine, _format_name(item.format), item.message_type,
-                                                         item.payload, client.codes, source, client.messages,
-                                                         self.signatures)
-                    await self.publisher.publish(submission.outputs)  # acknowledged before the answer
-                    count_dead_letters(submission.outputs)
-                    answer = messages.submit_answer(item.item_id, sequence, submission, self.clock())
-                    self._count_submission(item.message_type, answer)
-                    yield answer
+            try:
+                async with aclosing(self._until_stopping(request_iterator)) as items:
+                    async for item in items:
+                        self.limiter.take(client.id)
+                        sequence += 1
+                        submission = await asyncio.to_thread(examine, _format_name(item.format), item.message_type,
+                                                             item.payload, client.codes, source, client.messages,
+                                                             self.signatures)
+                        await self.publisher.publish(submission.outputs)  # acknowledged before the answer
+                        count_dead_letters(submission.outputs)
+                        answer = messages.submit_answer(item.item_id, sequence, submission, self.clock())
+                        self._count_submission(item.message_type, answer)
+                        yield answer
+            except CallError as exc:
+                if exc.message != SHUTTING_DOWN and not context.done():
+                    await _drain(request_iterator)
+                raise
 
     async def _registry_loaded(self) -> None:
         if self.signatures is None or self.signatures.ready.is_set():
@@ -365,3 +375,19 @@ def _format_name(value: int) -> str:
         return pb.PayloadFormat.Name(value)
     except ValueError:
         return str(value)
+
+
+async def _drain(request_iterator) -> None:
+    """What the client sends until it ends its side of the stream, dropped unread, within
+    ``DRAIN_S`` and ``DRAIN_ITEMS``: a client that has written everything when the status comes
+    gets that status, not its library's INTERNAL for a write into an ended stream."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_S
+    try:
+        for _ in range(DRAIN_ITEMS):
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            await asyncio.wait_for(request_iterator.__anext__(), left)
+    except (StopAsyncIteration, TimeoutError, DecodeError, grpc.aio.AioRpcError):
+        return
