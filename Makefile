@@ -22,7 +22,7 @@ export SANDAN_KAFKA_NODES := $(KAFKA_NODES)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv proto setup up down status reset test demo clean test-faults test-faults-long soak ledger-sim fuzz bench-signatures bench-clients
+.PHONY: help venv proto setup up down status reset test demo clean test-faults test-faults-long soak ledger-sim fuzz bench-signatures bench-clients bench-gateway
 
 help:
 	@echo "make venv     .venv with sandan installed editable (plus test tools)"
@@ -45,6 +45,7 @@ help:
 	@echo "make bench-signatures  SM2-SM3 and RSA signature verifications per second on one core (JSON)"
 	@echo "make bench    the pipeline at full speed next to raw Kafka (JSON; BENCH_ARGS='--rate 1000' for latency)"
 	@echo "make bench-clients  the Kafka client's CPU per record: aiokafka against confluent-kafka (JSON)"
+	@echo "make bench-gateway  the gateway's Submit rate with signatures checked and without (JSON; BENCH_ARGS='--seconds 60')"
 	@echo "make bench-memory  a million pending declarations in order_match's RocksDB table (JSON; minutes)"
 	@echo "make clean    remove .venv and build output (keeps .local data, see reset, and the Kafka jars in .cache)"
 
@@ -150,6 +151,10 @@ bench: up
 
 bench-memory: up
 	@$(VENV_PY) -m bench.memory $(BENCH_ARGS)
+
+# A gateway process on the local Kafka, signed CEB621s on concurrent Submit streams, then unsigned ones.
+bench-gateway: up
+	@$(VENV_PY) -m bench.gateway_submit $(BENCH_ARGS)
 
 # The Kafka client's CPU per record, aiokafka against confluent-kafka (installed here only).
 bench-clients: up

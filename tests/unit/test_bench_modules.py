@@ -11,7 +11,8 @@ import pytest
 from services.common import config
 
 MODULES = sorted(p.stem for p in (config.PROJECT_ROOT / "bench").glob("*.py") if p.stem != "__init__")
-RUNNABLE = ["codec", "engine", "kafka_clients", "memory", "pipeline", "redis_claims", "signatures"]
+RUNNABLE = ["codec", "engine", "gateway_submit", "kafka_clients", "memory", "pipeline", "redis_claims",
+            "signatures"]
 
 
 @pytest.mark.parametrize("name", MODULES)
