@@ -721,9 +721,9 @@ class PartitionWorker:
             self.consumer.pause(*owned)  # read again from the committed offsets once assigned
         if self.alignment is not None:
             self.alignment.forget()
-        self._done, self._positions, self._changelog_in_flight = {}, {}, []
+        # the commit took the offsets and popped the transaction's records; what it may leave:
+        self._positions, self._changelog_in_flight = {}, []
         self._task_deliveries.pop(WORKER_LANE, None)
-        self._txn_records.pop(WORKER_LANE, None)
         self._renewed.discard(WORKER_LANE)
         for table in self.tables:
             table.release(table.held())
