@@ -9,13 +9,15 @@ its transaction stays open while it is stopped, and woken, its offsets are refus
 coordinator (its generation is over), it aborts the transaction itself, drops what it handled
 since its last commit and joins the group again without exiting. Which way it goes is read from
 Kafka the moment the zombie is stopped (DescribeTransactions of its transactional ids): a
-transaction Ongoing there must end in that exit (partition) or that drop (worker). A zombie stopped between two transactions
-(after a commit, before its next output: the 200 ms commit cycle leaves such gaps at a light
-load) holds nothing Kafka could abort; woken, it either tries a write and is fenced the same
-way, or hears of the takeover from the group first and rejoins with fresh producers, and both
-are right. The audit is the usual one:
-nothing lost, decided twice or off its ledger (a stale output, changelog record or Redis effect
-accepted would show as a duplicate or a balance or quota off), both rebuilds clean.
+transaction Ongoing there must end in that exit (partition) or that drop (worker). A stop that
+caught the zombie between two transactions (after a commit, before its next output: the 200 ms
+commit cycle leaves such gaps at a light load) is undone at once and tried again, so the pause
+that stays is nearly always mid-transaction; if none of the tries is, the zombie holds nothing
+Kafka could abort and, woken, either tries a write and is fenced the same way, or hears of the
+takeover from the group first and rejoins with fresh producers, and both are right.
+The audit is the usual one: nothing lost, decided twice or off its ledger (a stale output,
+changelog record or Redis effect accepted would show as a duplicate or a balance or quota off),
+both rebuilds clean.
 
 The zombie's exit is the fault's expected outcome, not a crash: the test takes it in place of
 the harness's supervisor and keeps the zombie's log apart (``<name>.fenced.log``), where the
@@ -48,6 +50,7 @@ FENCING = ("CRITICAL sandan.worker: fenced: ",)
 DROPPED = b"joins its group again"  # scope worker: partition_worker._lose_all's line
 ONGOING = "Ongoing"  # kafka-python's TransactionState value
 EXIT_WAIT_S = 90  # only bounds a failure: a woken zombie learns of the takeover within seconds
+STOP_TRIES = 40  # stops undone while the zombie held no open transaction (each ~0.1-0.5 s)
 
 
 def _owned(log: Path) -> list[int]:
@@ -95,6 +98,33 @@ def _state(pid: int) -> str:
         return next(line.split()[1] for line in status if line.startswith("State:"))
 
 
+async def _stop(pid: int, seen: dict) -> None:
+    os.kill(pid, signal.SIGSTOP)
+    for _ in range(100):  # the signal is delivered asynchronously
+        seen["state"] = _state(pid)
+        if seen["state"] == "T":
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _stop_holding_a_transaction(pid: int, admin, scope: str, group: str, log: Path, seen: dict,
+                                      rnd) -> dict[str, tuple[str, int]]:
+    """SIGSTOP the zombie, preferably in the middle of a transaction: the case where it holds
+    something Kafka or the zombie itself must abort. A stop that caught it between two
+    transactions (its commit cycle leaves such gaps at a light load) is undone at once (a pause
+    of well under its session) and tried again, up to ``STOP_TRIES`` times; the transactions'
+    states at the stop that stays are returned."""
+    for attempt in range(STOP_TRIES):
+        await _stop(pid, seen)
+        paused = await asyncio.to_thread(_transactions, admin, _transactional_ids(scope, group, log))
+        if any(state == ONGOING for state, _ in paused.values()) or attempt == STOP_TRIES - 1:
+            seen["stop tries"] = attempt + 1
+            return paused
+        os.kill(pid, signal.SIGCONT)
+        await asyncio.sleep(rnd.uniform(0.05, 0.4))
+    raise AssertionError("unreachable: the last try returns")
+
+
 @pytest.mark.parametrize("scope", ["worker", "partition"])
 @pytest.mark.parametrize("service", ["order-match", "tax-guarantee"])
 def test_a_paused_worker_woken_after_a_takeover_gets_no_stale_write_accepted(service, scope, private, topic_prefix,
@@ -110,17 +140,12 @@ def test_a_paused_worker_woken_after_a_takeover_gets_no_stale_write_accepted(ser
         await asyncio.sleep(rnd.uniform(4.0, 7.0))
         p.faults.record(f"SIGSTOP {zombie}")
         p.services.down.add(zombie)  # its exit is this test's to judge, not the harness supervisor's
-        os.kill(proc.proc.pid, signal.SIGSTOP)
         try:
-            for _ in range(100):  # the signal is delivered asynchronously
-                seen["state"] = _state(proc.proc.pid)
-                if seen["state"] == "T":
-                    break
-                await asyncio.sleep(0.05)
-            ids = _transactional_ids(scope, f"{p.prefix}sandan-{service}", proc.log)
-            seen["owned"] = _owned(proc.log)
-            paused = await asyncio.to_thread(_transactions, admin, ids)
+            paused = await _stop_holding_a_transaction(proc.proc.pid, admin, scope, f"{p.prefix}sandan-{service}",
+                                                       proc.log, seen, rnd)
             seen["tasks"] = {key: state for key, (state, _) in paused.items()}
+            seen["owned"] = _owned(proc.log)
+            ids = _transactional_ids(scope, f"{p.prefix}sandan-{service}", proc.log)
             await asyncio.sleep(paused_s)
             # scope partition: the takeover started the tasks' producers elsewhere, each epoch moved
             # past the zombie's; scope worker: the zombie's producer is untouched, its partitions
@@ -170,7 +195,7 @@ def test_a_paused_worker_woken_after_a_takeover_gets_no_stale_write_accepted(ser
     open_at_pause = sorted(t for t, state in seen["tasks"].items() if state == ONGOING)
     woken = f"exit {seen['code']}" if seen["code"] is not None else "rejoined its group"
     TABLE.notes.append(f"zombie: {service.replace('-', '_')} (scope {scope}) stopped with its transactions "
-                       f"{seen['tasks']}; woken: {woken}")
+                       f"{seen['tasks']} (stop {seen['stop tries']} of {STOP_TRIES}); woken: {woken}")
     if open_at_pause and scope == "worker":
         # it aborted the transaction itself (the audit above found none of its writes), dropped
         # the work and took partitions again, all without exiting
