@@ -107,22 +107,24 @@ async def _stop(pid: int, seen: dict) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _stop_holding_a_transaction(pid: int, admin, scope: str, group: str, log: Path, seen: dict,
-                                      rnd) -> dict[str, tuple[str, int]]:
+async def _stop_holding_a_transaction(pid: int, admin, scope: str, group: str, log: Path, seen: dict, rnd
+                                      ) -> tuple[dict[str, str], dict[str, tuple[str, int]]]:
     """SIGSTOP the zombie, preferably in the middle of a transaction: the case where it holds
     something Kafka or the zombie itself must abort. A stop that caught it between two
     transactions (its commit cycle leaves such gaps at a light load) is undone at once (a pause
-    of well under its session) and tried again, up to ``STOP_TRIES`` times; the transactions'
-    states at the stop that stays are returned."""
-    for attempt in range(STOP_TRIES):
+    of well under its session) and tried again, up to ``STOP_TRIES`` times; returns the
+    transactional ids read at the stop that stays and their transactions' states."""
+    tries = 0
+    while True:
+        tries += 1
         await _stop(pid, seen)
-        paused = await asyncio.to_thread(_transactions, admin, _transactional_ids(scope, group, log))
-        if any(state == ONGOING for state, _ in paused.values()) or attempt == STOP_TRIES - 1:
-            seen["stop tries"] = attempt + 1
-            return paused
+        ids = _transactional_ids(scope, group, log)
+        paused = await asyncio.to_thread(_transactions, admin, ids)
+        if tries == STOP_TRIES or any(state == ONGOING for state, _ in paused.values()):
+            seen["stop tries"] = tries
+            return ids, paused
         os.kill(pid, signal.SIGCONT)
         await asyncio.sleep(rnd.uniform(0.05, 0.4))
-    raise AssertionError("unreachable: the last try returns")
 
 
 @pytest.mark.parametrize("scope", ["worker", "partition"])
@@ -141,11 +143,10 @@ def test_a_paused_worker_woken_after_a_takeover_gets_no_stale_write_accepted(ser
         p.faults.record(f"SIGSTOP {zombie}")
         p.services.down.add(zombie)  # its exit is this test's to judge, not the harness supervisor's
         try:
-            paused = await _stop_holding_a_transaction(proc.proc.pid, admin, scope, f"{p.prefix}sandan-{service}",
-                                                       proc.log, seen, rnd)
+            ids, paused = await _stop_holding_a_transaction(proc.proc.pid, admin, scope,
+                                                            f"{p.prefix}sandan-{service}", proc.log, seen, rnd)
             seen["tasks"] = {key: state for key, (state, _) in paused.items()}
             seen["owned"] = _owned(proc.log)
-            ids = _transactional_ids(scope, f"{p.prefix}sandan-{service}", proc.log)
             await asyncio.sleep(paused_s)
             # scope partition: the takeover started the tasks' producers elsewhere, each epoch moved
             # past the zombie's; scope worker: the zombie's producer is untouched, its partitions
